@@ -1,0 +1,3 @@
+from hn.cli.app import main
+
+main()

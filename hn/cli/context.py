@@ -1,0 +1,21 @@
+"""Per-invocation state shared by the command modules (the vault home)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hn.vault.home import Home, default_home
+
+
+@dataclass
+class State:
+    home_dir: Path | None = None
+    log_json: bool = False
+
+    @property
+    def home(self) -> Home:
+        return Home(self.home_dir or default_home())
+
+
+STATE = State()

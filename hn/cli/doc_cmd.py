@@ -1,0 +1,106 @@
+"""`hn doc`: add, list, publish, share and open documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, table
+from hn.vault import identities, presence, shards, store
+
+app = typer.Typer(help="Documents: content-addressed artefacts, shares and shards.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+def doc_view(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": entry["id"],
+        "digest": entry["digest"],
+        "size": entry["size"],
+        "type": entry.get("media_type") or entry["kind"],
+        "kind": entry["kind"],
+        "name": entry.get("name", ""),
+        "published": bool(entry.get("published")),
+        **({"recipient": entry["recipient"]} if "recipient" in entry else {}),
+        **({"sender": entry["sender"]} if "sender" in entry else {}),
+    }
+
+
+@app.command("add")
+def add(files: list[Path] = typer.Argument(..., help="Files or folders (added recursively)."),
+        publish: bool = typer.Option(False, "--publish", help="List them in the public index."),
+        as_json: bool = JSON) -> None:
+    """Add files to the vault under their BLAKE3 content address."""
+    home = STATE.home
+    me = identities.load(home)
+    todo = store.expand_inputs(files)
+    show = not as_json and len(todo) > 20
+    with Progress(TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not show, transient=True) as bar:
+        task = bar.add_task("add", total=len(todo))
+        entries = store.add_files(home, me.keys, todo, publish, progress=lambda n: bar.advance(task, n))
+    doc, changed = presence.refresh(home, me)
+    views = [doc_view(e) for e in entries]
+    emit({"added": views, "presence_seq": doc["seq"], "index_root": doc["index"]["root"]}, as_json,
+         lambda d: console.print(f"added {len(views)} document(s)" + (", published" if publish else "")
+                                 + (f"; index root {doc['index']['root'][:16]}…" if changed else "")))
+
+
+@app.command("list")
+def list_(as_json: bool = JSON) -> None:
+    """List documents and shards."""
+    catalog = store.load_catalog(STATE.home)
+    views = sorted((doc_view(e) for e in catalog.entries.values()), key=lambda v: (v["kind"], v["name"], v["id"]))
+    emit({"artefacts": views}, as_json, lambda d: table(
+        None, ["id", "kind", "name", "size", "type", "published"],
+        [[v["id"][:16], v["kind"], v["name"], v["size"], v["type"], "yes" if v["published"] else ""] for v in views]))
+
+
+def _set_published(ids: list[str], value: bool, as_json: bool) -> None:
+    home = STATE.home
+    me = identities.load(home)
+    entries = store.set_published(home, me.keys, ids, value)
+    doc, _ = presence.refresh(home, me)
+    emit({"artefacts": [doc_view(e) for e in entries], "index_root": doc["index"]["root"]}, as_json,
+         lambda d: console.print(f"{'published' if value else 'unpublished'} {len(entries)} document(s)"))
+
+
+@app.command("publish")
+def publish_(ids: list[str] = typer.Argument(...), as_json: bool = JSON) -> None:
+    """List documents in the public index."""
+    _set_published(ids, True, as_json)
+
+
+@app.command("unpublish")
+def unpublish(ids: list[str] = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Remove documents from the public index (peers see a tombstone)."""
+    _set_published(ids, False, as_json)
+
+
+@app.command("share")
+def share(doc_id: str = typer.Argument(..., help="Document id or unique prefix."),
+          to: str = typer.Option(..., "--to", help="Recipient DID (a contact: `hn id import`)."),
+          as_json: bool = JSON) -> None:
+    """Seal a document with HPKE for one recipient; the shard is published in the index."""
+    home = STATE.home
+    me = identities.load(home)
+    data = shards.share(home, me, doc_id, to)
+    presence.refresh(home, me)
+    emit(data, as_json, lambda d: console.print(f"shard {d['id']} for {d['recipient']}"))
+
+
+@app.command("open")
+def open_(shard_id: str = typer.Argument(..., help="Shard id (or prefix), or a path to a shard file."),
+          out: Path = typer.Option(..., "--out", help="Where to write the document."),
+          as_json: bool = JSON) -> None:
+    """Decrypt a shard addressed to you."""
+    home = STATE.home
+    me = identities.load(home)
+    candidate = Path(shard_id)
+    source = candidate if candidate.is_file() else shards.find_shard(home, shard_id)
+    data = shards.open_shard(home, me, source, out)
+    emit(data, as_json, lambda d: console.print(f"opened {d['name'] or d['id']} from {d['sender']} -> {d['out']}"))

@@ -1,0 +1,161 @@
+"""`hn id`: identities, contacts and recovery."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from hn.errors import InputError, MalformedDocument
+from hn.proto.canonical import canonical, loads_strict
+from hn.proto.identity import verify_identity
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, kv, table
+from hn.vault import identities, presence, recovery
+from hn.vault.identities import Identity
+
+app = typer.Typer(help="Identities: create, list, rotate, export, import, recover.", no_args_is_help=True)
+recovery_app = typer.Typer(help="SLIP-39 recovery shares of an identity secret.", no_args_is_help=True)
+app.add_typer(recovery_app, name="recovery")
+
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+def _show(ident: Identity, active: bool | None = None) -> dict[str, Any]:
+    info = ident.public_info()
+    if active is not None:
+        info["active"] = active
+    return info
+
+
+@app.command("create")
+def create(alias: str = typer.Argument(..., help="Local name for the identity."), as_json: bool = JSON) -> None:
+    """Create an identity (Ed25519 signing key + X25519 HPKE key); the first becomes active."""
+    home = STATE.home
+    ident = identities.create(home, alias)
+    if identities.active_alias(home) == ident.alias:
+        presence.refresh(home, ident)
+    emit(_show(ident, identities.active_alias(home) == ident.alias), as_json,
+         lambda d: console.print(f"created [bold]{d['alias']}[/bold] {d['did']}" + (" (active)" if d["active"] else "")))
+
+
+@app.command("list")
+def list_(as_json: bool = JSON) -> None:
+    """List the identities in this vault."""
+    home = STATE.home
+    active = identities.active_alias(home)
+    rows = [_show(identities.load(home, a), a == active) for a in identities.own_aliases(home)]
+    emit({"identities": rows}, as_json, lambda d: table(
+        None, ["", "alias", "did", "key_seq"],
+        [["*" if r["active"] else "", r["alias"], r["did"], r["key_seq"]] for r in d["identities"]]))
+
+
+@app.command("use")
+def use(alias: str, as_json: bool = JSON) -> None:
+    """Make ALIAS the active identity."""
+    home = STATE.home
+    ident = identities.use(home, alias)
+    presence.refresh(home, ident)
+    emit(_show(ident, True), as_json, lambda d: console.print(f"active identity: {d['alias']} {d['did']}"))
+
+
+@app.command("show")
+def show(alias: Optional[str] = typer.Argument(None), as_json: bool = JSON) -> None:
+    """Show an identity (the active one by default)."""
+    home = STATE.home
+    ident = identities.load(home, alias)
+    emit(_show(ident, identities.active_alias(home) == ident.alias), as_json, lambda d: kv(d))
+
+
+@app.command("rotate")
+def rotate(as_json: bool = JSON) -> None:
+    """Rotate to new keys; the new key entry is signed by the previous key."""
+    home = STATE.home
+    ident = identities.rotate(home)
+    presence.refresh(home, ident)
+    emit(_show(ident), as_json, lambda d: console.print(f"rotated {d['alias']} to key {d['key_seq']}"))
+
+
+@app.command("export")
+def export(out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: stdout)."),
+           alias: Optional[str] = typer.Option(None, "--alias")) -> None:
+    """Export the public identity@1 (key history and current HPKE key)."""
+    from hn.vault import atomic
+
+    ident = identities.load(STATE.home, alias)
+    raw = canonical(ident.doc)
+    if out is None:
+        sys.stdout.write(raw.decode("utf-8") + "\n")
+    else:
+        atomic.write_bytes(out, raw)
+        console.print(f"wrote {out}", style="dim") if sys.stdout.isatty() else None
+
+
+@app.command("import")
+def import_(file: Path = typer.Argument(..., help="An identity@1 JSON file."), as_json: bool = JSON) -> None:
+    """Add (or update) a contact from their identity@1."""
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror}") from exc
+    history = identities.import_contact(STATE.home, raw)
+    emit({"did": history.did, "keys": len(history.keys)}, as_json,
+         lambda d: console.print(f"contact {d['did']} ({d['keys']} keys) pinned"))
+
+
+@recovery_app.command("split")
+def split(threshold: int = typer.Option(3, "--threshold", "-k"), shares: int = typer.Option(5, "--shares", "-n"),
+          passphrase: str = typer.Option("", "--passphrase", help="Optional SLIP-39 passphrase."),
+          as_json: bool = JSON) -> None:
+    """Split the active identity's secret into SLIP-39 mnemonics (K of N restore it)."""
+    home = STATE.home
+    ident = identities.load(home)
+    words = recovery.split(home, ident, threshold, shares, passphrase)
+    emit({"did": ident.did, "threshold": threshold, "shares": words}, as_json, lambda d: [
+        console.print(f"share {i + 1} of {len(words)}: {w}") for i, w in enumerate(d["shares"])
+    ] and console.print(f"Any {threshold} of these rebuild every key of {ident.did}. Keep them apart."))
+
+
+def _load_identity_doc(source: str) -> dict[str, Any]:
+    if source.startswith("http://") or source.startswith("https://"):
+        from hn.netclient import fetch_json_sync
+
+        doc = fetch_json_sync(source)
+    else:
+        try:
+            doc = loads_strict(Path(source).read_bytes())
+        except OSError as exc:
+            raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+    if not isinstance(doc, dict):
+        raise MalformedDocument("identity@1 must be a JSON object")
+    # A backup header or a presence bundle may carry the identity under "identity".
+    if doc.get("type") != "identity@1" and isinstance(doc.get("identity"), dict):
+        doc = doc["identity"]
+    verify_identity(doc)
+    return doc
+
+
+@recovery_app.command("restore")
+def restore(alias: Optional[str] = typer.Option(None, "--alias", help="Local name (default: the identity's)."),
+            identity: Optional[str] = typer.Option(None, "--identity", help="identity@1 file or URL with the key history."),
+            passphrase: str = typer.Option("", "--passphrase"),
+            as_json: bool = JSON) -> None:
+    """Rebuild an identity from K mnemonics read from standard input, one per line."""
+    home = STATE.home
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    doc = _load_identity_doc(identity) if identity else None
+    name = alias or (doc.get("alias") if doc else None) or "restored"
+    ident = recovery.restore(home, lines, name, doc, passphrase)
+    presence.refresh(home, ident)
+    out = _show(ident, identities.active_alias(home) == ident.alias)
+    out["history_complete"] = doc is not None
+    emit(out, as_json, lambda d: console.print(
+        f"restored {d['alias']} {d['did']} at key {d['key_seq']}"
+        + ("" if d["history_complete"] else " (no key history given: pass --identity FILE|URL to restore later keys)")))
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=2)

@@ -1,0 +1,122 @@
+"""Canonical JSON (RFC 8785, JCS), strict parsing, strict base64 and BLAKE3 helpers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import blake3
+import rfc8785
+
+from hn.errors import MalformedDocument, TooLarge
+
+MAX_DEPTH = 64
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+def canonical(obj: Any) -> bytes:
+    """JCS bytes of ``obj``. Raises MalformedDocument for values JCS cannot encode."""
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
+
+
+def digest(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()
+
+
+def hexdigest(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def doc_digest(obj: Any) -> str:
+    """BLAKE3 hex of a document's canonical bytes."""
+    return hexdigest(canonical(obj))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedDocument(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise MalformedDocument(f"{name} is not allowed in JSON")
+
+
+def _check_depth(obj: Any, max_depth: int) -> None:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                raise MalformedDocument(f"JSON nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                raise MalformedDocument(f"JSON nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+
+
+def loads_strict(
+    data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = MAX_DEPTH
+) -> Any:
+    """Parse JSON, refusing duplicate keys, NaN/Infinity, deep nesting and oversize input."""
+    if len(data) > max_bytes:
+        raise TooLarge(f"JSON document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except MalformedDocument:
+        raise
+    except RecursionError as exc:
+        raise MalformedDocument(f"JSON nested deeper than {max_depth} levels") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedDocument(f"not valid JSON: {exc}") from exc
+    _check_depth(obj, max_depth)
+    return obj
+
+
+def loads_canonical(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Parse JSON that must already be in canonical (JCS) form, byte for byte.
+
+    Signed documents travel as their canonical bytes; re-encoding and comparing closes
+    the door on `1.0` vs `1`, `-0`, reordered keys and other ambiguous encodings.
+    """
+    obj = loads_strict(data, max_bytes=max_bytes)
+    if canonical(obj) != data:
+        raise MalformedDocument("document is not in canonical JSON form (RFC 8785)")
+    return obj
+
+
+def b64e(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64d(text: Any, *, length: int | None = None, what: str = "value") -> bytes:
+    """Strict base64: standard alphabet, padding, and canonical (re-encodes identically)."""
+    if not isinstance(text, str):
+        raise MalformedDocument(f"{what}: base64 must be a string")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise MalformedDocument(f"{what}: invalid base64") from exc
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise MalformedDocument(f"{what}: non-canonical base64")
+    if length is not None and len(raw) != length:
+        raise MalformedDocument(f"{what}: expected {length} bytes, got {len(raw)}")
+    return raw
+
+
+def is_hex_digest(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value)
+    )

@@ -1,0 +1,34 @@
+"""Timestamps on the wire: RFC 3339 UTC with whole seconds, e.g. 2026-01-02T03:04:05Z."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from hn.errors import MalformedDocument
+
+_FMT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now() -> float:
+    """The clock every hn module reads; tests replace it to move time."""
+    return time.time()
+
+
+def fmt(ts: float) -> str:
+    return dt.datetime.fromtimestamp(int(ts), tz=dt.timezone.utc).strftime(_FMT)
+
+
+def parse(value: Any, what: str = "timestamp") -> float:
+    if not isinstance(value, str):
+        raise MalformedDocument(f"{what}: expected an RFC 3339 string")
+    try:
+        parsed = dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.timezone.utc)
+    except ValueError as exc:
+        raise MalformedDocument(f"{what}: not of the form YYYY-MM-DDTHH:MM:SSZ") from exc
+    return parsed.timestamp()
+
+
+def now_iso() -> str:
+    return fmt(now())

@@ -1,0 +1,1 @@
+"""The vault on disk: layout, atomic writes, identities, artefacts, events, presence."""

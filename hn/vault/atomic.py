@@ -1,0 +1,73 @@
+"""Atomic file writes: temp file beside the target, fsync, rename, fsync the folder.
+
+On any failure (ENOSPC included) the temp file is removed and the old version of the
+target stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from hn.errors import HnError
+
+
+class DiskError(HnError):
+    """Could not write to disk; nothing was changed."""
+
+    code = "disk"
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _explain(exc: OSError, target: Path) -> DiskError:
+    if exc.errno == errno.ENOSPC:
+        return DiskError(f"disk full while writing {target}; the previous version is intact")
+    return DiskError(f"could not write {target}: {exc.strerror or exc}; the previous version is intact")
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it replaces ``target`` atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp_path = Path(tmp)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise _explain(exc, target) from exc
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: Path, data: bytes, mode: int = 0o644) -> None:
+    with atomic_writer(target, mode) as handle:
+        handle.write(data)
+
+
+def write_new(target: Path, data: bytes, mode: int = 0o644) -> bool:
+    """Write ``target`` atomically unless it exists already (content-addressed stores)."""
+    if target.exists():
+        return False
+    write_bytes(target, data, mode)
+    return True

@@ -1,0 +1,85 @@
+"""The vault's own presence@2: re-signed with a higher seq whenever what it says changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hn.errors import MalformedDocument
+from hn.proto import timefmt
+from hn.proto.canonical import b64e, canonical, doc_digest, loads_canonical
+from hn.proto.presence import PRESENCE_TYPE
+from hn.proto.signed import sign_document
+from hn.vault import atomic
+from hn.vault.home import Home
+from hn.vault.identities import Identity, did_tail
+from hn.vault.store import index_root, load_catalog
+
+LIFETIME = 7 * 24 * 3600
+RENEW_BEFORE = 24 * 3600
+
+
+def path_for(home: Home, did: str) -> Any:
+    return home.path("presence", f"{did_tail(did)}.json")
+
+
+def current(home: Home, did: str) -> dict[str, Any] | None:
+    path = path_for(home, did)
+    if not path.exists():
+        return None
+    try:
+        return loads_canonical(path.read_bytes())  # type: ignore[no-any-return]
+    except MalformedDocument:
+        return None
+
+
+def node_settings(home: Home) -> dict[str, Any]:
+    return home.read_toml("node.toml")
+
+
+def _highest_seq(home: Home, did: str) -> int:
+    """High-water mark: the file, or the event log if the file was lost."""
+    doc = current(home, did)
+    if doc is not None:
+        return int(doc.get("seq", 0))
+    best = 0
+    for event in home.events():
+        if event.get("kind") == "presence.publish" and event.get("signer") == did:
+            best = max(best, int(event["data"].get("seq", 0)))
+    return best
+
+
+def refresh(
+    home: Home, me: Identity, *, force: bool = False, url: str | None = None,
+    relays: list[dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Return (presence, changed). Signs a new one if its content would differ."""
+    catalog = load_catalog(home)
+    entries = catalog.index_entries()
+    settings = node_settings(home)
+    old = current(home, me.did)
+    if url is None:
+        url = settings.get("public_url") or (old or {}).get("url")
+    if relays is None:
+        relays = settings.get("relays", [])
+    now = timefmt.now()
+    body = {
+        "type": PRESENCE_TYPE,
+        "did": me.did,
+        "url": url,
+        "index": {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()},
+        "hpke_public_key": b64e(me.history.current.hpke_public_key),
+        "identity_digest": doc_digest(me.doc),
+        "relays": sorted(relays or [], key=lambda r: r["did"]),
+    }
+    if old is not None and not force:
+        same = all(old.get(k) == v for k, v in body.items()) and old.get("key_seq") == me.keys.key_seq
+        fresh = timefmt.parse(old["expires_at"]) - now > RENEW_BEFORE
+        if same and fresh:
+            return old, False
+    with home.lock():
+        seq = _highest_seq(home, me.did) + 1
+        body.update({"seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)})
+        doc = sign_document(body, me.keys)
+        atomic.write_bytes(path_for(home, me.did), canonical(doc))
+        home.append_event(me.keys, "presence.publish", {"seq": seq, "digest": doc_digest(doc)})
+    return doc, True

@@ -1,0 +1,95 @@
+"""Sharing: seal an artefact to a contact (shard@1) and open shards addressed to us."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hn.errors import InputError, NotFound
+from hn.proto import shard as shard_proto
+from hn.proto import timefmt
+from hn.proto.canonical import b64d
+from hn.vault import atomic, identities
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+from hn.vault.store import hash_file, load_catalog, read_object, resolve_id, shard_path
+
+
+def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, Any]:
+    recipient = identities.require_history(home, to_did)
+    catalog = load_catalog(home)
+    entry = resolve_id(catalog, doc_prefix, "doc")
+    source = read_object(home, entry)
+    meta = {
+        "name": entry.get("name", ""),
+        "media_type": entry.get("media_type", ""),
+        "size": entry["size"],
+        "digest": entry["digest"],
+    }
+    folder = home.path("shards")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".seal.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shard_proto.seal(
+                me.keys, recipient.did, recipient.current.seq, recipient.current.hpke_public_key,
+                meta, src, out, timefmt.now_iso(),
+            )
+            out.flush()
+            os.fsync(out.fileno())
+        shard_id, size = hash_file(Path(tmp))
+        target = shard_path(home, shard_id)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(tmp, target)
+        atomic.fsync_dir(target.parent)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise atomic.DiskError(f"could not write the shard: {exc.strerror or exc}; nothing changed") from exc
+    data = {"id": shard_id, "digest": shard_id, "size": size, "doc_id": entry["id"], "recipient": recipient.did}
+    with home.lock():
+        home.append_event(me.keys, "shard.create", data)
+    return data
+
+
+def find_shard(home: Home, shard_id: str) -> Path:
+    """A shard file: our own store, or mirrored from a friend's node."""
+    shard_id = shard_id.strip().lower()
+    catalog = load_catalog(home)
+    try:
+        entry = resolve_id(catalog, shard_id, "shard")
+        return shard_path(home, entry["id"])
+    except NotFound:
+        pass
+    mirror = home.path("cache", "federation")
+    if mirror.is_dir():
+        for peer in sorted(mirror.iterdir()):
+            folder = peer / "artifacts" / "shard"
+            if not folder.is_dir():
+                continue
+            hits = sorted(p for p in folder.iterdir() if p.name.startswith(shard_id) and len(shard_id) >= 6)
+            if len(hits) == 1:
+                return hits[0]
+    raise NotFound(f"no shard with id {shard_id!r} (mirror your friends' nodes with `hn mcp federate refresh --mirror`)")
+
+
+def open_shard(home: Home, me: Identity, source: Path, out: Path) -> dict[str, Any]:
+    if out.exists() and out.is_dir():
+        raise InputError(f"{out} is a folder; give a file name")
+    with open(source, "rb") as handle:
+        header, _ = shard_proto.read_header(handle)
+    sender = identities.require_history(home, header["signer"])
+    if header["recipient"] != me.did:
+        raise InputError(f"this shard is addressed to {header['recipient']}, not to you ({me.did})")
+    b64d(header["enc"], length=32)
+    shard_id, size = hash_file(source)
+    with open(source, "rb") as handle, atomic.atomic_writer(out) as dst:
+        meta = shard_proto.open_shard(handle, sender, me.keys, dst)
+    data = {"id": shard_id, "digest": shard_id, "size": size, "sender": sender.did, "doc_digest": meta["digest"]}
+    with home.lock():
+        catalog = load_catalog(home)
+        if shard_id not in catalog.entries:
+            home.append_event(me.keys, "shard.receive", data)
+    return {**data, "name": meta.get("name", ""), "media_type": meta.get("media_type", ""),
+            "bytes": meta["size"], "out": str(out)}

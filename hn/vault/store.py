@@ -1,0 +1,271 @@
+"""Artefacts, shards, the catalogue derived from the event log, and the local index.
+
+The event log is the record of truth. ``personal/catalog.json`` is a cache of the state
+the log describes (rebuilt by replay whenever the log has moved past it). Artefact bytes
+live under their BLAKE3 address, exactly as added.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from hn.errors import InputError, MalformedDocument, NotFound, VaultCorrupt
+from hn.proto import merkle, timefmt
+from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
+from hn.vault import atomic
+from hn.vault.home import Home
+
+CATALOG = ("personal", "catalog.json")
+READ_BLOCK = 1 << 20
+
+
+def object_path(home: Home, digest: str) -> Path:
+    return home.path("personal", "objects", digest[:2], digest)
+
+
+def shard_path(home: Home, shard_id: str) -> Path:
+    return home.path("shards", shard_id[:2], f"{shard_id}.shard")
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    hasher = blake3.blake3()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(READ_BLOCK):
+            hasher.update(block)
+            size += len(block)
+    return hasher.hexdigest(), size
+
+
+# -- catalogue ------------------------------------------------------------------------
+@dataclass
+class Catalog:
+    head_seq: int
+    head_hash: str
+    entries: dict[str, dict[str, Any]]
+
+    def index_entries(self) -> list[dict[str, Any]]:
+        """Published artefacts and outgoing shards, ordered by id (UTF-8 byte order)."""
+        out = [index_entry(e) for e in self.entries.values() if e.get("published")]
+        out.sort(key=lambda e: e["id"].encode("utf-8"))
+        return out
+
+    def index_cursor(self) -> int:
+        """Event seq of the newest change to the index (0 when it never changed)."""
+        return max((e.get("index_seq", 0) for e in self.entries.values()), default=0)
+
+
+def index_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    kind = entry["kind"]
+    metadata: dict[str, Any] = {}
+    if kind == "doc":
+        metadata = {"name": entry.get("name", ""), "media_type": entry.get("media_type", "")}
+    elif kind == "shard":
+        metadata = {"recipient": entry.get("recipient", "")}
+    return {
+        "type": kind,
+        "id": entry["id"],
+        "path": f"{kind}/{entry['id']}",
+        "digest": entry["digest"],
+        "size": entry["size"],
+        "metadata": metadata,
+    }
+
+
+def index_root(entries: list[dict[str, Any]]) -> str:
+    return merkle.root([bytes.fromhex(e["digest"]) for e in entries]).hex()
+
+
+def _apply(entries: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
+    kind = event.get("kind")
+    data = event.get("data") or {}
+    seq = event.get("seq", 0)
+    if kind == "doc.add":
+        for item in data.get("items", []):
+            entry = dict(item, kind="doc")
+            old = entries.get(item["id"])
+            if old is not None:
+                entry["published"] = old.get("published", False) or item.get("published", False)
+                entry["index_seq"] = old.get("index_seq", 0)
+            if entry.get("published") and not (old and old.get("published")):
+                entry["index_seq"] = seq
+            entries[item["id"]] = entry
+    elif kind in ("doc.publish", "doc.unpublish"):
+        for doc_id in data.get("ids", []):
+            if doc_id in entries:
+                entries[doc_id]["published"] = kind == "doc.publish"
+                entries[doc_id]["index_seq"] = seq
+    elif kind == "shard.create":
+        entries[data["id"]] = dict(data, kind="shard", direction="out", published=True, index_seq=seq)
+    elif kind == "shard.receive":
+        if data["id"] not in entries:
+            entries[data["id"]] = dict(data, kind="shard", direction="in", published=False)
+
+
+def replay(home: Home) -> Catalog:
+    entries: dict[str, dict[str, Any]] = {}
+    seq, head = 0, "0" * 64
+    from hn.proto.events import event_hash
+
+    for event in home.events():
+        _apply(entries, event)
+        seq, head = event["seq"], event_hash(event)
+    return Catalog(seq, head, entries)
+
+
+def load_catalog(home: Home) -> Catalog:
+    """The catalogue at the log's head: the cache, caught up with newer events if needed."""
+    from hn.proto.events import event_hash
+
+    head_seq, head_hash = home.head()
+    path = home.path(*CATALOG)
+    cached: Catalog | None = None
+    if path.exists():
+        try:
+            raw = loads_canonical(path.read_bytes())
+            cached = Catalog(int(raw["head_seq"]), str(raw["head_hash"]), dict(raw["entries"]))
+        except (MalformedDocument, OSError, AttributeError, KeyError, TypeError, ValueError):
+            cached = None  # a damaged cache is rebuilt from the log below
+    if cached is not None and cached.head_seq == head_seq and cached.head_hash == head_hash:
+        return cached
+    if cached is not None and 0 < cached.head_seq < head_seq:
+        base = home.path("events", f"{cached.head_seq:012d}.json")
+        if base.exists() and event_hash(home.read_event(base)) == cached.head_hash:
+            for seq in range(cached.head_seq + 1, head_seq + 1):
+                event = home.read_event(home.path("events", f"{seq:012d}.json"))
+                _apply(cached.entries, event)
+                cached.head_seq, cached.head_hash = seq, event_hash(event)
+            if cached.head_hash == head_hash:
+                save_catalog(home, cached)
+                return cached
+    catalog = replay(home)
+    save_catalog(home, catalog)
+    return catalog
+
+
+def save_catalog(home: Home, catalog: Catalog) -> None:
+    body = {"head_seq": catalog.head_seq, "head_hash": catalog.head_hash, "entries": catalog.entries}
+    atomic.write_bytes(home.path(*CATALOG), canonical(body))
+
+
+def resolve_id(catalog: Catalog, prefix: str, kind: str | None = None) -> dict[str, Any]:
+    """Find an entry by its id or a unique prefix of at least 6 characters."""
+    prefix = prefix.strip().lower()
+    if prefix in catalog.entries and (kind is None or catalog.entries[prefix]["kind"] == kind):
+        return catalog.entries[prefix]
+    if len(prefix) < 6:
+        raise NotFound(f"no {kind or 'artefact'} with id {prefix!r} (give at least 6 characters)")
+    hits = [e for i, e in catalog.entries.items() if i.startswith(prefix) and (kind is None or e["kind"] == kind)]
+    if not hits:
+        raise NotFound(f"no {kind or 'artefact'} with id {prefix!r}")
+    if len(hits) > 1:
+        raise InputError(f"id prefix {prefix!r} is ambiguous ({len(hits)} matches)")
+    return hits[0]
+
+
+# -- adding artefacts -------------------------------------------------------------------
+def expand_inputs(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: no such file")
+    return files
+
+
+def store_file(home: Home, source: Path) -> tuple[str, int]:
+    """Copy ``source`` into the object store under its digest (no fsync; see add_files)."""
+    folder = home.path("personal", "objects")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".add.", dir=folder)
+    hasher = blake3.blake3()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            while block := src.read(READ_BLOCK):
+                hasher.update(block)
+                out.write(block)
+                size += len(block)
+        digest = hasher.hexdigest()
+        target = object_path(home, digest)
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
+        return digest, size
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise atomic.DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
+
+
+def add_files(
+    home: Home,
+    keys: Any,
+    paths: list[Path],
+    publish: bool,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    files = expand_inputs(paths)
+    if not files:
+        raise InputError("no files to add")
+    items = []
+    now = timefmt.now_iso()
+    for path in files:
+        digest, size = store_file(home, path)
+        items.append({
+            "id": digest,
+            "digest": digest,
+            "size": size,
+            "name": path.name,
+            "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            "published": publish,
+            "added_at": now,
+        })
+        if progress:
+            progress(1)
+    # One sync for the whole batch: every object is durable before the event names it.
+    os.sync()
+    with home.lock():
+        home.append_event(keys, "doc.add", {"items": items})
+        catalog = load_catalog(home)
+    return [catalog.entries[i["id"]] for i in items]
+
+
+def set_published(home: Home, keys: Any, ids: list[str], published: bool) -> list[dict[str, Any]]:
+    catalog = load_catalog(home)
+    entries = [resolve_id(catalog, i, "doc") for i in ids]
+    with home.lock():
+        home.append_event(keys, "doc.publish" if published else "doc.unpublish", {"ids": [e["id"] for e in entries]})
+        catalog = load_catalog(home)
+    return [catalog.entries[e["id"]] for e in entries]
+
+
+def read_object(home: Home, entry: dict[str, Any]) -> Path:
+    path = object_path(home, entry["digest"]) if entry["kind"] == "doc" else shard_path(home, entry["id"])
+    if not path.exists():
+        raise VaultCorrupt(f"artefact {entry['id']} is missing from the store")
+    return path
+
+
+def copy_out(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, atomic.atomic_writer(target) as out:
+        shutil.copyfileobj(src, out, READ_BLOCK)
+
+
+def check_digest_name(value: str) -> str:
+    if not is_hex_digest(value):
+        raise InputError(f"not an artefact id: {value!r}")
+    return value
