@@ -1,0 +1,43 @@
+"""`hn policy`: the owner's named policies."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, table
+from hn.errors import NoIdentity
+from hn.vault import identities, policy
+
+app = typer.Typer(help="Policies: who may read, relay, store and see what.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+@app.command("set")
+def set_(name: str, value: str,
+         target: Optional[str] = typer.Option(None, "--target", help="A DID, or '*' for anyone."),
+         as_json: bool = JSON) -> None:
+    """Set policy NAME to VALUE (for one --target, or as the default)."""
+    home = STATE.home
+    home.ensure()
+    policy.set_policy(home, name, value, target)
+    try:
+        me = identities.load(home)
+        with home.lock():
+            home.append_event(me.keys, "policy.set", {"name": name, "value": value, "target": target})
+    except NoIdentity:
+        pass
+    emit({"name": name, "value": value, "target": target}, as_json,
+         lambda d: console.print(f"{name} = {value}" + (f" for {target}" if target else "")))
+
+
+@app.command("show")
+def show(as_json: bool = JSON) -> None:
+    """Show every policy with its value, default and per-target values."""
+    data = policy.show(STATE.home)
+    emit({"policies": data}, as_json, lambda d: table(
+        None, ["policy", "value", "targets", "meaning"],
+        [[k, v["value"], ", ".join(f"{t}={x}" for t, x in v["targets"].items()), v["description"]]
+         for k, v in d["policies"].items()]))

@@ -1,0 +1,95 @@
+"""Named policies of the vault owner, in config/policy.toml.
+
+A policy has a default value and optional per-target values (a DID, or "*" for
+anyone). Capabilities read them with ``get(home, name, target)``; unknown names are
+refused so that a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hn.errors import InputError
+from hn.proto.keys import is_did
+from hn.vault.home import Home
+
+FILE = "policy.toml"
+
+# name -> (default value, description). Capabilities add their names here.
+KNOWN: dict[str, tuple[str, str]] = {
+    "federation.mode": ("public", "who may read the index and artefacts: public | friends"),
+    "relay.accept": ("friends", "whose presence this node relays: friends | allowlist | a reputation selector"),
+    "relay.ttl": ("86400", "seconds a relayed presence is kept at most"),
+    "trust.exposure": ("deny", "who may fetch my reputation@1: allow | deny, per --target DID or '*'"),
+    "trust.max_age": ("2592000", "seconds a trust link stays live at most"),
+    "backup.accept": ("friends", "whose backups this node stores: friends | allowlist | a reputation selector"),
+    "backup.retention": ("7", "backups kept per owner (keep-last-N)"),
+    "backup.quota_bytes": ("10737418240", "bytes of backups stored per owner at most"),
+}
+
+
+def check_name(name: str) -> str:
+    if name not in KNOWN:
+        raise InputError(f"unknown policy {name!r}; known: {', '.join(sorted(KNOWN))}")
+    return name
+
+
+def _check_target(target: str | None) -> str | None:
+    if target is not None and target != "*" and not is_did(target):
+        raise InputError(f"--target must be a did:hn DID or '*', not {target!r}")
+    return target
+
+
+def load(home: Home) -> dict[str, Any]:
+    return home.read_toml(FILE)
+
+
+def set_policy(home: Home, name: str, value: str, target: str | None = None) -> dict[str, Any]:
+    check_name(name)
+    _check_target(target)
+    with home.lock():
+        data = load(home)
+        entry = data.get(name)
+        if not isinstance(entry, dict):
+            entry = {}
+        if target is None:
+            entry["default"] = value
+        else:
+            targets = entry.get("targets")
+            if not isinstance(targets, dict):
+                targets = {}
+            targets[target] = value
+            entry["targets"] = targets
+        data[name] = entry
+        home.write_toml(FILE, data)
+    return data
+
+
+def get(home: Home, name: str, target: str | None = None) -> str:
+    """The value for ``target``: its own value, else the '*' value, else the default."""
+    check_name(name)
+    entry = load(home).get(name)
+    if isinstance(entry, dict):
+        targets = entry.get("targets")
+        if isinstance(targets, dict):
+            if target is not None and isinstance(targets.get(target), str):
+                return str(targets[target])
+            if isinstance(targets.get("*"), str):
+                return str(targets["*"])
+        if isinstance(entry.get("default"), str):
+            return str(entry["default"])
+    return KNOWN[name][0]
+
+
+def show(home: Home) -> dict[str, Any]:
+    data = load(home)
+    out: dict[str, Any] = {}
+    for name, (default, description) in sorted(KNOWN.items()):
+        entry = data.get(name) if isinstance(data.get(name), dict) else {}
+        out[name] = {
+            "value": entry.get("default", default),
+            "default": default,
+            "targets": entry.get("targets", {}),
+            "description": description,
+        }
+    return out
