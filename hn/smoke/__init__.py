@@ -1,0 +1,1 @@
+"""`hn smoke`: whole scenarios run against real nodes on this machine."""
