@@ -1,0 +1,147 @@
+"""What a relay holds for each relayed peer, under cache/relay/<did-tail>/.
+
+Each peer has one ``record.json`` (the verified presence@2 exactly as signed, its
+identity@1, and the expiry the relay computed) and the verified index@2 slices exactly
+as signed. A new push replaces the whole set atomically: the slices are written first
+under new names, then the record that names them, then the old files are removed, so a
+crash leaves either the old or the new set readable. Storage per peer is capped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hn.errors import MalformedDocument, QuotaExceeded
+from hn.proto.canonical import canonical, hexdigest, loads_canonical
+from hn.vault import atomic
+from hn.vault.home import Home
+from hn.vault.identities import did_tail
+
+DEFAULT_CAP = 8 * 1024 * 1024
+
+
+@dataclass
+class Relayed:
+    did: str
+    presence: dict[str, Any]
+    identity: dict[str, Any]
+    expires_at: float
+    stored_at: float
+    slices: list[str]
+    size: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "did": self.did,
+            "seq": self.presence.get("seq"),
+            "expires_at": self.expires_at,
+            "stored_at": self.stored_at,
+            "slices": len(self.slices),
+            "bytes": self.size,
+            "url": self.presence.get("url"),
+        }
+
+
+class RelayStore:
+    def __init__(self, home: Home, cap_bytes: int = DEFAULT_CAP) -> None:
+        self.root = home.path("cache", "relay")
+        self.cap = cap_bytes
+
+    def folder(self, did: str) -> Path:
+        return self.root / did_tail(did)
+
+    def put(self, did: str, presence: dict[str, Any], identity: dict[str, Any],
+            slices: list[dict[str, Any]], expires_at: float, now: float) -> Relayed:
+        raw_slices = [canonical(s) for s in slices]
+        size = sum(len(r) for r in raw_slices) + len(canonical(presence)) + len(canonical(identity))
+        if size > self.cap:
+            raise QuotaExceeded(f"relayed data for {did} would take {size} bytes; the cap is {self.cap}")
+        folder = self.folder(did)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = []
+        for raw in raw_slices:
+            name = f"slice-{hexdigest(raw)[:32]}.json"
+            atomic.write_new(folder / name, raw)
+            names.append(name)
+        record = {
+            "did": did, "presence": presence, "identity": identity, "expires_at": expires_at,
+            "stored_at": now, "slices": names, "size": size,
+        }
+        atomic.write_bytes(folder / "record.json", canonical(record))
+        keep = set(names) | {"record.json"}
+        for path in folder.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+        return self._parse(record)
+
+    def _parse(self, record: dict[str, Any]) -> Relayed:
+        return Relayed(record["did"], record["presence"], record["identity"], float(record["expires_at"]),
+                       float(record["stored_at"]), list(record["slices"]), int(record["size"]))
+
+    def get(self, did: str, now: float) -> Relayed | None:
+        """The live record for ``did``; an expired one is removed and counts as absent."""
+        path = self.folder(did) / "record.json"
+        if not path.exists():
+            return None
+        try:
+            record = self._parse(loads_canonical(path.read_bytes()))
+        except (MalformedDocument, KeyError, TypeError, ValueError, OSError):
+            return None
+        if record.expires_at <= now:
+            self.remove(did)
+            return None
+        return record
+
+    def slices(self, record: Relayed) -> list[dict[str, Any]]:
+        folder = self.folder(record.did)
+        out = []
+        for name in record.slices:
+            try:
+                out.append(loads_canonical((folder / name).read_bytes()))
+            except (OSError, MalformedDocument):
+                continue
+        return out
+
+    def remove(self, did: str) -> None:
+        folder = self.folder(did)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def dids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted("did:hn:" + p.name for p in self.root.iterdir() if (p / "record.json").exists())
+
+    def prune(self, now: float) -> list[str]:
+        """Drop every expired record; returns the DIDs removed."""
+        removed = []
+        for did in self.dids():
+            path = self.folder(did) / "record.json"
+            try:
+                expires = float(loads_canonical(path.read_bytes())["expires_at"])
+            except (MalformedDocument, KeyError, TypeError, ValueError, OSError):
+                expires = 0.0
+            if expires <= now:
+                self.remove(did)
+                removed.append(did)
+        return removed
+
+    def live(self, now: float) -> list[Relayed]:
+        out = []
+        for did in self.dids():
+            record = self.get(did, now)
+            if record is not None:
+                out.append(record)
+        return out
+
+
+def disk_usage(folder: Path) -> int:
+    total = 0
+    for base, _dirs, files in os.walk(folder):
+        for name in files:
+            total += (Path(base) / name).stat().st_size
+    return total
