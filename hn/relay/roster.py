@@ -1,0 +1,60 @@
+"""My relays: relay@1 entries kept in config/node.toml and carried in my presence@2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hn.errors import InputError, NotFound
+from hn.proto import timefmt
+from hn.proto.keys import is_did
+from hn.proto.presence import RELAY_TYPE, check_url
+from hn.vault import presence
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+DEFAULT_LIFETIME = 30 * 24 * 3600
+
+
+def my_relays(home: Home) -> list[dict[str, Any]]:
+    relays = home.read_toml("node.toml").get("relays", [])
+    return [r for r in relays if isinstance(r, dict) and is_did(r.get("did"))]
+
+
+def _save(home: Home, relays: list[dict[str, Any]]) -> None:
+    config = home.read_toml("node.toml")
+    config["relays"] = sorted(relays, key=lambda r: r["did"])
+    home.write_toml("node.toml", config)
+
+
+def register(home: Home, me: Identity, relay_did: str, url: str,
+             lifetime: int = DEFAULT_LIFETIME) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Add (or renew) a relay; re-signs my presence with it. Returns (entry, presence)."""
+    if not is_did(relay_did):
+        raise InputError(f"not a did:hn DID: {relay_did!r}")
+    if relay_did == me.did:
+        raise InputError("a node cannot be its own relay")
+    check_url(url.rstrip("/"), "relay URL")
+    entry = {"type": RELAY_TYPE, "did": relay_did, "url": url.rstrip("/"),
+             "expires_at": timefmt.fmt(timefmt.now() + lifetime)}
+    with home.lock():
+        relays = [r for r in my_relays(home) if r["did"] != relay_did] + [entry]
+        _save(home, relays)
+        home.append_event(me.keys, "relay.register", {"did": relay_did, "url": entry["url"]})
+    doc, _ = presence.refresh(home, me, relays=relays)
+    return entry, doc
+
+
+def unregister(home: Home, me: Identity, relay_did: str) -> dict[str, Any]:
+    relays = my_relays(home)
+    if not any(r["did"] == relay_did for r in relays):
+        raise NotFound(f"{relay_did} is not one of your relays")
+    with home.lock():
+        relays = [r for r in relays if r["did"] != relay_did]
+        _save(home, relays)
+        home.append_event(me.keys, "relay.unregister", {"did": relay_did})
+    doc, _ = presence.refresh(home, me, relays=relays)
+    return doc
+
+
+def live_relays(home: Home, now: float) -> list[dict[str, Any]]:
+    return [r for r in my_relays(home) if timefmt.parse(r["expires_at"]) > now]
