@@ -16,8 +16,50 @@ MAX_DEPTH = 64
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def _plain(obj: Any) -> bool:
+    """True if ``obj`` has no floats, no unsafe integers and only ASCII keys.
+
+    For such values JCS equals ``json.dumps(sort_keys=True, compact, ensure_ascii=False)``:
+    key order by UTF-16 code units only differs from code point order outside ASCII, and
+    number formatting only differs for floats. The stdlib encoder is ~4x faster.
+    """
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        values: Any
+        if kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    return False
+            values = item.values()
+        elif kind is list:
+            values = item
+        else:
+            values = (item,)
+        for value in values:
+            vkind = type(value)
+            if vkind is dict or vkind is list:
+                stack.append(value)
+            elif vkind is float:
+                return False
+            elif vkind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return False
+            elif not (vkind is str or vkind is int or vkind is bool or value is None):
+                return False
+    return True
+
+
 def canonical(obj: Any) -> bytes:
     """JCS bytes of ``obj``. Raises MalformedDocument for values JCS cannot encode."""
+    if _plain(obj):
+        try:
+            return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
