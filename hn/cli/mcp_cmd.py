@@ -1,0 +1,120 @@
+"""`hn mcp`: run the node, and manage federation with friends' nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Any, Optional
+
+import typer
+
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, table
+from hn.errors import UsageError
+
+app = typer.Typer(help="The node: serve, federate with friends, relay.", no_args_is_help=True)
+federate_app = typer.Typer(help="Federation with friends' nodes (index@2).", no_args_is_help=True)
+app.add_typer(federate_app, name="federate")
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+@app.command("serve")
+def serve(
+    listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT for HTTP (default 127.0.0.1:7733)."),
+    public_url: Optional[str] = typer.Option(None, "--public-url", help="URL others reach this node at."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="'federation': always-on node with written config."),
+    dht_listen: Optional[str] = typer.Option(None, "--dht-listen", help="HOST:PORT for the UDP DHT node."),
+    bootstrap: Optional[list[str]] = typer.Option(None, "--bootstrap", help="DHT bootstrap HOST:PORT (repeatable)."),
+    no_dht: bool = typer.Option(False, "--no-dht", help="Do not run a DHT node."),
+    relay_ttl: Optional[int] = typer.Option(None, "--relay-ttl", help="Seconds a relayed presence is kept at most."),
+    sync_interval: Optional[float] = typer.Option(None, "--sync-interval", help="Seconds between background syncs."),
+    log_json: bool = typer.Option(False, "--log-json", help="One JSON object per log line on stderr."),
+) -> None:
+    """Run this vault's node until SIGTERM/SIGINT; prints `MCP_READY {json}` once it accepts connections."""
+    from hn.node import logs
+    from hn.node import profile as node_profile
+    from hn.node.app import serve as run
+
+    home = STATE.home
+    settings: dict[str, Any] = {}
+    if profile is not None:
+        if profile != "federation":
+            raise UsageError(f"unknown profile {profile!r} (known: federation)")
+        written = node_profile.ensure(home, {"listen": listen or "", "public_url": public_url or "",
+                                             "dht_listen": dht_listen or ""})
+        settings.update(node_profile.load(home))
+        settings["profile"] = profile
+        settings["profile_written"] = written
+    overrides = {"listen": listen, "public_url": public_url, "dht_listen": dht_listen, "relay_ttl": relay_ttl,
+                 "sync_interval": sync_interval}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if bootstrap:
+        settings["bootstrap"] = list(bootstrap)
+    settings.setdefault("listen", "127.0.0.1:7733")
+    settings.setdefault("bootstrap", [])
+    settings["no_dht"] = no_dht
+    settings["log_json"] = log_json or STATE.log_json
+    logs.setup(settings["log_json"])
+    try:
+        asyncio.run(run(home, settings))
+    except KeyboardInterrupt:
+        pass
+
+
+@federate_app.command("add")
+def federate_add(did: str, url: str, as_json: bool = JSON) -> None:
+    """Add a friend's node: fetches and pins their identity@1."""
+    from hn.federation import service
+
+    data = asyncio.run(service.add(STATE.home, did, url))
+    emit(data, as_json, lambda d: console.print(f"federating with {d['alias']} {d['did']} at {d['url']}"))
+
+
+@federate_app.command("remove")
+def federate_remove(did: str, as_json: bool = JSON) -> None:
+    """Stop federating with a friend's node (its cache is kept until pruned)."""
+    from hn.federation import service
+
+    emit(service.remove(STATE.home, did), as_json, lambda d: console.print(f"removed {d['did']}"))
+
+
+@federate_app.command("list")
+def federate_list(as_json: bool = JSON) -> None:
+    """Friends' nodes with health (ok | stale | failing | new), last sync, cursor and root."""
+    from hn.federation import service
+
+    peers = service.listing(STATE.home)
+    emit({"peers": peers}, as_json, lambda d: table(
+        None, ["did", "url", "health", "last sync", "cursor", "root", "error"],
+        [[p["did"], p["url"], p["health"], p["last_sync"] or "-", p["cursor"], (p["root"] or "-")[:16],
+          p["last_error"] or ""] for p in d["peers"]]))
+
+
+@federate_app.command("refresh")
+def federate_refresh(mirror: bool = typer.Option(False, "--mirror", help="Also download the artefacts."),
+                     peer: Optional[str] = typer.Option(None, "--peer", help="Only this DID."),
+                     as_json: bool = JSON) -> None:
+    """Pull new index slices from every friend now (works with or without a running node)."""
+    from hn.federation import service
+
+    results = asyncio.run(service.refresh(STATE.home, mirror=mirror, only=peer))
+    data = {"peers": results, "ok": all(r["ok"] for r in results)}
+    emit(data, as_json, lambda d: table(
+        None, ["did", "result", "source", "entries", "mirrored", "root"],
+        [[r["did"], "ok" + (" (unchanged)" if r["not_modified"] else "") if r["ok"] else f"FAILED: {r['error']}",
+          r["source"] or "-", r["entries"], r["mirrored"], (r["root"] or "-")[:16]] for r in d["peers"]]))
+    if results and not data["ok"]:
+        raise typer.Exit(1)
+
+
+def _optional_relay() -> None:
+    try:
+        module = importlib.import_module("hn.cli.relay_cmd")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hn.cli.relay_cmd":
+            raise
+        return
+    app.add_typer(module.app, name="relay")
+
+
+_optional_relay()

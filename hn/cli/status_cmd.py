@@ -1,0 +1,64 @@
+"""`hn status`: this vault's node, its peers and their last sync results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, kv, table
+from hn.errors import MalformedDocument, NoIdentity
+from hn.proto.canonical import loads_strict
+from hn.vault import identities
+
+
+def register(root: typer.Typer) -> None:
+    root.command("status")(status)
+
+
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+    """The node (running or not), federation peers with health, and last sync results."""
+    from hn.federation import service
+
+    home = STATE.home
+    if not home.exists:
+        raise NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS`")
+    me = identities.load(home)
+    node: dict[str, Any] = {"running": False}
+    path = home.path("run", "node.json")
+    if path.exists():
+        try:
+            info = loads_strict(path.read_bytes())
+            node = {"running": _alive(int(info.get("pid", 0))), **info}
+        except (MalformedDocument, ValueError, OSError):
+            pass
+    peers = service.listing(home)
+    counts: dict[str, int] = {}
+    for peer in peers:
+        counts[peer["health"]] = counts.get(peer["health"], 0) + 1
+    data = {"identity": me.public_info(), "node": node, "peers": peers, "health": counts}
+
+    def human(d: dict[str, Any]) -> None:
+        kv({"identity": f"{me.alias} {me.did}",
+            "node": f"running at {node.get('base_url')}" if node["running"] else "not running",
+            "peers": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"})
+        if peers:
+            table(None, ["did", "health", "last sync", "error"],
+                  [[p["did"], p["health"], p["last_sync"] or "-", p["last_error"] or ""] for p in peers])
+        else:
+            console.print("no federation peers yet (`hn mcp federate add DID URL`)")
+
+    emit(data, as_json, human)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Federated indices: the roster of friends, publishing index@2 slices, syncing and mirroring."""

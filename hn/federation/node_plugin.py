@@ -1,0 +1,188 @@
+"""Federation inside the node: /federate/index, /artifact, /federate/notify, the sync worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from hn.errors import Forbidden, NotFound, Unauthorized
+from hn.federation import roster
+from hn.federation.publisher import Publisher
+from hn.federation.sync import Syncer
+from hn.node.context import CTX_KEY, NodeContext
+from hn.node.http import canonical_response, read_body
+from hn.node.httpsig import sign_request, verify_request
+from hn.proto import timefmt
+from hn.proto.canonical import canonical, loads_strict
+from hn.proto.index import MAX_SLICE_ENTRIES, parse_cursor
+from hn.vault import policy, presence
+from hn.vault.store import load_catalog, object_path, shard_path
+
+log = logging.getLogger("hn.federation")
+ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
+WORKER_TICK = 1.0
+PRESENCE_POLL = 0.25
+
+
+async def requester(ctx: NodeContext, request: web.Request) -> str | None:
+    """The signer of a request, or None for an unsigned one."""
+    if "Signature" not in request.headers:
+        return None
+    return await verify_request(ctx, request, b"")
+
+
+async def check_reader(ctx: NodeContext, request: web.Request) -> str | None:
+    did = await requester(ctx, request)
+    if policy.get(ctx.home, "federation.mode") == "friends":
+        if did is None:
+            raise Unauthorized("this node shares its index with friends only: sign the request (RFC 9421)")
+        if not roster.is_friend(ctx.home, did):
+            raise Forbidden("this node shares its index with friends only")
+    return did
+
+
+def publisher_of(ctx: NodeContext) -> Publisher:
+    pub = ctx.extras.get("publisher")
+    if pub is None:
+        pub = Publisher(ctx.home, ctx.base_url)
+        ctx.extras["publisher"] = pub
+    return pub  # type: ignore[no-any-return]
+
+
+async def index_route(request: web.Request) -> web.StreamResponse:
+    ctx: NodeContext = request.app[CTX_KEY]
+    await check_reader(ctx, request)
+    cursor = request.query.get("cursor", "0")
+    parse_cursor(cursor)
+    try:
+        limit = int(request.query.get("limit", str(MAX_SLICE_ENTRIES)))
+    except ValueError:
+        limit = MAX_SLICE_ENTRIES
+    pub = publisher_of(ctx)
+    etag = pub.etag()
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    raw = pub.slice_bytes(cursor, limit)
+    return canonical_response(raw, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+async def artifact_route(request: web.Request) -> web.StreamResponse:
+    ctx: NodeContext = request.app[CTX_KEY]
+    await check_reader(ctx, request)
+    match = ARTIFACT_PATH.match(request.match_info["path"])
+    if match is None:
+        raise NotFound("no such artefact")
+    kind, entry_id = match.groups()
+    catalog = load_catalog(ctx.home)
+    entry = catalog.entries.get(entry_id)
+    if entry is None or entry["kind"] != kind or not entry.get("published"):
+        raise NotFound("no such artefact in the index")
+    path = object_path(ctx.home, entry["digest"]) if kind == "doc" else shard_path(ctx.home, entry_id)
+    if not path.exists():
+        raise NotFound("artefact missing from the store")
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream",
+                                           "X-Hn-Digest": entry["digest"]})
+
+
+async def notify_route(request: web.Request) -> web.Response:
+    ctx: NodeContext = request.app[CTX_KEY]
+    body = await read_body(request, 4096)
+    did = await verify_request(ctx, request, body)
+    if not roster.is_friend(ctx.home, did):
+        raise Forbidden("notifications are accepted from friends only")
+    loads_strict(body)
+    worker: Worker = ctx.extras["sync_worker"]
+    worker.wake(did)
+    return web.json_response({"accepted": True})
+
+
+class Worker:
+    """Background sync: every peer on its own schedule, woken early by notifications."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.interval = float(ctx.settings.get("sync_interval") or 300)
+        self.mirror = bool(ctx.settings.get("mirror", True))
+        self.event = asyncio.Event()
+        self.woken: set[str] = set()
+        self.session: aiohttp.ClientSession | None = None
+
+    def wake(self, did: str) -> None:
+        self.woken.add(did)
+        self.event.set()
+
+    async def run(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=5))
+        try:
+            while True:
+                await self.tick()
+                try:
+                    await asyncio.wait_for(self.event.wait(), timeout=WORKER_TICK)
+                except TimeoutError:
+                    pass
+                self.event.clear()
+        finally:
+            await self.session.close()
+
+    async def tick(self) -> None:
+        assert self.session is not None
+        now = timefmt.now()
+        due = []
+        for peer in roster.peers(self.ctx.home):
+            row = self.ctx.state.peer(peer["did"])
+            if peer["did"] in self.woken or row is None or row["next_attempt"] <= now:
+                due.append(peer)
+        self.woken.clear()
+        if not due:
+            return
+        syncer = Syncer(self.ctx.home, self.ctx.state, self.ctx.identity, self.session, self.interval)
+        await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
+                             return_exceptions=True)
+
+
+class Notifier:
+    """Tells friends to sync when our presence (and so our index) changes, whoever changed it."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.seq = 0
+
+    async def run(self) -> None:
+        doc = presence.current(self.ctx.home, self.ctx.identity.did)
+        self.seq = int(doc["seq"]) if doc else 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while True:
+                await asyncio.sleep(PRESENCE_POLL)
+                doc = presence.current(self.ctx.home, self.ctx.identity.did)
+                if doc is None or int(doc["seq"]) == self.seq:
+                    continue
+                self.seq = int(doc["seq"])
+                await asyncio.gather(*(self.notify(session, p["url"], doc) for p in roster.peers(self.ctx.home)),
+                                     return_exceptions=True)
+
+    async def notify(self, session: aiohttp.ClientSession, url: str, doc: dict[str, Any]) -> None:
+        target = url.rstrip("/") + "/federate/notify"
+        body = canonical({"did": self.ctx.identity.did, "seq": doc["seq"]})
+        headers = sign_request(self.ctx.identity.keys, "POST", target, body)
+        headers["Content-Type"] = "application/json"
+        try:
+            async with session.post(target, data=body, headers=headers) as resp:
+                await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.debug("federation.notify.failed", extra={"hn": {"url": url, "error": str(exc)}})
+
+
+async def setup(ctx: NodeContext) -> None:
+    publisher_of(ctx)
+    ctx.app.router.add_get("/federate/index", index_route)
+    ctx.app.router.add_get("/artifact/{path:.+}", artifact_route)
+    ctx.app.router.add_post("/federate/notify", notify_route)
+    worker = Worker(ctx)
+    ctx.extras["sync_worker"] = worker
+    ctx.background.append(worker.run)
+    ctx.background.append(Notifier(ctx).run)

@@ -1,0 +1,105 @@
+"""Federation operations for the CLI: add, remove, list and refresh peers, with or without a node."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from hn.federation import roster
+from hn.federation.sync import Syncer, health_of, peer_dir
+from hn.node.state import NodeState
+from hn.proto import timefmt
+from hn.vault import identities
+from hn.vault.home import Home
+
+DEFAULT_INTERVAL = 300.0
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=5))
+
+
+def interval(home: Home) -> float:
+    value = home.read_toml("node.toml").get("sync_interval", DEFAULT_INTERVAL)
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_INTERVAL
+
+
+async def add(home: Home, did: str, url: str) -> dict[str, Any]:
+    me = identities.load(home)
+    if did == me.did:
+        from hn.errors import InputError
+
+        raise InputError("you cannot federate with yourself")
+    state = NodeState(home)
+    try:
+        async with _session() as session:
+            syncer = Syncer(home, state, me, session, interval(home))
+            doc = await syncer.pin_identity(did, url)
+        entry = roster.add(home, did, url)
+        state.upsert_peer(did, entry["url"])
+        with home.lock():
+            home.append_event(me.keys, "federate.add", {"did": did, "url": entry["url"]})
+    finally:
+        state.close()
+    return {"did": did, "url": entry["url"], "alias": doc.get("alias"), "keys": len(doc["keys"])}
+
+
+def remove(home: Home, did: str) -> dict[str, Any]:
+    me = identities.load(home)
+    roster.remove(home, did)
+    state = NodeState(home)
+    try:
+        state.remove_peer(did)
+    finally:
+        state.close()
+    with home.lock():
+        home.append_event(me.keys, "federate.remove", {"did": did})
+    return {"did": did, "removed": True}
+
+
+def listing(home: Home) -> list[dict[str, Any]]:
+    state = NodeState(home)
+    try:
+        now = timefmt.now()
+        every = interval(home)
+        out = []
+        for peer in roster.peers(home):
+            row = state.peer(peer["did"]) or {}
+            if not row:
+                state.upsert_peer(peer["did"], peer["url"])
+                row = state.peer(peer["did"]) or {}
+            out.append({
+                "did": peer["did"],
+                "url": peer["url"],
+                "health": health_of(row, every, now),
+                "last_sync": timefmt.fmt(row["last_success"]) if row.get("last_success") else None,
+                "last_attempt": timefmt.fmt(row["last_attempt"]) if row.get("last_attempt") else None,
+                "cursor": row.get("cursor"),
+                "root": row.get("root") or None,
+                "size": row.get("size"),
+                "presence_seq": row.get("presence_seq"),
+                "failures": row.get("failures"),
+                "last_error": row.get("last_error") or None,
+                "last_source": row.get("last_source") or None,
+                "cache": str(peer_dir(home, peer["did"])),
+            })
+        return out
+    finally:
+        state.close()
+
+
+async def refresh(home: Home, mirror: bool = False, only: str | None = None) -> list[dict[str, Any]]:
+    me = identities.load(home)
+    peers = roster.peers(home)
+    if only is not None:
+        peers = [roster.get(home, only)]
+    state = NodeState(home)
+    try:
+        async with _session() as session:
+            syncer = Syncer(home, state, me, session, interval(home))
+            results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=mirror) for p in peers))
+    finally:
+        state.close()
+    return [r.as_dict() for r in results]

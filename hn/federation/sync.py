@@ -1,0 +1,362 @@
+"""The consumer side of index@2: fetch, verify, cache and mirror a friend's index.
+
+One refresh of one peer: fetch its presence@2 (from its node, else from its relays),
+verify it against the pinned key history and the seq high-water mark, fetch the
+slices after our cursor (If-None-Match: a 304 ends a no-change refresh), verify every
+slice, apply the changes to a staged copy of the peer's index and check that its
+recomputed root equals the presence's root. Only then is anything written: slices as
+signed, the materialised index and cursor (one SQLite transaction), and mirrored
+artefacts, each checked against its digest before it is kept. A failure changes
+nothing but the peer's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import blake3
+
+from hn.errors import HnError, NetworkError, VerificationError
+from hn.node.httpsig import sign_request
+from hn.node.state import NodeState
+from hn.proto import merkle, timefmt
+from hn.proto.canonical import canonical, doc_digest, loads_canonical
+from hn.proto.identity import accept_update, verify_identity
+from hn.proto.index import TOMBSTONE, verify_slice
+from hn.proto.presence import verify_presence
+from hn.vault import atomic, identities
+from hn.vault.home import Home
+from hn.vault.identities import Identity, did_tail
+
+log = logging.getLogger("hn.federation")
+
+KEEP_SLICES = 64
+MAX_SLICE_BYTES = 8 * 1024 * 1024
+MAX_ARTIFACT = 1 << 34
+BACKOFF_BASE = 5.0
+BACKOFF_CAP = 3600.0
+STALE_AFTER = 3
+
+
+@dataclass
+class PeerResult:
+    did: str
+    ok: bool
+    source: str = ""
+    error: str = ""
+    entries: int = 0
+    not_modified: bool = False
+    mirrored: int = 0
+    root: str = ""
+    size: int = 0
+    cursor: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+def peer_dir(home: Home, did: str) -> Path:
+    return home.path("cache", "federation", did_tail(did))
+
+
+def next_delay(failures: int, interval: float) -> float:
+    """Exponential backoff with jitter, capped; the first retry waits about BACKOFF_BASE."""
+    base = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, failures - 1)))
+    return min(BACKOFF_CAP, max(1.0, base * random.uniform(0.5, 1.5)), max(interval, BACKOFF_BASE) * 8)
+
+
+def health_of(row: dict[str, Any], interval: float, now: float) -> str:
+    if row["failures"] > 0:
+        return "failing"
+    if row["last_success"] <= 0:
+        return "new"
+    if now - row["last_success"] > STALE_AFTER * interval:
+        return "stale"
+    return "ok"
+
+
+class Fetcher:
+    """Signed GETs to one base URL (node or relay), bounded sizes."""
+
+    def __init__(self, session: aiohttp.ClientSession, me: Identity) -> None:
+        self.session = session
+        self.me = me
+
+    async def get(self, url: str, headers: dict[str, str] | None = None,
+                  max_bytes: int = MAX_SLICE_BYTES) -> tuple[int, bytes, dict[str, str]]:
+        all_headers = dict(headers or {})
+        all_headers.update(sign_request(self.me.keys, "GET", url, b""))
+        try:
+            async with self.session.get(url, headers=all_headers, allow_redirects=False) as resp:
+                body = bytearray()
+                async for block in resp.content.iter_chunked(1 << 16):
+                    body.extend(block)
+                    if len(body) > max_bytes:
+                        raise NetworkError(f"{url}: response larger than {max_bytes} bytes")
+                return resp.status, bytes(body), {k.lower(): v for k, v in resp.headers.items()}
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_doc(self, url: str) -> tuple[dict[str, Any], bytes]:
+        status, body, _ = await self.get(url)
+        if status != 200:
+            raise NetworkError(f"{url}: HTTP {status} {_error_detail(body)}")
+        return loads_canonical(body), body
+
+
+def _error_detail(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("detail", ""))[:200]
+    except (ValueError, AttributeError):
+        return ""
+
+
+class PeerLock:
+    """One sync per peer at a time, across the node and CLI processes."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / ".lock"
+        self.fd = -1
+
+    async def __aenter__(self) -> PeerLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        for _ in range(600):
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        os.close(self.fd)
+        raise NetworkError("another sync of this peer is still running")
+
+    async def __aexit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+class Syncer:
+    def __init__(self, home: Home, state: NodeState, me: Identity, session: aiohttp.ClientSession,
+                 interval: float = 300.0) -> None:
+        self.home = home
+        self.state = state
+        self.me = me
+        self.fetch = Fetcher(session, me)
+        self.interval = interval
+
+    # -- identity pinning -------------------------------------------------------------
+    async def pin_identity(self, did: str, base: str) -> dict[str, Any]:
+        doc, raw = await self.fetch.get_doc(base.rstrip("/") + "/.well-known/hn/identity")
+        history = verify_identity(doc)
+        if history.did != did:
+            raise VerificationError(f"{base} serves the identity of {history.did}, not {did}")
+        identities.import_contact(self.home, raw)
+        atomic.write_bytes(peer_dir(self.home, did) / "identity.json", canonical(doc))
+        return doc
+
+    # -- one peer -----------------------------------------------------------------------
+    def _sources(self, did: str, url: str) -> list[tuple[str, str, str, str]]:
+        """(label, presence URL, index URL, artefact base) to try in order: the node, then its relays."""
+        out = [("node", url + "/.well-known/hn/presence", url + "/federate/index", url + "/artifact/")]
+        cached = peer_dir(self.home, did) / "presence.json"
+        if cached.exists():
+            try:
+                relays = loads_canonical(cached.read_bytes()).get("relays", [])
+            except HnError:
+                relays = []
+            for relay in relays:
+                base = relay["url"].rstrip("/")
+                out.append((f"relay:{relay['did']}", f"{base}/relay/{did}/presence", f"{base}/relay/{did}/index",
+                            f"{base}/relay/{did}/artifact/"))
+        return out
+
+    async def _presence(self, did: str, presence_url: str) -> tuple[dict[str, Any], bytes]:
+        doc, raw = await self.fetch.get_doc(presence_url)
+        history = identities.require_history(self.home, did)
+        if isinstance(doc.get("key_seq"), int) and doc["key_seq"] >= len(history.keys):
+            # The peer rotated since we pinned it: fetch its new history and accept it if it extends ours.
+            base = presence_url.split("/.well-known/")[0] if "/.well-known/" in presence_url else None
+            if base is not None:
+                ident = await self.pin_identity(did, base)
+                history = accept_update(history, verify_identity(ident))
+        if doc.get("did") != did:
+            raise VerificationError(f"presence is for {doc.get('did')}, expected {did}")
+        verify_presence(doc, history, now=timefmt.now())
+        self.state.check_and_record_seq(did, "presence@2", doc["seq"], doc_digest(doc))
+        return doc, raw
+
+    async def refresh_peer(self, did: str, url: str, mirror: bool = False) -> PeerResult:
+        async with PeerLock(peer_dir(self.home, did)):
+            now = timefmt.now()
+            self.state.upsert_peer(did, url)
+            errors = []
+            for label, presence_url, index_base, artifact_base in self._sources(did, url.rstrip("/")):
+                try:
+                    result = await self._refresh_from(did, label, presence_url, index_base, artifact_base, mirror)
+                except NetworkError as exc:
+                    errors.append(f"{label}: {exc.message}")
+                    continue
+                except HnError as exc:
+                    return self._failed(did, now, f"{label}: {exc.message}")
+                row = self.state.peer(did) or {}
+                self.state.update_peer(did, health="ok", last_success=now, last_attempt=now, failures=0,
+                                       successes=int(row.get("successes", 0)) + 1, last_error="",
+                                       last_source=label, next_attempt=now + self.interval)
+                self.state.bump("sync_success")
+                log.info("federation.sync.success", extra={"hn": result.as_dict()})
+                return result
+            return self._failed(did, now, "; ".join(errors) or "no source answered")
+
+    def _failed(self, did: str, now: float, reason: str) -> PeerResult:
+        row = self.state.peer(did) or {"failures": 0, "total_failures": 0}
+        failures = int(row["failures"]) + 1
+        self.state.update_peer(did, health="failing", last_attempt=now, failures=failures,
+                               total_failures=int(row["total_failures"]) + 1, last_error=reason,
+                               next_attempt=now + next_delay(failures, self.interval))
+        self.state.bump("sync_failure")
+        log.warning("federation.sync.failure", extra={"hn": {"did": did, "error": reason}})
+        return PeerResult(did, False, error=reason)
+
+    async def _refresh_from(self, did: str, label: str, presence_url: str, index_base: str,
+                            artifact_base: str, mirror: bool) -> PeerResult:
+        presence, presence_raw = await self._presence(did, presence_url)
+        history = identities.require_history(self.home, did)
+        row = self.state.peer(did) or {}
+        cursor = str(row.get("cursor") or "0")
+        etag = str(row.get("etag") or "")
+        staged: dict[str, dict[str, Any] | None] = {}
+        slices: list[tuple[str, bytes]] = []
+        not_modified = False
+        new_etag = etag
+        for _page in range(10_000):
+            headers = {"If-None-Match": etag} if etag and not slices else {}
+            status, body, resp_headers = await self.fetch.get(f"{index_base}?cursor={cursor}", headers)
+            if status == 304 and not slices:
+                not_modified = True
+                break
+            if status != 200:
+                raise NetworkError(f"index: HTTP {status} {_error_detail(body)}")
+            doc = loads_canonical(body)
+            verify_slice(doc, history, presence)
+            if doc["cursor"] != cursor:
+                raise VerificationError(f"slice answers cursor {doc['cursor']}, asked {cursor}")
+            for entry in doc["entries"]:
+                staged[entry["id"]] = None if entry["type"] == TOMBSTONE else entry
+            slices.append((cursor, body))
+            new_etag = resp_headers.get("etag", "")
+            cursor = doc["next_cursor"]
+            if not doc["more"]:
+                break
+        else:
+            raise VerificationError("peer sent too many slices")
+        root, size = self._check_root(did, staged, presence)
+        if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
+            raise VerificationError("index unchanged (304) but the presence root moved")
+        self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence)
+        mirrored = await self._mirror(did, artifact_base) if mirror else 0
+        return PeerResult(did, True, label, "", sum(1 for _ in staged), not_modified, mirrored, root, size, cursor)
+
+    def _check_root(self, did: str, staged: dict[str, dict[str, Any] | None],
+                    presence: dict[str, Any]) -> tuple[str, int]:
+        with self.state._lock:
+            rows = self.state.db.execute(
+                "SELECT id, digest FROM peer_entries WHERE did=? AND type!='tombstone'", (did,)).fetchall()
+        current = {i: d for i, d in rows}
+        for entry_id, entry in staged.items():
+            if entry is None:
+                current.pop(entry_id, None)
+            else:
+                current[entry_id] = entry["digest"]
+        ordered = sorted(current.items(), key=lambda kv: kv[0].encode("utf-8"))
+        root = merkle.root([bytes.fromhex(d) for _, d in ordered]).hex()
+        if root != presence["index"]["root"] or len(ordered) != presence["index"]["size"]:
+            raise VerificationError(
+                f"recomputed index root {root[:16]}… ({len(ordered)} entries) differs from the presence root "
+                f"{presence['index']['root'][:16]}… ({presence['index']['size']} entries)")
+        return root, len(ordered)
+
+    def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, bytes]],
+                staged: dict[str, dict[str, Any] | None], cursor: str, etag: str, presence: dict[str, Any]) -> None:
+        folder = peer_dir(self.home, did)
+        for slice_cursor, body in slices:
+            atomic.write_bytes(folder / f"index-{slice_cursor}.json", body)
+        atomic.write_bytes(folder / "presence.json", presence_raw)
+        with self.state.tx() as db:
+            for entry_id, entry in staged.items():
+                if entry is None:
+                    db.execute("DELETE FROM peer_entries WHERE did=? AND id=?", (did, entry_id))
+                else:
+                    db.execute("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,0)",
+                               (did, entry_id, entry["type"], entry["path"], entry["digest"], entry["size"],
+                                json.dumps(entry["metadata"], sort_keys=True)))
+            db.execute("UPDATE peers SET cursor=?, etag=?, root=?, size=?, presence_seq=? WHERE did=?",
+                       (cursor, etag, presence["index"]["root"], presence["index"]["size"], presence["seq"], did))
+        self._prune(did, folder)
+
+    def _prune(self, did: str, folder: Path) -> None:
+        files = sorted(folder.glob("index-*.json"), key=lambda p: p.stat().st_mtime_ns)
+        for old in files[:-KEEP_SLICES]:
+            old.unlink(missing_ok=True)
+        if len(files) > KEEP_SLICES:
+            log.info("federation.prune", extra={"hn": {"did": did, "removed": len(files) - KEEP_SLICES}})
+
+    async def _mirror(self, did: str, base: str) -> int:
+        with self.state._lock:
+            rows = self.state.db.execute(
+                "SELECT id, path, digest, size FROM peer_entries WHERE did=? AND mirrored=0", (did,)).fetchall()
+        if not rows:
+            return 0
+        root = peer_dir(self.home, did) / "artifacts"
+        count = 0
+        for entry_id, path, digest, size in rows:
+            target = (root / path).resolve()
+            if not str(target).startswith(str(root.resolve()) + os.sep):
+                raise VerificationError(f"artefact path {path!r} escapes the cache")
+            if not target.exists():
+                await self._download(base + path, target, digest, int(size))
+            with self.state.tx() as db:
+                db.execute("UPDATE peer_entries SET mirrored=1 WHERE did=? AND id=?", (did, entry_id))
+            count += 1
+        return count
+
+    async def _download(self, url: str, target: Path, digest: str, size: int) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        headers = sign_request(self.me.keys, "GET", url, b"")
+        fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
+        hasher = blake3.blake3()
+        got = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async with self.fetch.session.get(url, headers=headers, allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise NetworkError(f"{url}: HTTP {resp.status}")
+                    async for block in resp.content.iter_chunked(1 << 16):
+                        got += len(block)
+                        if got > size:
+                            raise VerificationError(f"artefact {digest[:16]}… is larger than its index entry says")
+                        hasher.update(block)
+                        out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if got != size or hasher.hexdigest() != digest:
+                raise VerificationError(f"artefact {digest[:16]}… does not match its digest (refused)")
+            os.replace(tmp, target)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise NetworkError(f"{url}: {exc}") from exc
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,208 @@
+"""The node: app factory, core routes, plugin loading, and the serve loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hn import __version__
+from hn.errors import InputError, NotFound
+from hn.node.context import CTX_KEY, PLUGINS, NodeContext
+from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware
+from hn.node.state import NodeState
+from hn.proto import timefmt
+from hn.proto.canonical import canonical
+from hn.vault import atomic, identities, presence
+from hn.vault.home import Home
+
+log = logging.getLogger("hn.node")
+
+KEEPALIVE = 15.0
+SHUTDOWN_GRACE = 3.0
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InputError(f"{what} must be HOST:PORT, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def ctx_of(request: web.Request) -> NodeContext:
+    return request.app[CTX_KEY]
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    return web.json_response({"status": "ok", "version": __version__, "did": ctx.identity.did})
+
+
+async def presence_route(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    publisher = ctx.extras.get("publisher")
+    if publisher is not None:
+        doc = publisher.snapshot().presence
+    else:
+        doc = presence.current(ctx.home, ctx.identity.did)
+    if doc is None:
+        raise NotFound("this node has no presence yet")
+    return canonical_response(canonical(doc))
+
+
+async def identity_route(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    ident = identities.load(ctx.home, ctx.identity.alias)
+    return canonical_response(canonical(ident.doc))
+
+
+async def create_app(ctx: NodeContext) -> web.Application:
+    ctx.app[CTX_KEY] = ctx
+    ctx.app.router.add_get("/health", health)
+    ctx.app.router.add_get("/.well-known/hn/presence", presence_route)
+    ctx.app.router.add_get("/.well-known/hn/identity", identity_route)
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        await module.setup(ctx)
+    return ctx.app
+
+
+def build_context(home: Home, settings: dict[str, Any]) -> NodeContext:
+    me = identities.load(home)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=DEFAULT_BODY_CAP)
+    ctx = NodeContext(home=home, identity=me, app=app, settings=settings, state=NodeState(home))
+    scheme = "https" if settings.get("tls_cert") and settings.get("tls_key") else "http"
+    listen = settings.get("listen", "127.0.0.1:7733")
+    ctx.base_url = (settings.get("public_url") or f"{scheme}://{listen}").rstrip("/")
+    return ctx
+
+
+def tls_context(settings: dict[str, Any]) -> ssl.SSLContext | None:
+    cert, key = settings.get("tls_cert"), settings.get("tls_key")
+    if not cert or not key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
+    return context
+
+
+class Node:
+    """One running node: start, serve until stopped, stop cleanly."""
+
+    def __init__(self, home: Home, settings: dict[str, Any]) -> None:
+        self.home = home
+        self.settings = settings
+        self.ctx: NodeContext | None = None
+        self.runner: web.AppRunner | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.ssl: ssl.SSLContext | None = None
+        self.port = 0
+
+    async def start(self) -> dict[str, Any]:
+        host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
+        self.ssl = tls_context(self.settings)
+        ctx = build_context(self.home, self.settings)
+        self.ctx = ctx
+        # The presence names where this node can be reached.
+        config = self.home.read_toml("node.toml")
+        if config.get("public_url") != ctx.base_url:
+            config["public_url"] = ctx.base_url
+            self.home.write_toml("node.toml", config)
+        presence.refresh(self.home, ctx.identity, url=ctx.base_url)
+        await create_app(ctx)
+        self.runner = web.AppRunner(ctx.app, handle_signals=False, keepalive_timeout=KEEPALIVE,
+                                    access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, ssl_context=self.ssl, backlog=256,
+                           shutdown_timeout=SHUTDOWN_GRACE)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        for factory in ctx.background:
+            self.tasks.append(asyncio.create_task(self._guard(factory)))
+        info = {
+            "did": ctx.identity.did,
+            "listen": f"{host}:{self.port or port}",
+            "base_url": ctx.base_url,
+            "presence_url": ctx.base_url + "/.well-known/hn/presence",
+            "dht": None,
+            "tls": self.ssl is not None,
+            "pid": os.getpid(),
+        }
+        info.update(ctx.ready_info)
+        atomic.write_bytes(self.home.path("run", "node.json"),
+                           canonical({**info, "started_at": timefmt.now_iso()}), mode=0o600)
+        return info
+
+    async def _guard(self, factory: Any) -> None:
+        try:
+            await factory()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task failed")
+
+    def reload_tls(self) -> bool:
+        if self.ssl is None:
+            return False
+        try:
+            self.ssl.load_cert_chain(self.settings["tls_cert"], self.settings["tls_key"])
+        except (OSError, ssl.SSLError) as exc:
+            log.error("tls.reload.failed", extra={"hn": {"error": str(exc)}})
+            return False
+        log.info("tls.reload", extra={"hn": {"cert": self.settings["tls_cert"]}})
+        return True
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=2)
+        if self.ctx is not None:
+            for fn in reversed(self.ctx.cleanup):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fn(), timeout=2)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        Path(self.home.path("run", "node.json")).unlink(missing_ok=True)
+        if self.ctx is not None:
+            self.ctx.state.close()
+
+
+async def serve(home: Home, settings: dict[str, Any]) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+    node = Node(home, settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_tls)
+    try:
+        info = await node.start()
+        sys.stdout.write("MCP_READY " + json.dumps(info, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        log.info("node.ready", extra={"hn": info})
+        await stop.wait()
+        log.info("node.stopping")
+    finally:
+        await node.stop()
