@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hn.errors import MalformedDocument, TooLarge
+from hn.proto.canonical import b64d, b64e, canonical, loads_canonical, loads_strict
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=12)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_canonical_round_trip(value: object) -> None:
+    raw = canonical(value)
+    assert raw == rfc8785.dumps(value)
+    assert canonical(loads_strict(raw)) == raw
+    assert loads_canonical(raw) == loads_strict(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.integers(0, 9), min_size=2, max_size=5))
+def test_non_canonical_encodings_rejected(value: dict[str, int]) -> None:
+    spaced = json.dumps(value, indent=1).encode()
+    with pytest.raises(MalformedDocument):
+        loads_canonical(spaced)
+    reordered = json.dumps(dict(sorted(value.items(), reverse=True)), separators=(",", ":"), ensure_ascii=False).encode()
+    if reordered != canonical(value):
+        with pytest.raises(MalformedDocument):
+            loads_canonical(reordered)
+
+
+@pytest.mark.parametrize("text", [b'{"a":1,"a":2}', b'{"x":{"k":1,"k":1}}'])
+def test_duplicate_keys_rejected(text: bytes) -> None:
+    with pytest.raises(MalformedDocument, match="duplicate key"):
+        loads_strict(text)
+
+
+@pytest.mark.parametrize("text", [b'{"a":NaN}', b'{"a":Infinity}', b"[-Infinity]"])
+def test_nan_and_infinity_rejected(text: bytes) -> None:
+    with pytest.raises(MalformedDocument):
+        loads_strict(text)
+
+
+@pytest.mark.parametrize("text", [b'{"a":1.0}', b'{"a":-0}', b'{"a":1e2}', b'{"b":1,"a":2}', b'{ "a":1}'])
+def test_ambiguous_numbers_and_order_not_canonical(text: bytes) -> None:
+    loads_strict(text)  # valid JSON
+    with pytest.raises(MalformedDocument, match="canonical"):
+        loads_canonical(text)
+
+
+def test_deep_nesting_is_a_clean_error() -> None:
+    with pytest.raises(MalformedDocument, match="nested"):
+        loads_strict(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(MalformedDocument, match="nested"):
+        loads_strict(b"[" * 70 + b"]" * 70)
+
+
+def test_oversize_rejected() -> None:
+    with pytest.raises(TooLarge):
+        loads_strict(b"[" + b"1," * 100 + b"1]", max_bytes=50)
+
+
+def test_strict_base64() -> None:
+    assert b64d(b64e(b"hello")) == b"hello"
+    for bad in ("aGVsbG8", "aGVsbG8=\n", "aGVsbG9=", "aGVs*G8=", 5):
+        with pytest.raises(MalformedDocument):
+            b64d(bad)
+    with pytest.raises(MalformedDocument, match="expected 4 bytes"):
+        b64d(b64e(b"abc"), length=4)
