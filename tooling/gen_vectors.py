@@ -89,6 +89,78 @@ def presence_vectors() -> dict[str, Any]:
             "presence": doc, "canonical": canonical(doc).decode(), "digest": doc_digest(doc)}
 
 
+EPHEMERAL_IKM = bytes(range(32, 64))
+
+
+def fixed_sender(recipient_public: bytes, info: bytes) -> tuple[bytes, Any]:
+    """chunked.sender with a fixed HPKE ephemeral key, so sealing is byte-exact."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from hn.proto import chunked
+    from hn.proto.keys import SUITE
+
+    pk = SUITE.kem.deserialize_public_key(recipient_public)
+    eks = SUITE.kem.derive_key_pair(EPHEMERAL_IKM)
+    enc, ctx = SUITE.create_sender_context(pk, info=info, eks=eks)
+    return bytes(enc), ChaCha20Poly1305(bytes(ctx.export(chunked.EXPORT_LABEL, 32)))
+
+
+def chunked_vectors() -> dict[str, Any]:
+    import io
+
+    from hn.proto import chunked
+
+    recipient = IdentityKeys(SECRET, 0)
+    plain = bytes(i % 251 for i in range(2500))  # two full 1,024-byte chunks and a short final one
+    enc, cipher = fixed_sender(recipient.hpke_public(0), b"hn vector")
+    out = io.BytesIO()
+    chunked.encrypt_stream(cipher, io.BytesIO(plain), out, b"vector aad", chunk_size=1024)
+    return {
+        "description": "chunked HPKE stream to the HPKE key 0 of secret 000102…1f; ephemeral key "
+                       "DeriveKeyPair(202122…3f); plaintext byte i = i mod 251",
+        "recipient_secret_hex": SECRET.hex(), "recipient_hpke_public_hex": recipient.hpke_public(0).hex(),
+        "ephemeral_ikm_hex": EPHEMERAL_IKM.hex(), "info": "hn vector", "aad": "vector aad",
+        "chunk_size": 1024, "plaintext_len": len(plain), "enc_hex": enc.hex(),
+        "ciphertext_hex": out.getvalue().hex(),
+    }
+
+
+def shard_vectors() -> dict[str, Any]:
+    """A shard from the vector identity to a second fixed identity (sealing with a fixed ephemeral key)."""
+    import io
+
+    from hn.proto import chunked, shard
+
+    sender = IdentityKeys(SECRET, 0)
+    recipient_secret = bytes(range(100, 132))
+    recipient = IdentityKeys(recipient_secret, 0)
+    body = b"hello from the shard vector\n" * 50
+    import blake3
+
+    meta = {"name": "vector.txt", "media_type": "text/plain", "size": len(body),
+            "digest": blake3.blake3(body).hexdigest()}
+    original = chunked.sender
+    chunked.sender = fixed_sender  # type: ignore[assignment]
+    try:
+        out = io.BytesIO()
+        header = shard.seal(sender, recipient.did, 0, recipient.hpke_public(0), meta, io.BytesIO(body), out,
+                            "2026-01-01T00:00:00Z", chunk_size=1024)
+    finally:
+        chunked.sender = original  # type: ignore[assignment]
+    raw = out.getvalue()
+    recipient_identity = build_identity(recipient, "recipient",
+                                        [make_key_entry(recipient, 0, GENESIS, None)], "2026-01-01T00:00:00Z")
+    return {
+        "description": "shard@1 from the identity of identity.json (genesis) to the identity of secret "
+                       "646566…83 (key 0); ephemeral key DeriveKeyPair(202122…3f)",
+        "sender_secret_hex": SECRET.hex(), "recipient_secret_hex": recipient_secret.hex(),
+        "recipient_identity": recipient_identity, "ephemeral_ikm_hex": EPHEMERAL_IKM.hex(),
+        "issued_at": "2026-01-01T00:00:00Z", "chunk_size": 1024,
+        "meta": meta, "plaintext_hex": body.hex(), "header": header,
+        "shard_hex": raw.hex(), "shard_id": blake3.blake3(raw).hexdigest(),
+    }
+
+
 def chunked_fixtures() -> None:
     """Golden damaged payloads (THREATS 8): one good stream and one file per kind of damage."""
     import io
@@ -137,6 +209,8 @@ def main() -> None:
     write("identity.json", identity_vectors())
     write("did.json", did_vectors())
     write("presence.json", presence_vectors())
+    write("chunked.json", chunked_vectors())
+    write("shard.json", shard_vectors())
     if "--fixtures" in sys.argv:
         chunked_fixtures()
 
