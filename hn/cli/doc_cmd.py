@@ -53,7 +53,7 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
 @app.command("list")
 def list_(as_json: bool = JSON) -> None:
     """List documents and shards."""
-    catalog = store.load_catalog(STATE.home)
+    catalog = store.load_catalog(STATE.existing_home())
     views = sorted((doc_view(e) for e in catalog.entries.values()), key=lambda v: (v["kind"], v["name"], v["id"]))
     emit({"artefacts": views}, as_json, lambda d: table(
         None, ["id", "kind", "name", "size", "type", "published"],

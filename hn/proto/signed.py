@@ -90,7 +90,8 @@ def verify_document(
     if key_seq + 1 < len(history.keys):
         issued = timefmt.parse(require(doc, time_field, str, expected_type), time_field)
         rotated = history.keys[key_seq + 1].created_at
-        if issued >= rotated:
+        # Timestamps have whole seconds: a document of the rotation's own second is accepted.
+        if issued > rotated:
             raise VerificationError(
                 f"{expected_type} was signed with key {key_seq} after that key was rotated out"
             )

@@ -51,13 +51,16 @@ def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
-        fsync_dir(target.parent)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
         raise _explain(exc, target) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    # The new file is in place; a failing directory fsync only leaves the rename's
+    # durability to the next sync, it does not undo the write.
+    with contextlib.suppress(OSError):
+        fsync_dir(target.parent)
 
 
 def write_bytes(target: Path, data: bytes, mode: int = 0o644) -> None:

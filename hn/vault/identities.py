@@ -86,9 +86,12 @@ def _save(home: Home, alias: str, keys: IdentityKeys, doc: dict[str, Any]) -> No
     folder = _own_dir(home, alias)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    # Secret first: an identity document never names a key whose secret is not on disk.
-    _write_secret(folder, keys)
+    # The secret derives every key, so either order is safe; the identity document is
+    # the commit point of a rotation and load() takes the key seq from it.
+    if not (folder / "secret.json").exists():
+        _write_secret(folder, keys)
     atomic.write_bytes(folder / "identity.json", canonical(doc))
+    _write_secret(folder, keys)
 
 
 def load(home: Home, alias: str | None = None) -> Identity:
@@ -119,10 +122,11 @@ def load(home: Home, alias: str | None = None) -> Identity:
             raise MalformedDocument("key_seq missing")
     except (OSError, MalformedDocument) as exc:
         raise KeyFileError(f"key file of {alias!r} is unreadable or tampered: {exc}") from exc
-    keys = IdentityKeys(secret, key_seq)
-    if keys.did != history.did or key_seq != history.current.seq:
+    # The identity document is the commit point of a rotation: its newest key wins.
+    keys = IdentityKeys(secret, history.current.seq)
+    if keys.did != history.did or abs(key_seq - history.current.seq) > 1:
         raise KeyFileError(f"key file of {alias!r} does not match its identity (tampered?)")
-    if keys.signing_public(key_seq) != history.current.signing_public_key:
+    if keys.signing_public() != history.current.signing_public_key:
         raise KeyFileError(f"key file of {alias!r} does not match its identity (tampered?)")
     return Identity(alias, doc, history, keys)
 

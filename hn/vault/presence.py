@@ -80,6 +80,7 @@ def refresh(
         seq = _highest_seq(home, me.did) + 1
         body.update({"seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)})
         doc = sign_document(body, me.keys)
-        atomic.write_bytes(path_for(home, me.did), canonical(doc))
+        # Event first: a presence on disk is always one the log records.
         home.append_event(me.keys, "presence.publish", {"seq": seq, "digest": doc_digest(doc)})
+        atomic.write_bytes(path_for(home, me.did), canonical(doc))
     return doc, True

@@ -50,6 +50,7 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
     data = {"id": shard_id, "digest": shard_id, "size": size, "doc_id": entry["id"], "recipient": recipient.did}
     with home.lock():
         home.append_event(me.keys, "shard.create", data)
+        load_catalog(home, persist=True)
     return data
 
 
@@ -91,5 +92,6 @@ def open_shard(home: Home, me: Identity, source: Path, out: Path) -> dict[str, A
         catalog = load_catalog(home)
         if shard_id not in catalog.entries:
             home.append_event(me.keys, "shard.receive", data)
+            load_catalog(home, persist=True)
     return {**data, "name": meta.get("name", ""), "media_type": meta.get("media_type", ""),
             "bytes": meta["size"], "out": str(out)}

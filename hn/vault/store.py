@@ -111,19 +111,25 @@ def _apply(entries: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
             entries[data["id"]] = dict(data, kind="shard", direction="in", published=False)
 
 
-def replay(home: Home) -> Catalog:
+def replay(home: Home, upto: int | None = None) -> Catalog:
     entries: dict[str, dict[str, Any]] = {}
     seq, head = 0, "0" * 64
     from hn.proto.events import event_hash
 
     for event in home.events():
+        if upto is not None and event.get("seq", 0) > upto:
+            break
         _apply(entries, event)
         seq, head = event["seq"], event_hash(event)
     return Catalog(seq, head, entries)
 
 
-def load_catalog(home: Home) -> Catalog:
-    """The catalogue at the log's head: the cache, caught up with newer events if needed."""
+def load_catalog(home: Home, persist: bool = False) -> Catalog:
+    """The catalogue at the log's head: the cache, caught up with newer events if needed.
+
+    Only writers (who hold the vault lock) pass ``persist`` to store the caught-up cache;
+    a read never changes a file of the vault.
+    """
     from hn.proto.events import event_hash
 
     head_seq, head_hash = home.head()
@@ -145,10 +151,12 @@ def load_catalog(home: Home) -> Catalog:
                 _apply(cached.entries, event)
                 cached.head_seq, cached.head_hash = seq, event_hash(event)
             if cached.head_hash == head_hash:
-                save_catalog(home, cached)
+                if persist:
+                    save_catalog(home, cached)
                 return cached
     catalog = replay(home)
-    save_catalog(home, catalog)
+    if persist:
+        save_catalog(home, catalog)
     return catalog
 
 
@@ -237,10 +245,13 @@ def add_files(
         if progress:
             progress(1)
     # One sync for the whole batch: every object is durable before the event names it.
-    os.sync()
+    try:
+        os.sync()
+    except OSError as exc:
+        raise atomic.DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
     with home.lock():
         home.append_event(keys, "doc.add", {"items": items})
-        catalog = load_catalog(home)
+        catalog = load_catalog(home, persist=True)
     return [catalog.entries[i["id"]] for i in items]
 
 
@@ -249,7 +260,7 @@ def set_published(home: Home, keys: Any, ids: list[str], published: bool) -> lis
     entries = [resolve_id(catalog, i, "doc") for i in ids]
     with home.lock():
         home.append_event(keys, "doc.publish" if published else "doc.unpublish", {"ids": [e["id"] for e in entries]})
-        catalog = load_catalog(home)
+        catalog = load_catalog(home, persist=True)
     return [catalog.entries[e["id"]] for e in entries]
 
 
