@@ -1,0 +1,1 @@
+"""Relational trust: evidence-backed trust links, reputation aggregates, exposure and selectors."""

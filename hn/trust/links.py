@@ -1,0 +1,196 @@
+"""My trust links on disk, and the link headers friends exposed to me.
+
+- ``trust/links/<alias>/<link id>.json``: ``{"link": trust_link@1, "evidence": [...]}``;
+  the evidence stays with the owner, the signed link commits to it by digest.
+- ``cache/trust/<did tail>/links.json``: a friend's link headers (no evidence) as last
+  fetched from their node, each verified against the friend's pinned key history.
+
+Every read verifies again: a link file edited on disk is refused, never counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hn.errors import HnError, InputError, MalformedDocument, VerificationError
+from hn.proto import timefmt
+from hn.proto import trust as proto
+from hn.proto.canonical import canonical, loads_canonical
+from hn.trust import evidence as ev
+from hn.vault import atomic, identities, policy
+from hn.vault.home import Home
+from hn.vault.identities import Identity, did_tail
+
+log = logging.getLogger("hn.trust")
+MAX_FILE = 8 * 1024 * 1024
+
+
+@dataclass
+class StoredLink:
+    link: dict[str, Any]
+    evidence: list[dict[str, Any]]
+    expires_at: float
+    live: bool
+    source: str  # "mine" or "friend"
+
+    def view(self, with_evidence: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.link["id"], "from": self.link["from"], "to": self.link["to"],
+            "context": self.link["context"], "confidence": self.link["confidence"],
+            "confidence_source": self.link["confidence_source"],
+            "derived_confidence": self.link["derived_confidence"],
+            "evidence_count": self.link["evidence_count"], "last_seen": self.link["last_seen"],
+            "issued_at": self.link["issued_at"], "ttl_seconds": self.link["ttl_seconds"],
+            "expires_at": timefmt.fmt(self.expires_at), "live": self.live, "source": self.source,
+        }
+        if with_evidence:
+            out["based_on"] = [e["id"] for e in self.evidence]
+        return out
+
+
+def max_age(home: Home) -> int:
+    raw = policy.get(home, "trust.max_age")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"policy trust.max_age must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= proto.MAX_TTL:
+        raise InputError(f"policy trust.max_age must be within 1..{proto.MAX_TTL} seconds")
+    return value
+
+
+def links_dir(home: Home, me: Identity) -> Path:
+    return home.path("trust", "links", me.alias)
+
+
+def friend_cache(home: Home, did: str) -> Path:
+    return home.path("cache", "trust", did_tail(did), "links.json")
+
+
+# -- deriving ---------------------------------------------------------------------------
+def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None = None, *,
+           context: str = proto.DEFAULT_CONTEXT, confidence: float | None = None,
+           ttl: int | None = None) -> StoredLink:
+    """Derive (or re-derive) my link to ``target`` from evidence that resolves in the vault."""
+    identities.did_tail(target)
+    if target == me.did:
+        raise InputError("a trust link to yourself measures nothing")
+    try:
+        proto.check_context(context)
+    except MalformedDocument as exc:
+        raise InputError(str(exc)) from None
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        raise InputError("--confidence must be within [0, 1]")
+    limit = max_age(home)
+    ttl_seconds = limit if ttl is None else ttl
+    if not 0 < ttl_seconds <= limit:
+        raise InputError(f"--ttl must be within 1..{limit} seconds (policy trust.max_age)")
+    if evidence_ids:
+        items = ev.resolve_for(home, target, evidence_ids)
+    else:
+        items = ev.collect(home, target)
+        if not items:
+            raise ev.EvidenceError(
+                f"no evidence of cooperation with {target} in this vault (shards exchanged, artefacts "
+                "mirrored from them, backups held for each other, receipts); nothing to derive")
+    evidence = proto.normalise_evidence([i.as_dict() for i in items])
+    doc = proto.build_link(me.keys, target, evidence, context=context, ttl_seconds=ttl_seconds,
+                           issued_at=timefmt.now_iso(), override=confidence)
+    path = links_dir(home, me) / f"{doc['id']}.json"
+    with home.lock():
+        atomic.write_bytes(path, canonical({"link": doc, "evidence": evidence}))
+        home.append_event(me.keys, "trust.link", {
+            "id": doc["id"], "to": target, "context": context, "confidence": doc["confidence"],
+            "confidence_source": doc["confidence_source"], "evidence": [e["id"] for e in evidence]})
+    return StoredLink(doc, evidence, proto.link_expires(doc, limit), True, "mine")
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLink:
+    try:
+        if path.stat().st_size > MAX_FILE:
+            raise MalformedDocument("file too large")
+        raw = loads_canonical(path.read_bytes(), max_bytes=MAX_FILE)
+        doc = proto.verify_link(raw.get("link") if isinstance(raw, dict) else None, history)
+        evidence = proto.verify_link_evidence(doc, raw.get("evidence"))
+        if path.stem != doc["id"]:
+            raise VerificationError("file name does not match the link id")
+    except (HnError, OSError) as exc:
+        message = exc.message if isinstance(exc, HnError) else str(exc)
+        raise VerificationError(f"trust link {path.name} is refused: {message}") from exc
+    expires = proto.link_expires(doc, limit)
+    return StoredLink(doc, evidence, expires, expires > now, "mine")
+
+
+def my_links(home: Home, me: Identity, *, strict: bool = True) -> tuple[list[StoredLink], list[str]]:
+    """All my stored links, verified. Tampered ones raise (strict) or are reported."""
+    folder = links_dir(home, me)
+    limit, now = max_age(home), timefmt.now()
+    out: list[StoredLink] = []
+    refused: list[str] = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            try:
+                out.append(read_link_file(path, me.history, limit, now))
+            except VerificationError as exc:
+                if strict:
+                    raise
+                log.warning("trust.link.refused", extra={"hn": {"path": str(path), "error": exc.message}})
+                refused.append(exc.message)
+    out.sort(key=lambda s: (s.link["to"], s.link["context"]))
+    return out, refused
+
+
+def friend_links(home: Home, me: Identity) -> tuple[list[StoredLink], list[str]]:
+    """Friends' link headers from the cache, each verified again; bad ones are reported."""
+    root = home.path("cache", "trust")
+    limit, now = max_age(home), timefmt.now()
+    out: list[StoredLink] = []
+    refused: list[str] = []
+    if not root.is_dir():
+        return out, refused
+    for folder in sorted(root.iterdir()):
+        path = folder / "links.json"
+        if not path.is_file():
+            continue
+        owner = "did:hn:" + folder.name
+        try:
+            history = identities.require_history(home, owner)
+            raw = loads_canonical(path.read_bytes(), max_bytes=MAX_FILE)
+            headers = raw.get("links") if isinstance(raw, dict) else None
+            if not isinstance(headers, list):
+                raise MalformedDocument("links.json has no links list")
+        except (HnError, OSError) as exc:
+            refused.append(f"cached links of {owner}: {exc}")
+            continue
+        for header in headers:
+            try:
+                doc = proto.verify_link(header, history)
+                if doc["from"] != owner:
+                    raise VerificationError(f"link is from {doc['from']}, cached as {owner}")
+            except HnError as exc:
+                refused.append(f"a cached link of {owner} is refused: {exc.message}")
+                continue
+            if doc["from"] == me.did:
+                continue
+            expires = proto.link_expires(doc, limit)
+            out.append(StoredLink(doc, [], expires, expires > now, "friend"))
+    return out, refused
+
+
+def live_about(home: Home, me: Identity, target: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The live links about ``target`` I hold: mine and the ones friends exposed to me."""
+    mine, refused = my_links(home, me, strict=False)
+    theirs, refused_theirs = friend_links(home, me)
+    docs = [s.link for s in mine + theirs if s.live and s.link["to"] == target]
+    return docs, refused + refused_theirs
+
+
+def save_friend_links(home: Home, owner: str, headers: list[dict[str, Any]]) -> None:
+    body = {"owner": owner, "fetched_at": timefmt.now_iso(), "links": headers}
+    atomic.write_bytes(friend_cache(home, owner), canonical(body))
