@@ -37,14 +37,17 @@ def node_settings(home: Home) -> dict[str, Any]:
 
 
 def _highest_seq(home: Home, did: str) -> int:
-    """High-water mark: the file, or the event log if the file was lost."""
+    """High-water mark: the file and the newest presence.publish event of the log.
+
+    The event is appended before the file is replaced, so after a failed file write the
+    log knows a higher seq than the file; reusing it would sign two presences with one seq.
+    """
     doc = current(home, did)
-    if doc is not None:
-        return int(doc.get("seq", 0))
-    best = 0
-    for event in home.events():
+    best = int(doc.get("seq", 0)) if doc is not None else 0
+    for path in reversed(home.event_files()):
+        event = home.read_event(path)
         if event.get("kind") == "presence.publish" and event.get("signer") == did:
-            best = max(best, int(event["data"].get("seq", 0)))
+            return max(best, int(event["data"].get("seq", 0)))
     return best
 
 
@@ -62,7 +65,7 @@ def refresh(
     if relays is None:
         relays = settings.get("relays", [])
     now = timefmt.now()
-    body = {
+    body: dict[str, Any] = {
         "type": PRESENCE_TYPE,
         "did": me.did,
         "url": url,
