@@ -233,7 +233,8 @@ def aggregate(confidences: list[float]) -> dict[str, Any]:
     if not confidences:
         return {"avg_confidence": 0, "count": 0, "min_confidence": 0, "max_confidence": 0, "stddev": 0}
     values = sorted(confidences)
-    mean = math.fsum(values) / len(values)
+    # Clamped: fsum/len can land one ulp outside [min, max] when all values are equal.
+    mean = min(max(math.fsum(values) / len(values), values[0]), values[-1])
     variance = math.fsum((v - mean) ** 2 for v in values) / len(values)
     return {
         "avg_confidence": round_confidence(mean),
