@@ -1,0 +1,92 @@
+"""`hn trust` through the real entry point: one JSON document per --json call, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_hn, run_json
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def vaults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("trust-cli")
+    alice, bob = root / "alice", root / "bob"
+    bob_did = run_json(bob, "id", "create", "bob")["did"]
+    run_json(alice, "id", "create", "alice")
+    run_hn(bob, "id", "export", "--out", str(root / "bob.json"))
+    run_hn(alice, "id", "import", str(root / "bob.json"))
+    note = root / "note.txt"
+    note.write_text("for bob")
+    doc = run_json(alice, "doc", "add", str(note))["added"][0]["id"]
+    shard = run_json(alice, "doc", "share", doc, "--to", bob_did)["id"]
+    return {"root": root, "alice": alice, "bob": bob, "bob_did": bob_did, "shard": shard}
+
+
+def test_derive_list_compute_publish(vaults: dict[str, object]) -> None:
+    alice, bob_did, shard = vaults["alice"], str(vaults["bob_did"]), vaults["shard"]
+    assert isinstance(alice, Path)
+    link = run_json(alice, "trust", "link", "derive", "--to", bob_did)
+    assert link["based_on"] == [f"shard:{shard}"]
+    assert link["confidence"] == 0.2 and link["link"]["type"] == "trust_link@1"
+    listed = run_json(alice, "trust", "link", "list")
+    assert [v["id"] for v in listed["links"]] == [link["id"]]
+    first = run_json(alice, "trust", "reputation", "compute", "--target", bob_did)
+    again = run_json(alice, "trust", "reputation", "compute", "--target", bob_did)
+    assert first["aggregate"] == again["aggregate"] == {
+        "avg_confidence": 0.2, "count": 1, "max_confidence": 0.2, "min_confidence": 0.2, "stddev": 0}
+    assert again["changed"] is False and again["seq"] == first["seq"]
+    published = run_json(alice, "trust", "publish", "--target", bob_did)
+    assert published["published"] and published["route"] == f"/trust/{bob_did}"
+    checked = run_json(alice, "trust", "verify", published["path"])
+    assert checked == {"ok": True, "type": "reputation@1", "observer": published["observer"],
+                       "target": bob_did, "seq": published["seq"]}
+
+
+def test_bad_evidence_is_a_clear_error(vaults: dict[str, object]) -> None:
+    alice, bob_did = vaults["alice"], str(vaults["bob_did"])
+    assert isinstance(alice, Path)
+    proc = run_hn(alice, "trust", "link", "derive", "--to", bob_did, "--evidence", "shard:" + "0" * 64,
+                  "--json", check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == f"error: evidence shard:{'0' * 64} does not resolve in this vault"
+    proc = run_hn(alice, "trust", "link", "derive", "--to", bob_did, "--confidence", "2", check=False)
+    assert proc.returncode == 1 and "within [0, 1]" in proc.stderr
+
+
+def test_graph_formats(vaults: dict[str, object]) -> None:
+    alice, bob_did, root = vaults["alice"], str(vaults["bob_did"]), vaults["root"]
+    assert isinstance(alice, Path) and isinstance(root, Path)
+    run_json(alice, "trust", "link", "derive", "--to", bob_did)
+    picture = json.loads(run_hn(alice, "trust", "graph", "--format", "json").stdout)
+    assert [e["to"] for e in picture["edges"]] == [bob_did]
+    assert {n["alias"] for n in picture["nodes"]} == {"alice", "bob"}
+    dot_file = root / "trust.dot"
+    wrote = run_json(alice, "trust", "graph", "--format", "dot", "--out", str(dot_file))
+    assert wrote["edges"] == 1 and dot_file.read_text().startswith("digraph trust {")
+    svg = run_hn(alice, "trust", "graph", "--format", "svg", "--out", str(root / "trust.svg"), check=False)
+    if shutil.which("dot") is None:
+        assert svg.returncode == 1
+        assert "SVG needs Graphviz" in svg.stderr and "apt-get install graphviz" in svg.stderr
+        assert not (root / "trust.svg").exists()
+    else:
+        assert svg.returncode == 0 and "<svg" in (root / "trust.svg").read_text()
+
+
+def test_tampered_link_file_refused_by_verify_and_list(vaults: dict[str, object]) -> None:
+    alice, bob_did = vaults["alice"], str(vaults["bob_did"])
+    assert isinstance(alice, Path)
+    link = run_json(alice, "trust", "link", "derive", "--to", bob_did, "--context", "tamper")
+    path = alice / "trust" / "links" / "alice" / f"{link['id']}.json"
+    assert run_json(alice, "trust", "verify", str(path))["evidence_checked"] is True
+    path.write_bytes(path.read_bytes().replace(b'"context":"tamper"', b'"context":"tampr"'))
+    proc = run_hn(alice, "trust", "verify", str(path), "--json", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: trust_link@1 id does not match")
+    proc = run_hn(alice, "trust", "link", "list", "--json", check=False)
+    assert proc.returncode == 1 and f"trust link {link['id']}.json is refused" in proc.stderr
+    path.unlink()
