@@ -72,6 +72,12 @@ _register_optional()
 
 
 def main() -> None:
+    import logging
+
+    # Library log lines stay quiet in the CLI: results and errors are its output. The node
+    # (`hn mcp serve`) installs real handlers.
+    logging.getLogger("hn").addHandler(logging.NullHandler())
+    logging.getLogger("hn").propagate = False
     try:
         code = app(standalone_mode=False)
     except HnError as exc:

@@ -37,12 +37,17 @@ async def requester(ctx: NodeContext, request: web.Request) -> str | None:
 
 
 async def check_reader(ctx: NodeContext, request: web.Request) -> str | None:
+    if policy.get(ctx.home, "federation.mode") != "friends":
+        # Public reads need no signature; one that fails (a proxy rewrote the URI, say) is ignored.
+        try:
+            return await requester(ctx, request)
+        except Unauthorized:
+            return None
     did = await requester(ctx, request)
-    if policy.get(ctx.home, "federation.mode") == "friends":
-        if did is None:
-            raise Unauthorized("this node shares its index with friends only: sign the request (RFC 9421)")
-        if not roster.is_friend(ctx.home, did):
-            raise Forbidden("this node shares its index with friends only")
+    if did is None:
+        raise Unauthorized("this node shares its index with friends only: sign the request (RFC 9421)")
+    if not roster.is_friend(ctx.home, did):
+        raise Forbidden("this node shares its index with friends only")
     return did
 
 

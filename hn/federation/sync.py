@@ -235,8 +235,11 @@ class Syncer:
         presence, presence_raw = await self._presence(did, presence_url)
         history = identities.require_history(self.home, did)
         row = self.state.peer(did) or {}
-        cursor = str(row.get("cursor") or "0")
-        etag = str(row.get("etag") or "")
+        # A relay holds the publisher's slices from cursor 0 only: read them all and
+        # replace our copy of the index wholesale.
+        full = label != "node"
+        cursor = "0" if full else str(row.get("cursor") or "0")
+        etag = "" if full else str(row.get("etag") or "")
         staged: dict[str, dict[str, Any] | None] = {}
         slices: list[tuple[str, bytes]] = []
         not_modified = False
@@ -262,18 +265,20 @@ class Syncer:
                 break
         else:
             raise VerificationError("peer sent too many slices")
-        root, size = self._check_root(did, staged, presence)
+        root, size = self._check_root(did, staged, presence, full)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
             raise VerificationError("index unchanged (304) but the presence root moved")
-        self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence)
+        self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence, full)
         mirrored = await self._mirror(did, artifact_base) if mirror else 0
         return PeerResult(did, True, label, "", sum(1 for _ in staged), not_modified, mirrored, root, size, cursor)
 
     def _check_root(self, did: str, staged: dict[str, dict[str, Any] | None],
-                    presence: dict[str, Any]) -> tuple[str, int]:
-        with self.state._lock:
-            rows = self.state.db.execute(
-                "SELECT id, digest FROM peer_entries WHERE did=? AND type!='tombstone'", (did,)).fetchall()
+                    presence: dict[str, Any], full: bool = False) -> tuple[str, int]:
+        rows: list[tuple[str, str]] = []
+        if not full:
+            with self.state._lock:
+                rows = self.state.db.execute(
+                    "SELECT id, digest FROM peer_entries WHERE did=? AND type!='tombstone'", (did,)).fetchall()
         current = {i: d for i, d in rows}
         for entry_id, entry in staged.items():
             if entry is None:
@@ -289,19 +294,28 @@ class Syncer:
         return root, len(ordered)
 
     def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, bytes]],
-                staged: dict[str, dict[str, Any] | None], cursor: str, etag: str, presence: dict[str, Any]) -> None:
+                staged: dict[str, dict[str, Any] | None], cursor: str, etag: str, presence: dict[str, Any],
+                full: bool = False) -> None:
         folder = peer_dir(self.home, did)
         for slice_cursor, body in slices:
             atomic.write_bytes(folder / f"index-{slice_cursor}.json", body)
         atomic.write_bytes(folder / "presence.json", presence_raw)
         with self.state.tx() as db:
+            if full:
+                kept = [i for i, e in staged.items() if e is not None]
+                mirrored = {r[0] for r in db.execute(
+                    "SELECT id FROM peer_entries WHERE did=? AND mirrored=1", (did,)).fetchall()}
+                db.execute("DELETE FROM peer_entries WHERE did=?", (did,))
+                staged = {i: staged[i] for i in kept}
+            else:
+                mirrored = set()
             for entry_id, entry in staged.items():
                 if entry is None:
                     db.execute("DELETE FROM peer_entries WHERE did=? AND id=?", (did, entry_id))
                 else:
-                    db.execute("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,0)",
+                    db.execute("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,?)",
                                (did, entry_id, entry["type"], entry["path"], entry["digest"], entry["size"],
-                                json.dumps(entry["metadata"], sort_keys=True)))
+                                json.dumps(entry["metadata"], sort_keys=True), int(entry_id in mirrored)))
             db.execute("UPDATE peers SET cursor=?, etag=?, root=?, size=?, presence_seq=? WHERE did=?",
                        (cursor, etag, presence["index"]["root"], presence["index"]["size"], presence["seq"], did))
         self._prune(did, folder)

@@ -1,0 +1,211 @@
+"""The relay inside the node: accept signed pushes of friends' presence and slices, serve them
+until they expire, and push our own presence to our relays on change and before expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from hn.errors import Forbidden, MalformedDocument, NotFound, VerificationError
+from hn.federation import roster
+from hn.node.context import CTX_KEY, NodeContext
+from hn.node.http import canonical_response, read_body
+from hn.node.httpsig import verify_request
+from hn.proto import timefmt
+from hn.proto.canonical import canonical, doc_digest, loads_strict
+from hn.proto.identity import accept_update, verify_identity
+from hn.proto.index import parse_cursor, verify_slice
+from hn.proto.keys import is_did
+from hn.proto.presence import verify_presence
+from hn.relay import push as pusher
+from hn.relay.store import RelayStore
+from hn.vault import identities, policy, presence
+from hn.vault.store import index_root
+
+log = logging.getLogger("hn.relay")
+MAX_PUSH = 4 * 1024 * 1024
+PRUNE_EVERY = 1.0
+PUSH_POLL = 0.5
+ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
+
+
+def relay_ttl(ctx: NodeContext) -> float:
+    value = ctx.settings.get("relay_ttl")
+    if value is None:
+        value = policy.get(ctx.home, "relay.ttl")
+    return float(value)
+
+
+def check_accept(ctx: NodeContext, did: str) -> None:
+    """policy relay.accept: friends (roster or contacts), allowlist, or a reputation selector."""
+    rule = policy.get(ctx.home, "relay.accept", did)
+    if rule in ("friends", "allow"):
+        if rule == "allow" or roster.is_friend(ctx.home, did) or did in identities.contact_dids(ctx.home):
+            return
+        raise Forbidden(f"{did} is not a friend of this relay")
+    if rule == "allowlist":
+        raise Forbidden(f"{did} is not on this relay's allowlist")
+    if rule == "deny":
+        raise Forbidden(f"this relay does not accept pushes from {did}")
+    try:
+        from hn.trust import selectors
+    except ModuleNotFoundError as exc:
+        raise Forbidden(f"relay.accept policy {rule!r} needs the trust module") from exc
+    allowed, reason = selectors.allows(ctx.home, "relay.accept", did)
+    if not allowed:
+        raise Forbidden(f"relay push refused by policy: {reason}")
+
+
+def _did_from_path(request: web.Request) -> str:
+    did = request.match_info["did"]
+    if not is_did(did):
+        raise NotFound("not a did:hn DID")
+    return did
+
+
+async def push_route(request: web.Request) -> web.Response:
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = _did_from_path(request)
+    body = await read_body(request, MAX_PUSH)
+    signer = await verify_request(ctx, request, body)
+    if signer != did:
+        raise Forbidden(f"a push for {did} must be signed by {did}, not {signer}")
+    check_accept(ctx, signer)
+    doc = loads_strict(body, max_bytes=MAX_PUSH)
+    if not isinstance(doc, dict) or not isinstance(doc.get("presence"), dict):
+        raise MalformedDocument("push body must be an object with presence, identity and slices")
+    ident, slices = doc.get("identity"), doc.get("slices", [])
+    if not isinstance(ident, dict) or not isinstance(slices, list):
+        raise MalformedDocument("push body must carry identity@1 and a list of slices")
+    offered = verify_identity(ident)
+    if offered.did != signer:
+        raise VerificationError("the pushed identity@1 is not the signer's")
+    history = accept_update(identities.known_history(ctx.home, signer), offered)
+    now = timefmt.now()
+    pres = verify_presence(doc["presence"], history, now=now)
+    if pres["did"] != signer:
+        raise VerificationError(f"presence is for {pres['did']}, not the signer {signer}")
+    ttl_expiry = now + relay_ttl(ctx)
+    entry_expiry = None
+    for relay in pres.get("relays", []):
+        if relay["did"] == ctx.identity.did:
+            entry_expiry = timefmt.parse(relay["expires_at"])
+    if entry_expiry is None:
+        raise Forbidden("the presence does not name this node as a relay (hn mcp relay register)")
+    # Slices must be the whole index for this presence: the relay serves them as is.
+    held: dict[str, Any] = {}
+    for item in slices:
+        verify_slice(item, history, pres)
+        for entry in item["entries"]:
+            held[entry["id"]] = None if entry["type"] == "tombstone" else entry
+    live = sorted((e for e in held.values() if e is not None), key=lambda e: e["id"].encode())
+    if slices and (index_root(live) != pres["index"]["root"] or len(live) != pres["index"]["size"]):
+        raise VerificationError("pushed slices do not add up to the presence's index root")
+    ctx.state.check_and_record_seq(signer, "presence@2", pres["seq"], doc_digest(pres))
+    expires = min(timefmt.parse(pres["expires_at"]), entry_expiry, ttl_expiry)
+    store: RelayStore = ctx.extras["relay_store"]
+    if identities.known_history(ctx.home, signer) is None or len(offered.keys) > len(
+            (identities.known_history(ctx.home, signer) or offered).keys):
+        identities.import_contact(ctx.home, canonical(ident), record_event=False)
+    record = store.put(signer, pres, ident, slices, expires, now)
+    log.info("relay.accept", extra={"hn": {"did": signer, "seq": pres["seq"], "expires_at": expires}})
+    return web.json_response({"accepted": True, "did": signer, "seq": pres["seq"],
+                              "expires_at": timefmt.fmt(record.expires_at), "slices": len(slices)})
+
+
+async def presence_route(request: web.Request) -> web.Response:
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = _did_from_path(request)
+    record = ctx.extras["relay_store"].get(did, timefmt.now())
+    if record is None:
+        raise NotFound(f"no live relayed presence for {did}")
+    return canonical_response(canonical(record.presence))
+
+
+async def index_route(request: web.Request) -> web.Response:
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = _did_from_path(request)
+    store: RelayStore = ctx.extras["relay_store"]
+    record = store.get(did, timefmt.now())
+    if record is None:
+        raise NotFound(f"no live relayed index for {did}")
+    cursor = request.query.get("cursor", "0")
+    parse_cursor(cursor)
+    for item in store.slices(record):
+        if item.get("cursor") == cursor:
+            return canonical_response(canonical(item))
+    raise NotFound(f"this relay holds no slice of {did} at cursor {cursor}")
+
+
+async def artifact_route(request: web.Request) -> web.StreamResponse:
+    """Mirrored artefacts of a relayed peer, from this node's federation cache (digest-checked there)."""
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = _did_from_path(request)
+    if ctx.extras["relay_store"].get(did, timefmt.now()) is None:
+        raise NotFound(f"{did} is not relayed here")
+    match = ARTIFACT_PATH.match(request.match_info["path"])
+    if match is None:
+        raise NotFound("no such artefact")
+    path = ctx.home.path("cache", "federation", identities.did_tail(did), "artifacts", *match.groups())
+    if not path.is_file():
+        raise NotFound("this relay has not mirrored that artefact")
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+class Pruner:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        store: RelayStore = self.ctx.extras["relay_store"]
+        while True:
+            removed = store.prune(timefmt.now())
+            for did in removed:
+                log.info("relay.expire", extra={"hn": {"did": did}})
+            await asyncio.sleep(PRUNE_EVERY)
+
+
+class AutoPush:
+    """Re-push our presence to our relays when it changes and before it expires at a relay."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.pushed: dict[str, tuple[int, float]] = {}
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            while True:
+                await asyncio.sleep(PUSH_POLL)
+                try:
+                    await self.tick(session)
+                except Exception:
+                    log.exception("relay.autopush.failed")
+
+    async def tick(self, session: aiohttp.ClientSession) -> None:
+        doc = presence.current(self.ctx.home, self.ctx.identity.did)
+        if doc is None or not doc.get("relays"):
+            return
+        now = timefmt.now()
+        for relay in doc["relays"]:
+            seq, when = self.pushed.get(relay["did"], (0, 0.0))
+            due = seq != doc["seq"] or now - when > 0.75 * relay_ttl(self.ctx)
+            if not due:
+                continue
+            result = await pusher.push_one(self.ctx.home, self.ctx.identity, relay, session)
+            if result.get("ok"):
+                self.pushed[relay["did"]] = (doc["seq"], now)
+
+
+async def setup(ctx: NodeContext) -> None:
+    ctx.extras["relay_store"] = RelayStore(ctx.home)
+    ctx.app.router.add_post("/relay/{did}/presence", push_route)
+    ctx.app.router.add_get("/relay/{did}/presence", presence_route)
+    ctx.app.router.add_get("/relay/{did}/index", index_route)
+    ctx.app.router.add_get("/relay/{did}/artifact/{path:.+}", artifact_route)
+    ctx.background.append(Pruner(ctx).run)
+    ctx.background.append(AutoPush(ctx).run)

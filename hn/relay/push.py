@@ -1,0 +1,73 @@
+"""Pushing my presence@2, identity@1 and full index slices to my relays (RFC 9421-signed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from hn.errors import NotFound
+from hn.federation.publisher import Publisher
+from hn.node.httpsig import sign_request
+from hn.proto import timefmt
+from hn.proto.canonical import canonical, loads_canonical
+from hn.proto.index import MAX_SLICE_ENTRIES
+from hn.relay.roster import live_relays
+from hn.vault import presence
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+MAX_SLICES = 64
+
+
+def bundle(home: Home, me: Identity) -> bytes:
+    """The push body: current presence, identity and every slice of the index from cursor 0."""
+    source = str(home.read_toml("node.toml").get("public_url") or "http://127.0.0.1:7733")
+    publisher = Publisher(home, source)
+    snap = publisher.snapshot()
+    slices = []
+    cursor = "0"
+    for _ in range(MAX_SLICES):
+        doc = loads_canonical(publisher.slice_bytes(cursor, MAX_SLICE_ENTRIES))
+        slices.append(doc)
+        if not doc["more"]:
+            break
+        cursor = doc["next_cursor"]
+    return canonical({"presence": snap.presence, "identity": me.doc, "slices": slices})
+
+
+async def push_one(home: Home, me: Identity, relay: dict[str, Any], session: aiohttp.ClientSession,
+                   body: bytes | None = None) -> dict[str, Any]:
+    url = relay["url"].rstrip("/") + f"/relay/{me.did}/presence"
+    payload = body if body is not None else bundle(home, me)
+    headers = sign_request(me.keys, "POST", url, payload)
+    headers["Content-Type"] = "application/json"
+    try:
+        async with session.post(url, data=payload, headers=headers) as resp:
+            text = await resp.read()
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                answer = {}
+            if resp.status == 200:
+                return {"relay": relay["did"], "url": relay["url"], "ok": True, **answer}
+            return {"relay": relay["did"], "url": relay["url"], "ok": False, "status": resp.status,
+                    "error": answer.get("detail") or f"HTTP {resp.status}"}
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return {"relay": relay["did"], "url": relay["url"], "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def push(home: Home, me: Identity, to: str | None = None) -> list[dict[str, Any]]:
+    presence.refresh(home, me)
+    relays = live_relays(home, timefmt.now())
+    if to is not None:
+        relays = [r for r in relays if r["did"] == to]
+        if not relays:
+            raise NotFound(f"{to} is not one of your relays (hn mcp relay register)")
+    if not relays:
+        raise NotFound("you have no relays yet (hn mcp relay register RELAY_DID --url URL)")
+    body = bundle(home, me)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        return list(await asyncio.gather(*(push_one(home, me, r, session, body) for r in relays)))
