@@ -109,11 +109,17 @@ def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLink:
+def read_link_file(path: Path, history: Any, limit: int, now: float, target: str | None = None) -> StoredLink | None:
+    """One stored link, verified; None when ``target`` is given and the link is about someone else."""
     try:
         if path.stat().st_size > MAX_FILE:
             raise MalformedDocument("file too large")
         raw = loads_canonical(path.read_bytes(), max_bytes=MAX_FILE)
+        if target is not None and isinstance(raw, dict) and isinstance(raw.get("link"), dict) \
+                and raw["link"].get("to") != target:
+            # Only links about the target matter; a forged `to` cannot help since the
+            # link it would smuggle in is verified before it is counted.
+            return None
         doc = proto.verify_link(raw.get("link") if isinstance(raw, dict) else None, history)
         evidence = proto.verify_link_evidence(doc, raw.get("evidence"))
         if path.stem != doc["id"]:
@@ -125,8 +131,9 @@ def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLi
     return StoredLink(doc, evidence, expires, expires > now, "mine")
 
 
-def my_links(home: Home, me: Identity, *, strict: bool = True) -> tuple[list[StoredLink], list[str]]:
-    """All my stored links, verified. Tampered ones raise (strict) or are reported."""
+def my_links(home: Home, me: Identity, *, strict: bool = True,
+             target: str | None = None) -> tuple[list[StoredLink], list[str]]:
+    """My stored links (about ``target`` only, if given), verified. Tampered ones raise (strict) or are reported."""
     folder = links_dir(home, me)
     limit, now = max_age(home), timefmt.now()
     out: list[StoredLink] = []
@@ -136,17 +143,20 @@ def my_links(home: Home, me: Identity, *, strict: bool = True) -> tuple[list[Sto
             if path.name.startswith("."):
                 continue
             try:
-                out.append(read_link_file(path, me.history, limit, now))
+                stored = read_link_file(path, me.history, limit, now, target)
             except VerificationError as exc:
                 if strict:
                     raise
                 log.warning("trust.link.refused", extra={"hn": {"path": str(path), "error": exc.message}})
                 refused.append(exc.message)
+                continue
+            if stored is not None:
+                out.append(stored)
     out.sort(key=lambda s: (s.link["to"], s.link["context"]))
     return out, refused
 
 
-def friend_links(home: Home, me: Identity) -> tuple[list[StoredLink], list[str]]:
+def friend_links(home: Home, me: Identity, target: str | None = None) -> tuple[list[StoredLink], list[str]]:
     """Friends' link headers from the cache, each verified again; bad ones are reported."""
     root = home.path("cache", "trust")
     limit, now = max_age(home), timefmt.now()
@@ -169,6 +179,8 @@ def friend_links(home: Home, me: Identity) -> tuple[list[StoredLink], list[str]]
             refused.append(f"cached links of {owner}: {exc}")
             continue
         for header in headers:
+            if target is not None and isinstance(header, dict) and header.get("to") != target:
+                continue
             try:
                 doc = proto.verify_link(header, history)
                 if doc["from"] != owner:
@@ -185,8 +197,8 @@ def friend_links(home: Home, me: Identity) -> tuple[list[StoredLink], list[str]]
 
 def live_about(home: Home, me: Identity, target: str) -> tuple[list[dict[str, Any]], list[str]]:
     """The live links about ``target`` I hold: mine and the ones friends exposed to me."""
-    mine, refused = my_links(home, me, strict=False)
-    theirs, refused_theirs = friend_links(home, me)
+    mine, refused = my_links(home, me, strict=False, target=target)
+    theirs, refused_theirs = friend_links(home, me, target)
     docs = [s.link for s in mine + theirs if s.live and s.link["to"] == target]
     return docs, refused + refused_theirs
 

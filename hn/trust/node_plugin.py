@@ -60,7 +60,7 @@ async def links_route(request: web.Request) -> web.StreamResponse:
     if not is_did(target):
         raise NotFound("not a did:hn DID")
     me = identities.load(ctx.home, ctx.identity.alias)
-    mine, _ = links.my_links(ctx.home, me, strict=False)
+    mine, _ = links.my_links(ctx.home, me, strict=False, target=None if target == me.did else target)
     headers = [s.link for s in mine if s.live and (target == me.did or s.link["to"] == target)]
     body = {"type": LINKS_TYPE, "owner": me.did, "target": target, "links": headers}
     return canonical_response(canonical(body), headers={"Cache-Control": "no-cache"})

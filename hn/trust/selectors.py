@@ -85,7 +85,7 @@ def validate(value: str) -> str:
 def _facts(home: Home, did: str) -> dict[str, float]:
     me = identities.load(home)
     agg = reputation.aggregate_about(home, me, did)
-    mine, _ = links.my_links(home, me, strict=False)
+    mine, _ = links.my_links(home, me, strict=False, target=did)
     own = [float(s.link["confidence"]) for s in mine if s.live and s.link["to"] == did]
     return {
         "reputation.avg_confidence": float(agg["avg_confidence"]),
