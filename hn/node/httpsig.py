@@ -51,6 +51,22 @@ class _Keys(hms.HTTPSignatureKeyResolver):
         return self.public
 
 
+class _Verifier(hms.HTTPMessageVerifier):
+    """The library compares ``created`` with its own wall clock and a 5 s skew; the
+    protocol allows ±300 s against the node's clock (timefmt.now, which tests move)."""
+
+    def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
+        created = sig_input.params.get("created")
+        if type(created) is not int:
+            raise hms.InvalidSignature('signature has no integer "created" parameter')
+        now = timefmt.now()
+        if abs(now - created) > WINDOW:
+            raise hms.InvalidSignature(f"signature created outside the ±{WINDOW} s window")
+        expires = sig_input.params.get("expires")
+        if expires is not None and (type(expires) is not int or expires < now):
+            raise hms.InvalidSignature("signature has expired")
+
+
 def sign_request(keys: IdentityKeys, method: str, url: str, body: bytes) -> dict[str, str]:
     """Headers that sign this request as ``keys.did`` with its current key."""
     seed = bytes(keys.signing_key())[:32]
@@ -88,7 +104,7 @@ async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) ->
         raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
     public = Ed25519PublicKey.from_public_bytes(history.current.signing_public_key)
     url = ctx.base_url.rstrip("/") + str(request.rel_url)
-    verifier = hms.HTTPMessageVerifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=_Keys(public=public))
+    verifier = _Verifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=_Keys(public=public))
     try:
         results = verifier.verify(_Message(request.method, url, headers), body=body, max_age=None,
                                   require_components=COVERED)

@@ -1,0 +1,98 @@
+"""The publisher side of index@2 over a real vault: cursors, pagination, tombstones, ETags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hn.errors import MalformedDocument
+from hn.federation.publisher import Publisher
+from hn.proto.canonical import loads_canonical
+from hn.proto.index import index_root, parse_cursor, verify_slice
+from hn.vault import identities, store
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+SOURCE = "http://127.0.0.1:7733"
+
+
+def add(home: Home, me: Identity, tmp: Path, *names: str, publish: bool = True) -> list[str]:
+    paths = []
+    for name in names:
+        path = tmp / name
+        path.write_text(f"content of {name}\n")
+        paths.append(path)
+    return [e["id"] for e in store.add_files(home, me.keys, paths, publish)]
+
+
+def pull(pub: Publisher, cursor: str, limit: int = 5000) -> tuple[list[dict[str, Any]], str]:
+    """Every slice after ``cursor``, verified; returns the entries and the final cursor."""
+    me = identities.load(pub.home)
+    entries: list[dict[str, Any]] = []
+    for _ in range(1000):
+        doc = loads_canonical(pub.slice_bytes(cursor, limit))
+        verify_slice(doc, me.history, pub.snapshot().presence)
+        assert doc["cursor"] == cursor
+        entries.extend(doc["entries"])
+        cursor = doc["next_cursor"]
+        if not doc["more"]:
+            return entries, cursor
+    raise AssertionError("slices never ended")
+
+
+def test_pagination_covers_every_change_once(home: Home, alice: Identity, tmp_path: Path) -> None:
+    ids = add(home, alice, tmp_path, *(f"n{i}.txt" for i in range(7)))
+    pub = Publisher(home, SOURCE)
+    entries, cursor = pull(pub, "0", limit=3)
+    assert sorted(e["id"] for e in entries) == sorted(ids)
+    assert index_root(sorted(entries, key=lambda e: e["id"].encode())) == pub.snapshot().presence["index"]["root"]
+    # caught up: nothing more after the final cursor
+    assert pull(pub, cursor) == ([], cursor)
+
+
+def test_one_change_transfers_one_entry(home: Home, alice: Identity, tmp_path: Path) -> None:
+    add(home, alice, tmp_path, *(f"n{i}.txt" for i in range(20)))
+    pub = Publisher(home, SOURCE)
+    _, cursor = pull(pub, "0")
+    new = add(home, alice, tmp_path, "late.txt")
+    entries, cursor2 = pull(pub, cursor)
+    assert [e["id"] for e in entries] == new
+    assert parse_cursor(cursor2) > parse_cursor(cursor)
+
+
+def test_unpublish_is_a_tombstone(home: Home, alice: Identity, tmp_path: Path) -> None:
+    ids = add(home, alice, tmp_path, "a.txt", "b.txt")
+    pub = Publisher(home, SOURCE)
+    _, cursor = pull(pub, "0")
+    store.set_published(home, alice.keys, [ids[0]], False)
+    entries, _ = pull(pub, cursor)
+    assert entries == [{"type": "tombstone", "id": ids[0], "path": "", "digest": "", "size": 0,
+                        "metadata": {"was": "doc"}}]
+    assert pub.snapshot().presence["index"]["size"] == 1
+    # a consumer starting from scratch sees the tombstone too and ends with one entry
+    everything, _ = pull(pub, "0")
+    assert {e["id"]: e["type"] for e in everything} == {ids[0]: "tombstone", ids[1]: "doc"}
+
+
+def test_unpublished_docs_never_appear(home: Home, alice: Identity, tmp_path: Path) -> None:
+    add(home, alice, tmp_path, "private.txt", publish=False)
+    entries, _ = pull(Publisher(home, SOURCE), "0")
+    assert entries == []
+
+
+def test_etag_moves_only_with_the_index(home: Home, alice: Identity, tmp_path: Path) -> None:
+    add(home, alice, tmp_path, "a.txt")
+    pub = Publisher(home, SOURCE)
+    first = pub.etag()
+    assert pub.etag() == first
+    assert pub.slice_bytes("0") is pub.slice_bytes("0"), "slices of an unchanged index are cached"
+    add(home, alice, tmp_path, "b.txt")
+    assert pub.etag() != first
+
+
+@pytest.mark.parametrize("bad", ["", "-1", "01", "1-", "1-xyz", "9" * 17, "1-" + "A" * 64, "1 ", "../1"])
+def test_bad_cursors_refused(home: Home, alice: Identity, bad: str) -> None:
+    with pytest.raises(MalformedDocument):
+        Publisher(home, SOURCE).slice_bytes(bad)
