@@ -66,6 +66,11 @@ def links_dir(home: Home, me: Identity) -> Path:
     return home.path("trust", "links", me.alias)
 
 
+def link_path(home: Home, me: Identity, doc: dict[str, Any]) -> Path:
+    # One folder per person: a policy check about one requester reads only their links.
+    return links_dir(home, me) / did_tail(doc["to"]) / f"{doc['id']}.json"
+
+
 def friend_cache(home: Home, did: str) -> Path:
     return home.path("cache", "trust", did_tail(did), "links.json")
 
@@ -99,7 +104,7 @@ def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None
     evidence = proto.normalise_evidence([i.as_dict() for i in items])
     doc = proto.build_link(me.keys, target, evidence, context=context, ttl_seconds=ttl_seconds,
                            issued_at=timefmt.now_iso(), override=confidence)
-    path = links_dir(home, me) / f"{doc['id']}.json"
+    path = link_path(home, me, doc)
     with home.lock():
         atomic.write_bytes(path, canonical({"link": doc, "evidence": evidence}))
         home.append_event(me.keys, "trust.link", {
@@ -109,21 +114,16 @@ def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_link_file(path: Path, history: Any, limit: int, now: float, target: str | None = None) -> StoredLink | None:
-    """One stored link, verified; None when ``target`` is given and the link is about someone else."""
+def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLink:
+    """One stored link, verified, and where it must be: ``<to tail>/<id>.json``."""
     try:
         if path.stat().st_size > MAX_FILE:
             raise MalformedDocument("file too large")
         raw = loads_canonical(path.read_bytes(), max_bytes=MAX_FILE)
-        if target is not None and isinstance(raw, dict) and isinstance(raw.get("link"), dict) \
-                and raw["link"].get("to") != target:
-            # Only links about the target matter; a forged `to` cannot help since the
-            # link it would smuggle in is verified before it is counted.
-            return None
         doc = proto.verify_link(raw.get("link") if isinstance(raw, dict) else None, history)
         evidence = proto.verify_link_evidence(doc, raw.get("evidence"))
-        if path.stem != doc["id"]:
-            raise VerificationError("file name does not match the link id")
+        if path.stem != doc["id"] or path.parent.name != did_tail(doc["to"]):
+            raise VerificationError("file name does not match the link id and target")
     except (HnError, OSError) as exc:
         message = exc.message if isinstance(exc, HnError) else str(exc)
         raise VerificationError(f"trust link {path.name} is refused: {message}") from exc
@@ -135,23 +135,23 @@ def my_links(home: Home, me: Identity, *, strict: bool = True,
              target: str | None = None) -> tuple[list[StoredLink], list[str]]:
     """My stored links (about ``target`` only, if given), verified. Tampered ones raise (strict) or are reported."""
     folder = links_dir(home, me)
+    pattern = f"{did_tail(target)}/*.json" if target is not None else "*/*.json"
     limit, now = max_age(home), timefmt.now()
     out: list[StoredLink] = []
     refused: list[str] = []
     if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
+        for path in sorted(folder.glob(pattern)):
             if path.name.startswith("."):
                 continue
             try:
-                stored = read_link_file(path, me.history, limit, now, target)
+                stored = read_link_file(path, me.history, limit, now)
             except VerificationError as exc:
                 if strict:
                     raise
                 log.warning("trust.link.refused", extra={"hn": {"path": str(path), "error": exc.message}})
                 refused.append(exc.message)
                 continue
-            if stored is not None:
-                out.append(stored)
+            out.append(stored)
     out.sort(key=lambda s: (s.link["to"], s.link["context"]))
     return out, refused
 

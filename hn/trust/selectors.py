@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hn.errors import InputError
-from hn.trust import links, reputation
+from hn.proto import trust as proto
+from hn.trust import links
 from hn.vault import identities, policy
 from hn.vault.home import Home
 
@@ -84,9 +85,9 @@ def validate(value: str) -> str:
 
 def _facts(home: Home, did: str) -> dict[str, float]:
     me = identities.load(home)
-    agg = reputation.aggregate_about(home, me, did)
-    mine, _ = links.my_links(home, me, strict=False, target=did)
-    own = [float(s.link["confidence"]) for s in mine if s.live and s.link["to"] == did]
+    docs, _ = links.live_about(home, me, did)
+    agg = proto.aggregate([float(d["confidence"]) for d in docs])
+    own = [float(d["confidence"]) for d in docs if d["from"] == me.did]
     return {
         "reputation.avg_confidence": float(agg["avg_confidence"]),
         "reputation.count": float(agg["count"]),

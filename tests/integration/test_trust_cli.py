@@ -82,7 +82,7 @@ def test_tampered_link_file_refused_by_verify_and_list(vaults: dict[str, object]
     alice, bob_did = vaults["alice"], str(vaults["bob_did"])
     assert isinstance(alice, Path)
     link = run_json(alice, "trust", "link", "derive", "--to", bob_did, "--context", "tamper")
-    path = alice / "trust" / "links" / "alice" / f"{link['id']}.json"
+    path = alice / "trust" / "links" / "alice" / bob_did[7:] / f"{link['id']}.json"
     assert run_json(alice, "trust", "verify", str(path))["evidence_checked"] is True
     path.write_bytes(path.read_bytes().replace(b'"context":"tamper"', b'"context":"tampr"'))
     proc = run_hn(alice, "trust", "verify", str(path), "--json", check=False)

@@ -204,7 +204,7 @@ async def test_tampered_link_refused_everywhere(world: dict[str, Person], tmp_pa
     alice, bob, carol = world["alice"], world["bob"], world["carol"]
     await _exchange(world, tmp_path)
     stored = links.derive(alice.home, alice.me, bob.me.did)
-    path = links.links_dir(alice.home, alice.me) / f"{stored.link['id']}.json"
+    path = links.link_path(alice.home, alice.me, stored.link)
     raw = loads_canonical(path.read_bytes())
     raw["link"]["confidence"] = 0.99
     raw["link"]["derived_confidence"] = 0.99

@@ -140,7 +140,7 @@ def test_reputation_seq_and_rederive(home: Home, alice: Identity, bob: tuple[Hom
 
 def test_tampered_stored_link_refused(home: Home, alice: Identity, bob: tuple[Home, Identity], shared: str) -> None:
     stored = links.derive(home, alice, bob[1].did)
-    path = links.links_dir(home, alice) / f"{stored.link['id']}.json"
+    path = links.link_path(home, alice, stored.link)
     body = path.read_bytes().replace(b'"confidence":0.2', b'"confidence":0.3', 1)
     path.write_bytes(body)
     with pytest.raises(VerificationError, match="refused"):
