@@ -14,9 +14,10 @@ import tomli_w
 
 from hn.errors import HnError, InputError, MalformedDocument, VaultCorrupt
 from hn.proto import timefmt
-from hn.proto.canonical import canonical, loads_canonical
+from hn.proto.canonical import b64d, canonical, loads_canonical
 from hn.proto.events import GENESIS_PREV, event_hash, make_event
-from hn.proto.keys import IdentityKeys
+from hn.proto.keys import IdentityKeys, verify_ed25519
+from hn.proto.signed import signing_bytes
 from hn.vault import atomic
 
 FOLDERS = (
@@ -108,9 +109,42 @@ class Home:
             raise VaultCorrupt(f"event log entry {files[-1].name} does not match its name")
         return seq, event_hash(last)
 
+    def check_head(self, keys: IdentityKeys) -> tuple[int, str]:
+        """(seq, hash) of the head after checking it is sound enough to build on.
+
+        Appending to a damaged log would bury the damage under valid entries, so the
+        newest entry must chain to its predecessor and, when ``keys`` made it, carry a
+        valid signature. A full check of every entry is `hn vault verify`.
+        """
+        files = self.event_files()
+        seq, head_hash = self.head()
+        if not files:
+            return seq, head_hash
+        last = self.read_event(files[-1])
+        expected_prev = GENESIS_PREV if seq == 1 else None
+        if seq > 1:
+            before = self.path("events", f"{seq - 1:012d}.json")
+            if not before.exists():
+                raise VaultCorrupt(f"event log entry {seq - 1} is missing: run `hn vault verify`; nothing was changed")
+            expected_prev = event_hash(self.read_event(before))
+        damaged = f"event log entry {seq} is damaged: run `hn vault verify`; nothing was changed"
+        if last.get("prev") != expected_prev:
+            raise VaultCorrupt(damaged)
+        if last.get("signer") == keys.did:
+            key_seq = last.get("key_seq")
+            try:
+                signature = b64d(last.get("signature"), length=64)
+            except MalformedDocument as exc:
+                raise VaultCorrupt(damaged) from exc
+            if not isinstance(key_seq, int) or isinstance(key_seq, bool) or not 0 <= key_seq < 2**16:
+                raise VaultCorrupt(damaged)
+            if not verify_ed25519(keys.signing_public(key_seq), signing_bytes(last), signature):
+                raise VaultCorrupt(damaged)
+        return seq, head_hash
+
     def append_event(self, keys: IdentityKeys, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """Append one signed event. Callers hold ``lock()``."""
-        seq, prev = self.head()
+        seq, prev = self.check_head(keys)
         event = make_event(keys, seq + 1, prev, kind, data, timefmt.now_iso())
         target = self.path("events", f"{seq + 1:012d}.json")
         if target.exists():

@@ -156,12 +156,26 @@ def create_with_secret(
         keys = base
         doc = build_identity(keys, alias, [make_key_entry(keys, 0, GENESIS_CREATED_AT, None)], now)
     with home.lock():
+        check_log(home, keys)  # a damaged log gets no new identity on top of it
         _save(home, alias, keys, doc)
         if active_alias(home) is None:
             set_active(home, alias)
         identity = load(home, alias)
         home.append_event(keys, "identity.create", {"alias": alias, "did": keys.did, "key_seq": keys.key_seq})
     return identity
+
+
+def check_log(home: Home, keys: IdentityKeys) -> None:
+    """Check the event log's head before a change, with the keys of whichever own identity signed it."""
+    files = home.event_files()
+    signer = home.read_event(files[-1]).get("signer") if files else None
+    if signer is not None and signer != keys.did:
+        for alias in own_aliases(home):
+            other = load(home, alias)
+            if other.did == signer:
+                keys = other.keys
+                break
+    home.check_head(keys)
 
 
 def create(home: Home, alias: str) -> Identity:
@@ -178,6 +192,7 @@ def set_active(home: Home, alias: str) -> None:
 def use(home: Home, alias: str) -> Identity:
     identity = load(home, alias)
     with home.lock():
+        check_log(home, identity.keys)
         set_active(home, alias)
         home.append_event(identity.keys, "identity.use", {"alias": alias, "did": identity.did})
     return identity
@@ -193,6 +208,7 @@ def rotate(home: Home, alias: str | None = None) -> Identity:
     doc = build_identity(keys, current.alias, entries, now)
     verify_identity(doc)
     with home.lock():
+        check_log(home, keys)  # before the rotation commits: it must be logged
         _save(home, current.alias, keys, doc)
         home.append_event(keys, "identity.rotate", {"did": keys.did, "key_seq": keys.key_seq})
     return load(home, current.alias)
@@ -215,16 +231,15 @@ def import_contact(home: Home, raw: bytes, *, record_event: bool = True) -> KeyH
     if pinned is not None and pinned.extends(offered) and offered.extends(pinned):
         return pinned
     with home.lock():
+        try:
+            identity = load(home) if record_event else None
+        except NoIdentity:
+            identity = None
+        if identity is not None:
+            check_log(home, identity.keys)
         atomic.write_bytes(contact_path(home, offered.did), canonical(doc))
-        if record_event:
-            try:
-                identity = load(home)
-            except NoIdentity:
-                identity = None
-            if identity is not None:
-                home.append_event(
-                    identity.keys, "contact.import", {"did": offered.did, "keys": len(offered.keys)}
-                )
+        if identity is not None:
+            home.append_event(identity.keys, "contact.import", {"did": offered.did, "keys": len(offered.keys)})
     return offered
 
 

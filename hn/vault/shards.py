@@ -19,6 +19,7 @@ from hn.vault.store import hash_file, load_catalog, read_object, resolve_id, sha
 
 def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, Any]:
     recipient = identities.require_history(home, to_did)
+    identities.check_log(home, me.keys)  # refuse before sealing a shard that no event could name
     catalog = load_catalog(home)
     entry = resolve_id(catalog, doc_prefix, "doc")
     source = read_object(home, entry)

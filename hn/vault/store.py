@@ -229,7 +229,8 @@ def add_files(
     files = expand_inputs(paths)
     if not files:
         raise InputError("no files to add")
-    items = []
+    home.check_head(keys)  # refuse before storing bytes that no event could name
+    items: list[dict[str, Any]] = []
     now = timefmt.now_iso()
     for path in files:
         digest, size = store_file(home, path)
