@@ -99,9 +99,10 @@ class Harness:
         return peer
 
     def start_node(self, peer: Peer, *extra: str, dht: bool = True, bootstrap: list[str] | None = None,
-                   timeout: float = 30) -> dict[str, Any]:
-        args = [sys.executable, "-m", "hn", "mcp", "serve", "--listen", f"127.0.0.1:{peer.http_port}",
-                "--public-url", peer.url]
+                   timeout: float = 30, env: dict[str, str] | None = None, public_url: bool = True) -> dict[str, Any]:
+        args = [sys.executable, "-m", "hn", "mcp", "serve", "--listen", f"127.0.0.1:{peer.http_port}"]
+        if public_url:
+            args += ["--public-url", peer.url]
         if dht:
             args += ["--dht-listen", peer.dht]
             for boot in bootstrap or []:
@@ -112,7 +113,8 @@ class Harness:
         peer.log_path = self.root / f"{peer.name}-node.log"
         log = open(peer.log_path, "a")  # noqa: SIM115 - kept open for the child's life
         peer.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env=self.env(peer), cwd=str(self.root), start_new_session=True)
+                                     env={**self.env(peer), **(env or {})}, cwd=str(self.root),
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         assert peer.proc.stdout is not None
         line_box: list[str] = []
