@@ -9,11 +9,11 @@ from typing import Any, Optional
 
 import typer
 
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, kv, table
 from hn.errors import InputError, MalformedDocument
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.identity import verify_identity
-from hn.cli.context import STATE
-from hn.cli.output import console, emit, kv, table
 from hn.vault import identities, presence, recovery
 from hn.vault.identities import Identity
 
@@ -114,9 +114,13 @@ def split(threshold: int = typer.Option(3, "--threshold", "-k"), shares: int = t
     home = STATE.home
     ident = identities.load(home)
     words = recovery.split(home, ident, threshold, shares, passphrase)
-    emit({"did": ident.did, "threshold": threshold, "shares": words}, as_json, lambda d: [
-        console.print(f"share {i + 1} of {len(words)}: {w}") for i, w in enumerate(d["shares"])
-    ] and console.print(f"Any {threshold} of these rebuild every key of {ident.did}. Keep them apart."))
+
+    def human(d: dict[str, Any]) -> None:
+        for i, w in enumerate(d["shares"]):
+            console.print(f"share {i + 1} of {len(words)}: {w}")
+        console.print(f"Any {threshold} of these rebuild every key of {ident.did}. Keep them apart.")
+
+    emit({"did": ident.did, "threshold": threshold, "shares": words}, as_json, human)
 
 
 def _load_identity_doc(source: str) -> dict[str, Any]:

@@ -64,9 +64,11 @@ def verify(as_json: bool = JSON) -> None:
     if not home.exists:
         raise NoIdentity(f"no vault at {home.root}")
     report = verify_vault(home)
-    emit(report.as_dict(), as_json, lambda d: [
-        console.print(("[green]ok[/green]  " if c["ok"] else "[red]FAIL[/red] ") + f"{c['check']}: {c['detail']}")
-        for c in d["checks"]
-    ])
+
+    def human(d: dict[str, Any]) -> None:
+        for c in d["checks"]:
+            console.print(("[green]ok[/green]  " if c["ok"] else "[red]FAIL[/red] ") + f"{c['check']}: {c['detail']}")
+
+    emit(report.as_dict(), as_json, human)
     if not report.ok:
         raise VaultCorrupt("vault verification failed: " + "; ".join(c["detail"] for c in report.as_dict()["failed"]))

@@ -9,7 +9,7 @@ The shard id is the BLAKE3 hex of the whole file.
 from __future__ import annotations
 
 import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto import chunked
@@ -56,7 +56,7 @@ def seal(
     dst.write(MAGIC + struct.pack(">I", len(raw)) + raw)
     meta_raw = canonical(meta)
     prefix = _Prefixed(struct.pack(">I", len(meta_raw)) + meta_raw, src)
-    chunked.encrypt_stream(cipher, prefix, dst, hexdigest(raw).encode(), chunk_size)
+    chunked.encrypt_stream(cipher, cast(BinaryIO, prefix), dst, hexdigest(raw).encode(), chunk_size)
     return header
 
 
@@ -134,7 +134,7 @@ def open_shard(
     )
     sink = _MetaSplitter(dst)
     chunked.decrypt_stream(
-        cipher, src, sink, hexdigest(raw).encode(), header["chunk_size"], header["plaintext_size"]
+        cipher, src, cast(BinaryIO, sink), hexdigest(raw).encode(), header["chunk_size"], header["plaintext_size"]
     )
     return sink.finish()
 

@@ -17,14 +17,14 @@ def now() -> float:
 
 
 def fmt(ts: float) -> str:
-    return dt.datetime.fromtimestamp(int(ts), tz=dt.timezone.utc).strftime(_FMT)
+    return dt.datetime.fromtimestamp(int(ts), tz=dt.UTC).strftime(_FMT)
 
 
 def parse(value: Any, what: str = "timestamp") -> float:
     if not isinstance(value, str):
         raise MalformedDocument(f"{what}: expected an RFC 3339 string")
     try:
-        parsed = dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.timezone.utc)
+        parsed = dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.UTC)
     except ValueError as exc:
         raise MalformedDocument(f"{what}: not of the form YYYY-MM-DDTHH:MM:SSZ") from exc
     return parsed.timestamp()

@@ -113,7 +113,7 @@ def verify_vault(home: Home) -> Report:
         lagging = 0
         for path in files:
             doc = loads_canonical(path.read_bytes())
-            history = histories.get(doc.get("signer")) if isinstance(doc, dict) else None
+            history = histories.get(str(doc.get("signer"))) if isinstance(doc, dict) else None
             if history is None:
                 raise HnError(f"{path.name}: presence of an unknown identity")
             verify_presence(doc, history)
@@ -139,7 +139,7 @@ def verify_vault(home: Home) -> Report:
                     continue
                 if canonical(doc) != raw:
                     raise HnError(f"{path.relative_to(home.root)} is not in canonical form (altered)")
-                history = histories.get(doc.get("signer"))
+                history = histories.get(str(doc.get("signer")))
                 if history is None:
                     history = identities.known_history(home, str(doc.get("signer")))
                 if history is None:
