@@ -1,0 +1,168 @@
+"""Talk to a friend's node: push a backup (signed, restartable), list, fetch headers and payloads.
+
+Upload protocol (spec/backup@1.md): ``POST /backup`` with the header as body opens or
+resumes an upload and answers how many payload bytes the node already holds; then
+``PUT /backup/{id}/blob?offset=N`` sends the payload in segments, each signed. The node
+keeps nothing until the whole payload's digest equals the signed header's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import blake3
+
+from hn.errors import HnError, NetworkError, NotFound, VerificationError
+from hn.node.httpsig import sign_request
+from hn.proto import backup as proto
+from hn.proto.canonical import canonical, loads_strict
+from hn.proto.keys import IdentityKeys
+from hn.vault import atomic
+
+SEGMENT = 8 << 20
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+
+
+def _error(url: str, status: int, body: bytes) -> HnError:
+    try:
+        doc = loads_strict(body, max_bytes=1 << 16)
+        detail = f"{doc.get('error')}: {doc.get('detail')}" if isinstance(doc, dict) else body[:200].decode()
+    except HnError:
+        detail = body[:200].decode("utf-8", "replace")
+    if status == 404:
+        return NotFound(f"{url}: {detail}")
+    return NetworkError(f"{url}: HTTP {status} {detail}")
+
+
+async def _signed(session: aiohttp.ClientSession, keys: IdentityKeys, method: str, url: str,
+                  body: bytes) -> dict[str, Any]:
+    headers = sign_request(keys, method, url, body)
+    headers["Content-Type"] = "application/octet-stream" if method == "PUT" else "application/json"
+    try:
+        async with session.request(method, url, data=body, headers=headers) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                raise _error(url, resp.status, raw)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    doc = loads_strict(raw, max_bytes=1 << 20)
+    if not isinstance(doc, dict):
+        raise NetworkError(f"{url}: unexpected answer")
+    return doc
+
+
+async def push(keys: IdentityKeys, base_url: str, header: dict[str, Any], payload: Path,
+               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Upload (or finish uploading) one backup; returns the node's final status."""
+    base_url = base_url.rstrip("/")
+    raw = canonical(header)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        status = await _signed(session, keys, "POST", f"{base_url}/backup", raw)
+        offset = int(status.get("received", 0))
+        if progress and offset:
+            progress(offset)
+        with open(payload, "rb") as src:
+            src.seek(offset)
+            while not status.get("complete"):
+                block = src.read(SEGMENT)
+                url = f"{base_url}/backup/{header['id']}/blob?offset={offset}"
+                status = await _signed(session, keys, "PUT", url, block)
+                offset += len(block)
+                if progress:
+                    progress(len(block))
+                if not block and not status.get("complete"):
+                    raise NetworkError(f"{base_url}: the node did not accept the complete payload")
+    return status
+
+
+async def listing(base_url: str, owner: str) -> list[dict[str, Any]]:
+    url = f"{base_url.rstrip('/')}/backup?owner={owner}"
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        try:
+            async with session.get(url) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise _error(url, resp.status, raw)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    doc = loads_strict(raw, max_bytes=16 << 20)
+    items = doc.get("backups") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise NetworkError(f"{url}: unexpected answer")
+    return [i for i in items if isinstance(i, dict)]
+
+
+async def fetch_header(base_url: str, backup_id: str) -> dict[str, Any]:
+    url = f"{base_url.rstrip('/')}/backup/{backup_id}"
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        try:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    raise _error(url, resp.status, await resp.read())
+                body = bytearray()
+                async for block in resp.content.iter_chunked(1 << 16):
+                    body.extend(block)
+                    if len(body) > proto.MAX_HEADER:
+                        raise VerificationError(f"{url}: header larger than {proto.MAX_HEADER} bytes")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    header = proto.parse_header(bytes(body))
+    if header.get("id") != backup_id:
+        raise VerificationError(f"{url}: the node answered with another backup")
+    return header
+
+
+async def fetch_payload(base_url: str, header: dict[str, Any], target: Path,
+                        progress: Callable[[int], None] | None = None) -> None:
+    """Download the payload to ``target``, refusing it unless size and digest match the header."""
+    url = f"{base_url.rstrip('/')}/backup/{header['id']}/blob"
+    limit = header["payload"]["size"]
+    hasher = blake3.blake3()
+    size = 0
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        try:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    raise _error(url, resp.status, await resp.read())
+                with atomic.atomic_writer(target, mode=0o600) as out:
+                    async for block in resp.content.iter_chunked(1 << 20):
+                        size += len(block)
+                        if size > limit:
+                            raise VerificationError(f"{url}: payload larger than its signed size of {limit} bytes")
+                        hasher.update(block)
+                        out.write(block)
+                        if progress:
+                            progress(len(block))
+                    if size != limit or hasher.hexdigest() != header["payload"]["digest"]:
+                        raise VerificationError(f"{url}: the payload digest does not match the signed header")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
+class RemoteSource:
+    """Headers and payloads from a node; payloads are downloaded beside the restore target."""
+
+    def __init__(self, base_url: str, scratch: Path, progress: Callable[[int], None] | None = None) -> None:
+        self.base_url = base_url
+        self.scratch = scratch
+        self.progress = progress
+
+    def header(self, backup_id: str) -> dict[str, Any]:
+        return asyncio.run(fetch_header(self.base_url, backup_id))
+
+    @contextlib.contextmanager
+    def payload(self, header: dict[str, Any]) -> Iterator[Any]:
+        path = self.scratch / f".{header['id']}.download"
+        try:
+            asyncio.run(fetch_payload(self.base_url, header, path, self.progress))
+            with open(path, "rb") as handle:
+                yield handle
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)

@@ -1,0 +1,253 @@
+"""Create a backup: scan, archive, compress, encrypt in one streaming pass, then sign.
+
+Files are read once: each file's bytes are hashed as they go into the archive, so the
+manifest describes exactly what the payload holds. Memory stays bounded by one read
+block and one encryption chunk whatever the vault size. The header is written last and
+is the commit point: a crash before it leaves only a temp file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+import zstandard
+
+from hn.backup import snapshot, tarball
+from hn.backup.snapshot import FileInfo
+from hn.errors import InputError
+from hn.proto import backup as proto
+from hn.proto import chunked, timefmt
+from hn.proto.canonical import b64e, canonical
+from hn.proto.keys import SUITE_NAME, hpke_key_id
+from hn.proto.signed import sign_document
+from hn.vault import atomic
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+READ_BLOCK = 1 << 20
+ZSTD_LEVEL = 3
+HEADER_SUFFIX = ".backup.json"
+PAYLOAD_SUFFIX = ".backup.payload"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    did: str
+    key_seq: int
+    hpke_public: bytes
+
+
+@dataclass
+class Result:
+    header: dict[str, Any]
+    header_path: Path
+    payload_path: Path
+    skipped: list[str] = field(default_factory=list)
+    read_files: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        h = self.header
+        stored = [e for e in h["entries"] if e["stored"]]
+        return {
+            "id": h["id"], "scope": h["scope"], "base_backup": h["base_backup"], "owner": h["owner"],
+            "recipient": h["recipient"], "recipient_key_seq": h["recipient_key_seq"], "target": h["target"],
+            "created_at": h["created_at"], "entries": len(h["entries"]), "stored": len(stored),
+            "bytes": sum(e["size"] for e in h["entries"]), "stored_bytes": sum(e["size"] for e in stored),
+            "merkle_root": h["merkle_root"], "payload_digest": h["payload"]["digest"],
+            "payload_size": h["payload"]["size"], "header": str(self.header_path),
+            "payload": str(self.payload_path), "files_read": self.read_files, "skipped": self.skipped,
+        }
+
+
+def payload_path_for(header_path: Path) -> Path:
+    name = header_path.name
+    stem = name[: -len(HEADER_SUFFIX)] if name.endswith(HEADER_SUFFIX) else header_path.stem
+    return header_path.with_name(stem + PAYLOAD_SUFFIX)
+
+
+class _CompressedReader:
+    """A pull stream: archive bytes from a generator, zstd-compressed on demand."""
+
+    def __init__(self, blocks: Iterator[bytes], threads: int) -> None:
+        self.blocks = blocks
+        self.cobj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads).compressobj()
+        self.buf = bytearray()
+        self.done = False
+        self.archive_size = 0
+        self.compressed_size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self.buf) < n) and not self.done:
+            try:
+                block = next(self.blocks)
+            except StopIteration:
+                self.buf += self.cobj.flush()
+                self.done = True
+                break
+            self.archive_size += len(block)
+            self.buf += self.cobj.compress(block)
+        if n < 0:
+            n = len(self.buf)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        self.compressed_size += len(out)
+        return out
+
+
+class _Archiver:
+    """Generates the archive and records each member's digest as it is read."""
+
+    def __init__(self, files: list[FileInfo], stored: dict[str, str | None],
+                 progress: Callable[[int], None] | None) -> None:
+        self.files = files
+        self.stored = stored  # path -> known digest (None: read and hash it)
+        self.progress = progress
+        self.digests: dict[str, str] = {}
+        self.read_files = 0
+
+    def blocks(self) -> Iterator[bytes]:
+        made: set[str] = set()
+        for info in self.files:
+            if info.path not in self.stored:
+                continue
+            parts = info.path.split("/")
+            dirs = b""
+            for i in range(1, len(parts)):
+                folder = "/".join(parts[:i])
+                if folder not in made:
+                    made.add(folder)
+                    dirs += tarball.member_header(folder, 0, snapshot.dir_mode(folder), directory=True)
+            yield dirs + tarball.member_header(info.path, info.size, info.mode)
+            yield from self._file(info)
+        yield tarball.END
+
+    def _file(self, info: FileInfo) -> Iterator[bytes]:
+        hasher = blake3.blake3()
+        remaining = info.size
+        with self._open(info) as handle:
+            while remaining:
+                block = handle.read(min(READ_BLOCK, remaining))
+                if not block:
+                    raise InputError(f"{info.path} shrank while being backed up; run the backup again")
+                hasher.update(block)
+                remaining -= len(block)
+                if remaining == 0:
+                    block += tarball.padding(info.size)
+                yield block
+                if self.progress:
+                    self.progress(len(block))
+        self.read_files += 1
+        self.digests[info.path] = hasher.hexdigest()
+
+    def _open(self, info: FileInfo) -> Any:
+        try:
+            return open(info.abspath, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
+
+
+def _sqlite_files(files: list[FileInfo], stack: contextlib.ExitStack) -> list[FileInfo]:
+    out = []
+    for info in files:
+        if info.path.endswith(snapshot.SQLITE_SUFFIX):
+            snap = stack.enter_context(snapshot.sqlite_snapshot(info.abspath))
+            if snap is not None:
+                info = FileInfo(info.path, snap.abspath, snap.size, snap.mtime_ns, snap.ino, snap.ctime_ns, 0o600)
+        out.append(info)
+    return out
+
+
+def create(
+    home: Home,
+    me: Identity,
+    out_dir: Path,
+    *,
+    recipient: Recipient | None = None,
+    base: dict[str, Any] | None = None,
+    target: str | None = None,
+    include_cache: bool = False,
+    chunk_size: int = chunked.DEFAULT_CHUNK,
+    threads: int = -1,
+    progress: Callable[[int], None] | None = None,
+    on_scan: Callable[[int], None] | None = None,
+) -> Result:
+    """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``."""
+    rcpt = recipient or Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
+    files, skipped = snapshot.scan(home, include_cache)
+    cache = snapshot.load_cache(home)
+    base_digests = {e["path"]: e["digest"] for e in base["entries"]} if base else {}
+    with contextlib.ExitStack() as stack:
+        files = _sqlite_files(files, stack)
+        known: dict[str, str] = {}
+        to_store: dict[str, str | None] = {}
+        for info in files:
+            digest = None if info.path.endswith(snapshot.SQLITE_SUFFIX) else snapshot.cached_digest(cache, info)
+            if base is not None and digest is not None and base_digests.get(info.path) == digest:
+                known[info.path] = digest
+            else:
+                to_store[info.path] = digest
+        if on_scan:
+            on_scan(sum(f.size for f in files if f.path in to_store))
+        created_at = timefmt.now_iso()
+        enc, cipher = chunked.sender(rcpt.hpke_public, proto.INFO)
+        skeleton: dict[str, Any] = {
+            "type": proto.BACKUP_TYPE, "owner": me.did, "created_at": created_at, "enc": b64e(enc),
+            "recipient": rcpt.did, "recipient_key_id": hpke_key_id(rcpt.hpke_public),
+        }
+        archiver = _Archiver(files, to_store, progress)
+        reader = _CompressedReader(archiver.blocks(), threads)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
+        with atomic.atomic_writer(incoming, mode=0o600) as out:
+            _, size, payload_digest = chunked.encrypt_stream(
+                cipher, reader, out, proto.payload_aad(skeleton), chunk_size)
+        entries = []
+        for info in files:
+            stored = info.path in to_store
+            digest = archiver.digests[info.path] if stored else known[info.path]
+            entries.append({"path": info.path, "digest": digest, "size": info.size, "mode": info.mode,
+                            "stored": stored})
+    header: dict[str, Any] = {
+        **skeleton,
+        "scope": "delta" if base is not None else "full",
+        "base_backup": base["id"] if base is not None else None,
+        "target": target,
+        "recipient_key_seq": rcpt.key_seq,
+        "algorithm": {"hpke": SUITE_NAME, "compression": proto.COMPRESSION, "archive": proto.ARCHIVE,
+                      "chunk_size": chunk_size},
+        "payload": {"digest": payload_digest, "size": size, "compressed_size": reader.compressed_size,
+                    "archive_size": reader.archive_size},
+        "entries": entries,
+        "merkle_root": proto.merkle_root(entries),
+        "identity": me.doc,
+    }
+    header["id"] = proto.compute_id(header)
+    header = sign_document(header, me.keys)
+    header_path = out_dir / f"{header['id']}{HEADER_SUFFIX}"
+    payload_path = payload_path_for(header_path)
+    # The payload takes the id's name only now; the header, written last, commits both.
+    try:
+        os.replace(incoming, payload_path)
+        atomic.write_bytes(header_path, canonical(header))
+    except BaseException:
+        incoming.unlink(missing_ok=True)
+        raise
+    _update_cache(home, files, entries, cache)
+    return Result(header, header_path, payload_path, skipped, archiver.read_files)
+
+
+def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]],
+                  old: dict[str, list[int | str]]) -> None:
+    fresh: dict[str, list[int | str]] = {}
+    for info, entry in zip(files, entries):
+        if info.path.endswith(snapshot.SQLITE_SUFFIX):
+            continue
+        fresh[info.path] = [*info.key, entry["digest"]]
+    if fresh != old:
+        snapshot.save_cache(home, fresh)

@@ -1,0 +1,122 @@
+"""Check an archive member by member against its signed manifest, optionally writing files.
+
+Members must appear in manifest order, each with the size the manifest gives, and each
+file's BLAKE3 must equal the manifest's digest; folders are accepted only as parents of
+manifest entries. Files are written (when a staging folder is given) with O_EXCL under
+folders this code created, so nothing in the archive can reach outside the staging tree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from hn.backup import snapshot, tarball
+from hn.backup.tarball import ArchiveError
+
+READ_BLOCK = 1 << 20
+
+
+def parent_dirs(entries: list[dict[str, Any]]) -> set[str]:
+    out: set[str] = set()
+    for entry in entries:
+        parts = entry["path"].split("/")
+        for i in range(1, len(parts)):
+            out.add("/".join(parts[:i]))
+    return out
+
+
+class Extractor:
+    """Walks the archive of one backup; writes the files the final state needs."""
+
+    def __init__(self, staging: Path | None, final: dict[str, dict[str, Any]],
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.staging = staging
+        self.final = final  # path -> entry of the newest manifest in the chain
+        self.written: set[str] = set()
+        self.covered: set[str] = set()
+        self.progress = progress
+        self.made_dirs: set[str] = set()
+
+    def run(self, header: dict[str, Any], archive: Any) -> int:
+        """Returns the number of files checked."""
+        stored = [e for e in header["entries"] if e["stored"]]
+        dirs = parent_dirs(stored)
+        members = tarball.iter_members(archive, len(stored) + len(dirs))
+        index = 0
+        for member in members:
+            if member.directory:
+                if member.path not in dirs:
+                    raise ArchiveError(f"archive folder {member.path!r} is not in the manifest")
+                continue
+            if index >= len(stored) or stored[index]["path"] != member.path:
+                raise ArchiveError(f"archive member {member.path!r} is not the next manifest entry")
+            entry = stored[index]
+            index += 1
+            if member.size != entry["size"]:
+                raise ArchiveError(f"{member.path}: archive says {member.size} bytes, manifest says {entry['size']}")
+            want = self.final.get(member.path)
+            needed = want is not None and want["digest"] == entry["digest"] and member.path not in self.covered
+            write = needed and self.staging is not None
+            self._member(archive, entry, write)
+            if needed:
+                self.covered.add(member.path)
+            if write:
+                self.written.add(member.path)
+        if index != len(stored):
+            raise ArchiveError(f"archive ends after {index} of {len(stored)} manifest files")
+        return index
+
+    def _member(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
+        hasher = blake3.blake3()
+        remaining = entry["size"]
+        fd = self._open(entry) if write else -1
+        try:
+            while remaining:
+                block = archive.read(min(READ_BLOCK, remaining))
+                if not block:
+                    raise ArchiveError(f"archive is truncated inside {entry['path']}")
+                hasher.update(block)
+                if fd >= 0:
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(fd, view):]
+                remaining -= len(block)
+                if self.progress:
+                    self.progress(len(block))
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        tarball.skip_padding(archive, entry["size"])
+        if hasher.hexdigest() != entry["digest"]:
+            raise ArchiveError(f"{entry['path']}: content digest does not match the manifest")
+
+    def _open(self, entry: dict[str, Any]) -> int:
+        assert self.staging is not None
+        parts = entry["path"].split("/")
+        folder = self.staging
+        for i in range(1, len(parts)):
+            rel = "/".join(parts[:i])
+            folder = folder / parts[i - 1]
+            if rel not in self.made_dirs:
+                # lstat: a folder we make is never a link; refuse anything else in the way.
+                if os.path.lexists(folder):
+                    if not folder.is_dir() or folder.is_symlink():
+                        raise ArchiveError(f"{rel!r} is in the way in the staging folder")
+                else:
+                    os.mkdir(folder, snapshot.dir_mode(rel))
+                    os.chmod(folder, snapshot.dir_mode(rel))
+                self.made_dirs.add(rel)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.staging / entry["path"], flags, entry["mode"])
+        os.fchmod(fd, entry["mode"])  # exact mode whatever the umask
+        return fd
+
+    def check_complete(self) -> None:
+        missing = [p for p in self.final if p not in self.covered]
+        if missing:
+            raise ArchiveError(f"{len(missing)} files of the snapshot were in no payload of the chain, e.g. {missing[0]}")

@@ -1,0 +1,90 @@
+"""Backups on this machine: the registry of what was created and pushed, and header files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hn.backup import snapshot
+from hn.backup.create import HEADER_SUFFIX, Result, payload_path_for
+from hn.errors import InputError, MalformedDocument, NotFound
+from hn.proto import backup as proto
+from hn.proto.canonical import canonical, loads_strict
+from hn.vault import atomic
+from hn.vault.home import Home
+
+MAX_RECORDS = 10_000
+
+
+def default_dir(home: Home) -> Path:
+    return home.path("backups")
+
+
+def records(home: Home) -> list[dict[str, Any]]:
+    try:
+        raw = loads_strict(home.path(*snapshot.REGISTRY).read_bytes(), max_bytes=64 << 20)
+    except (OSError, MalformedDocument):
+        return []
+    items = raw.get("backups") if isinstance(raw, dict) else None
+    return [r for r in items if isinstance(r, dict) and proto.is_backup_id(r.get("id"))] if isinstance(items, list) else []
+
+
+def _save(home: Home, items: list[dict[str, Any]]) -> None:
+    items = sorted(items, key=lambda r: (r.get("created_at", ""), r["id"]))[-MAX_RECORDS:]
+    atomic.write_bytes(home.path(*snapshot.REGISTRY), canonical({"version": 1, "backups": items}), mode=0o600)
+
+
+def record_created(home: Home, result: Result) -> None:
+    s = result.summary()
+    entry = {k: s[k] for k in ("id", "scope", "base_backup", "created_at", "entries", "bytes", "payload_size",
+                               "merkle_root", "recipient", "target", "header", "payload")}
+    entry["pushed"] = []
+    with home.lock():
+        _save(home, [r for r in records(home) if r["id"] != entry["id"]] + [entry])
+
+
+def record_pushed(home: Home, backup_id: str, url: str, target: str | None, at: str) -> None:
+    with home.lock():
+        items = records(home)
+        for item in items:
+            if item["id"] == backup_id:
+                pushes = [p for p in item.get("pushed", []) if p.get("url") != url]
+                item["pushed"] = pushes + [{"url": url, "target": target, "at": at}]
+        _save(home, items)
+
+
+def find(home: Home, backup_id: str) -> dict[str, Any]:
+    items = records(home)
+    if backup_id == "latest":
+        if not items:
+            raise NotFound("no backup has been created in this vault yet")
+        return items[-1]
+    hits = [r for r in items if r["id"].startswith(backup_id)] if len(backup_id) >= 6 else []
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise InputError(f"backup id prefix {backup_id!r} is ambiguous")
+    path = default_dir(home) / f"{backup_id}{HEADER_SUFFIX}"
+    if path.exists():
+        return {"id": backup_id, "header": str(path), "payload": str(payload_path_for(path))}
+    raise NotFound(f"no local backup {backup_id!r} (see `hn vault backup list`)")
+
+
+def read_header_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+    return proto.parse_header(raw)
+
+
+def chain(items: list[dict[str, Any]], backup_id: str) -> list[str]:
+    """Ids from ``backup_id`` down to its full backup, as far as the records know."""
+    by_id = {r["id"]: r for r in items}
+    out = [backup_id]
+    while len(out) <= len(by_id):
+        base = by_id.get(out[-1], {}).get("base_backup")
+        if not base:
+            break
+        out.append(base)
+    return out

@@ -1,0 +1,176 @@
+"""Open a backup payload: recipient keys, then decrypt -> decompress -> archive, all bounded.
+
+Decryption runs in a worker thread that writes plaintext into a pipe; the main thread
+reads the pipe through a zstd decompressor whose window is capped and whose output is
+counted against the header's ``archive_size``. Every limit comes from the signed header,
+so a hostile payload stops at the first byte past what its owner declared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import blake3
+import zstandard
+
+from hn.errors import NotFound, TooLarge, VerificationError
+from hn.proto import backup as proto
+from hn.proto import chunked
+from hn.proto.canonical import b64d
+from hn.proto.keys import IdentityKeys, hpke_key_id
+from hn.vault import identities
+from hn.vault.home import Home
+
+MAX_WINDOW = 1 << 24
+PIPE_SIZE = 1 << 20
+
+
+class WrongRecipient(VerificationError):
+    """This vault does not hold the key the backup is sealed to."""
+
+    code = "wrong_recipient"
+
+
+def recipient_key(home: Home, header: dict[str, Any]) -> bytes:
+    """The X25519 private key the header names, derived from an own identity's secret."""
+    did, seq, key_id = header["recipient"], header["recipient_key_seq"], header["recipient_key_id"]
+    need = f"key {seq} (key id {key_id}) of {did}"
+    for alias in identities.own_aliases(home):
+        ident = identities.load(home, alias)
+        if ident.did != did:
+            continue
+        keys = IdentityKeys(ident.keys.secret, seq)
+        pair = keys.hpke_keypair(seq)
+        if hpke_key_id(bytes(pair.public_key.to_public_bytes())) != key_id:
+            raise WrongRecipient(f"the backup is sealed to {need}, which the secret of {did} does not derive")
+        return bytes(pair.private_key.to_private_bytes())
+    have = ", ".join(identities.load(home, a).did for a in identities.own_aliases(home)) or "no identity"
+    raise WrongRecipient(f"wrong recipient: the backup is sealed to {need}; this vault holds {have}")
+
+
+class _Tee:
+    """Hash the encrypted payload while it is read, to compare with the signed digest."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self.src = src
+        self.hasher = blake3.blake3()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.hasher.update(data)
+        self.size += len(data)
+        return data
+
+
+class Bounded:
+    """Archive bytes out of the decompressor, refused past the declared size."""
+
+    def __init__(self, src: Any, limit: int) -> None:
+        self.src = src
+        self.limit = limit
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise TooLarge(f"the payload decompresses past its declared size of {self.limit} bytes (zstd bomb?)")
+        return bytes(data)
+
+
+@contextlib.contextmanager
+def open_compressed(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> Iterator[Any]:
+    """Yield a read()-able stream of the decrypted .tar.zst bytes; verifies everything on exit."""
+    cipher = chunked.recipient(b64d(header["enc"], length=32), private_key, proto.INFO)
+    aad = proto.payload_aad(header)
+    tee = _Tee(src)
+    payload = header["payload"]
+    read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write_fd, 1031, PIPE_SIZE)  # F_SETPIPE_SZ: fewer wake-ups per chunk
+    errors: list[BaseException] = []
+    written: list[int] = []
+
+    def work() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=0) as sink:
+                written.append(chunked.decrypt_stream(cipher, tee, sink, aad, header["algorithm"]["chunk_size"],
+                                                      payload["compressed_size"]))
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # handed to the reading thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="hn-backup-decrypt", daemon=True)
+    worker.start()
+    source = os.fdopen(read_fd, "rb")
+    try:
+        try:
+            yield source
+            # Nothing may follow what the reader consumed.
+            if source.read(1):
+                raise VerificationError("the payload has data after its compressed archive")
+        except BaseException:
+            source.close()
+            worker.join()
+            if errors:
+                raise errors[0] from None
+            raise
+        worker.join()
+        if errors:
+            raise errors[0]
+        if written and written[0] != payload["compressed_size"]:
+            raise VerificationError(
+                f"the payload holds {written[0]} compressed bytes, the header says {payload['compressed_size']}")
+        if tee.size != payload["size"] or tee.hasher.hexdigest() != payload["digest"]:
+            raise VerificationError("the payload digest does not match the signed header")
+    finally:
+        source.close()
+
+
+@contextlib.contextmanager
+def open_archive(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> Iterator[Bounded]:
+    """Yield the decrypted, decompressed archive stream, bounded by ``archive_size``."""
+    with open_compressed(header, private_key, src) as compressed:
+        dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        try:
+            reader = dctx.stream_reader(compressed, read_size=1 << 17, read_across_frames=False, closefd=False)
+        except zstandard.ZstdError as exc:
+            raise VerificationError(f"the payload is not valid zstd: {exc}") from exc
+        bounded = Bounded(reader, header["payload"]["archive_size"])
+        try:
+            yield bounded
+            while True:
+                rest = bounded.read(1 << 16)
+                if not rest:
+                    break
+                if rest.count(0) != len(rest):
+                    raise VerificationError("the archive has data after its end marker")
+        except zstandard.ZstdError as exc:
+            raise VerificationError(f"the payload is not valid zstd: {exc}") from exc
+
+
+def verify_payload_digest(header: dict[str, Any], src: BinaryIO) -> None:
+    """Hash the encrypted payload without decrypting it (the fast check of `verify`)."""
+    hasher = blake3.blake3()
+    size = 0
+    while block := src.read(1 << 20):
+        hasher.update(block)
+        size += len(block)
+        if size > header["payload"]["size"]:
+            raise VerificationError("the payload is larger than the signed header says")
+    if size != header["payload"]["size"]:
+        raise VerificationError(f"the payload has {size} bytes, the signed header says {header['payload']['size']}")
+    if hasher.hexdigest() != header["payload"]["digest"]:
+        raise VerificationError("the payload digest does not match the signed header")
+
+
+def require_payload(path: Any) -> None:
+    if not os.path.exists(path):
+        raise NotFound(f"payload file {path} not found (it sits beside the header as <id>.backup.payload)")

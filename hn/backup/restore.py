@@ -1,0 +1,160 @@
+"""Verify and restore a backup (or a delta chain) into a folder, through staging and a journal."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from hn.backup import swap
+from hn.backup.create import HEADER_SUFFIX, payload_path_for
+from hn.backup.extract import Extractor
+from hn.backup.local import read_header_file
+from hn.backup.payload import open_archive, recipient_key, require_payload, verify_payload_digest
+from hn.errors import InputError, VerificationError
+from hn.proto import backup as proto
+from hn.proto.identity import KeyHistory
+from hn.vault import identities
+from hn.vault.home import Home
+
+MAX_CHAIN = 1000
+
+
+class Source(Protocol):
+    def header(self, backup_id: str) -> dict[str, Any]: ...
+
+    def payload(self, header: dict[str, Any]) -> contextlib.AbstractContextManager[Any]: ...
+
+
+class FileSource:
+    """Header files ``<id>.backup.json`` with their payloads beside them in one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def header(self, backup_id: str) -> dict[str, Any]:
+        header = read_header_file(self.folder / f"{backup_id}{HEADER_SUFFIX}")
+        if header.get("id") != backup_id:
+            raise VerificationError(f"{backup_id}{HEADER_SUFFIX} holds another backup")
+        return header
+
+    @contextlib.contextmanager
+    def payload(self, header: dict[str, Any]) -> Iterator[Any]:
+        path = payload_path_for(self.folder / f"{header['id']}{HEADER_SUFFIX}")
+        require_payload(path)
+        with open(path, "rb") as handle:
+            yield handle
+
+
+def check_owner(keys_home: Home, header: dict[str, Any], expected_owner: str | None) -> KeyHistory:
+    """Verify a header's signature; the owner must be an own identity unless one is named."""
+    owner = header.get("owner")
+    pinned = identities.known_history(keys_home, owner) if isinstance(owner, str) and owner.startswith("did:hn:") else None
+    history = proto.verify_header(header, pinned, expected_owner)
+    if expected_owner is None:
+        own = {identities.load(keys_home, a).did for a in identities.own_aliases(keys_home)}
+        if header["owner"] not in own:
+            raise VerificationError(
+                f"the backup is signed by {header['owner']}, which is not an identity of this vault "
+                "(pass --owner DID to accept someone else's backup)")
+    return history
+
+
+def load_chain(source: Source, top: dict[str, Any], keys_home: Home, expected_owner: str | None) -> list[dict[str, Any]]:
+    """The verified chain, oldest (the full backup) first."""
+    check_owner(keys_home, top, expected_owner)
+    chain = [top]
+    while chain[-1]["scope"] == "delta":
+        if len(chain) >= MAX_CHAIN:
+            raise VerificationError(f"delta chain longer than {MAX_CHAIN} backups")
+        base = source.header(chain[-1]["base_backup"])
+        check_owner(keys_home, base, top["owner"])
+        if base["created_at"] > chain[-1]["created_at"]:
+            raise VerificationError(f"base backup {base['id']} is newer than the delta that names it")
+        chain.append(base)
+    return list(reversed(chain))
+
+
+def verify_quick(header: dict[str, Any], payload: Path, keys_home: Home, expected_owner: str | None) -> dict[str, Any]:
+    """Signature, manifest shape and Merkle root, payload size and digest; no decryption."""
+    history = check_owner(keys_home, header, expected_owner)
+    require_payload(payload)
+    with open(payload, "rb") as handle:
+        verify_payload_digest(header, handle)
+    return {"signature": "ok", "signer": header["owner"], "key_seq": header["key_seq"],
+            "owner_keys": len(history.keys), "manifest": "ok", "merkle_root": header["merkle_root"],
+            "payload_digest": header["payload"]["digest"], "entries": len(header["entries"])}
+
+
+@dataclass
+class Outcome:
+    id: str
+    chain: list[str]
+    files: int
+    bytes: int
+    merkle_root: str
+    target: str | None
+    recovered: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "chain": self.chain, "files": self.files, "bytes": self.bytes,
+                "merkle_root": self.merkle_root, "restored_into": self.target, "ok": True,
+                "recovered_swap": self.recovered}
+
+
+def _check_target(target: Path, owner: str, force: bool) -> None:
+    """Refuse to replace a vault that belongs to someone else (unless forced)."""
+    if force or not target.exists():
+        return
+    home = Home(target)
+    dids = set()
+    for alias in identities.own_aliases(home):
+        try:
+            dids.add(identities.load(home, alias).did)
+        except Exception:  # an unreadable identity is not a reason to keep refusing
+            continue
+    if dids and owner not in dids:
+        raise InputError(f"{target} holds another identity ({', '.join(sorted(dids))}); pass --force to replace it")
+
+
+def restore(
+    source: Source,
+    backup_id: str,
+    keys_home: Home,
+    into: Path | None,
+    *,
+    expected_owner: str | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Restore ``backup_id`` (and its bases) into ``into``; with ``into`` None only verify deeply."""
+    recovered = swap.recover(into) if into is not None else None
+    top = source.header(backup_id)
+    chain = load_chain(source, top, keys_home, expected_owner)
+    keys = [recipient_key(keys_home, h) for h in chain]
+    final = {e["path"]: e for e in top["entries"]}
+    if on_total:
+        on_total(sum(e["size"] for h in chain for e in h["entries"] if e["stored"]))
+    staging = None
+    if into is not None:
+        _check_target(into, top["owner"], force)
+        staging = swap.prepare(into)
+    try:
+        extractor = Extractor(staging, final, progress)
+        for header, key in zip(chain, keys):
+            with source.payload(header) as handle, open_archive(header, key, handle) as archive:
+                extractor.run(header, archive)
+        extractor.check_complete()
+        if into is not None and staging is not None:
+            # Folders the vault expects even when empty (cache/ is not backed up).
+            Home(staging).ensure()
+            swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]})
+            staging = None
+    finally:
+        if staging is not None:
+            swap.abandon(staging)
+    return Outcome(top["id"], [h["id"] for h in chain], len(final), sum(e["size"] for e in final.values()),
+                   top["merkle_root"], str(into.absolute()) if into is not None else None, recovered)
