@@ -22,6 +22,10 @@ def set_(name: str, value: str,
     """Set policy NAME to VALUE (for one --target, or as the default)."""
     home = STATE.home
     home.ensure()
+    if name in policy.SELECTABLE:
+        from hn.trust import selectors
+
+        selectors.validate(value)
     policy.set_policy(home, name, value, target)
     try:
         me = identities.load(home)

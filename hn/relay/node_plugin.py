@@ -12,7 +12,6 @@ import aiohttp
 from aiohttp import web
 
 from hn.errors import Forbidden, MalformedDocument, NotFound, VerificationError
-from hn.federation import roster
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, read_body
 from hn.node.httpsig import verify_request
@@ -43,19 +42,8 @@ def relay_ttl(ctx: NodeContext) -> float:
 
 def check_accept(ctx: NodeContext, did: str) -> None:
     """policy relay.accept: friends (roster or contacts), allowlist, or a reputation selector."""
-    rule = policy.get(ctx.home, "relay.accept", did)
-    if rule in ("friends", "allow"):
-        if rule == "allow" or roster.is_friend(ctx.home, did) or did in identities.contact_dids(ctx.home):
-            return
-        raise Forbidden(f"{did} is not a friend of this relay")
-    if rule == "allowlist":
-        raise Forbidden(f"{did} is not on this relay's allowlist")
-    if rule == "deny":
-        raise Forbidden(f"this relay does not accept pushes from {did}")
-    try:
-        from hn.trust import selectors
-    except ModuleNotFoundError as exc:
-        raise Forbidden(f"relay.accept policy {rule!r} needs the trust module") from exc
+    from hn.trust import selectors
+
     allowed, reason = selectors.allows(ctx.home, "relay.accept", did)
     if not allowed:
         raise Forbidden(f"relay push refused by policy: {reason}")

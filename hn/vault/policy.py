@@ -28,6 +28,20 @@ KNOWN: dict[str, tuple[str, str]] = {
 }
 
 
+CHOICES = {"federation.mode": ("public", "friends"), "trust.exposure": ("allow", "deny")}
+NUMBERS = ("relay.ttl", "trust.max_age", "backup.retention", "backup.quota_bytes")
+# Values of these may also be reputation selectors, checked by hn.trust.selectors.
+SELECTABLE = ("relay.accept", "backup.accept")
+
+
+def check_value(name: str, value: str) -> str:
+    if name in CHOICES and value not in CHOICES[name]:
+        raise InputError(f"{name} takes one of: {', '.join(CHOICES[name])}")
+    if name in NUMBERS and not (value.isdigit() and int(value) > 0):
+        raise InputError(f"{name} takes a positive whole number")
+    return value
+
+
 def check_name(name: str) -> str:
     if name not in KNOWN:
         raise InputError(f"unknown policy {name!r}; known: {', '.join(sorted(KNOWN))}")
@@ -46,6 +60,7 @@ def load(home: Home) -> dict[str, Any]:
 
 def set_policy(home: Home, name: str, value: str, target: str | None = None) -> dict[str, Any]:
     check_name(name)
+    check_value(name, value)
     _check_target(target)
     with home.lock():
         data = load(home)
