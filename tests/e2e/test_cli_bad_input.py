@@ -1,0 +1,95 @@
+"""Bad input through the real entry point: one `error:` line, non-zero exit, vault unchanged."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+from hn.proto.canonical import canonical
+from hn.proto.identity import build_identity, make_key_entry
+from hn.proto.keys import IdentityKeys
+from hn.proto.signed import sign_document
+from tests.support import run_hn, run_json
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != ".lock":
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def refused(home: Path, *args: str, expect: str = "") -> str:
+    proc = run_hn(home, *args, check=False)
+    assert proc.returncode != 0, args
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (args, proc.stderr)
+    assert "Traceback" not in proc.stderr and expect in lines[0], (args, proc.stderr)
+    return lines[0]
+
+
+def test_contact_rollback_fork_and_foreign_signature(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_json(a, "id", "create", "alice")
+    bob = run_json(b, "id", "create", "bob")
+    v0, v1 = tmp_path / "bob0.json", tmp_path / "bob1.json"
+    run_hn(b, "id", "export", "--out", str(v0))
+    run_hn(b, "id", "rotate")
+    run_hn(b, "id", "export", "--out", str(v1))
+    assert run_json(a, "id", "import", str(v1))["keys"] == 2
+    before = tree_digest(a)
+    refused(a, "id", "import", str(v0), expect="rolled back")
+    # a fork: same secret, key 1 re-made with another date (what a thief of key 0 could do)
+    secret = json.loads((b / "identities" / "own" / "bob" / "secret.json").read_text())["secret"]
+    keys0 = IdentityKeys(base64.b64decode(secret), 0)
+    keys1 = IdentityKeys(keys0.secret, 1)
+    genesis = json.loads(v0.read_text())["keys"][0]
+    entries = [genesis, make_key_entry(keys1, 1, "2031-01-01T00:00:00Z", genesis)]
+    fork = tmp_path / "fork.json"
+    fork.write_bytes(canonical(build_identity(keys1, "bob", entries, "2031-01-01T00:00:00Z")))
+    refused(a, "id", "import", str(fork), expect="forks")
+    # bob's identity re-signed by another key
+    stranger = IdentityKeys(bytes(32), 0)
+    forged = sign_document(json.loads(v1.read_text()), stranger)
+    (tmp_path / "forged.json").write_bytes(canonical(forged))
+    refused(a, "id", "import", str(tmp_path / "forged.json"))
+    # the same document with one signature byte changed
+    tampered = json.loads(v1.read_text())
+    tampered["alias"] = "bobby"
+    (tmp_path / "tampered.json").write_bytes(canonical(tampered))
+    refused(a, "id", "import", str(tmp_path / "tampered.json"), expect="signature")
+    (tmp_path / "dup.json").write_bytes(b'{"type":"identity@1","type":"identity@1"}')
+    refused(a, "id", "import", str(tmp_path / "dup.json"), expect="duplicate key")
+    assert tree_digest(a) == before
+    pinned = a / "identities" / "contacts" / f"{bob['did'][7:]}.json"
+    assert json.loads(pinned.read_bytes()) == json.loads(v1.read_text())
+
+
+def test_corrupted_event_log_stops_every_writer(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_json(a, "id", "create", "alice")
+    bob = run_json(b, "id", "create", "bob")
+    run_hn(b, "id", "export", "--out", str(tmp_path / "bob.json"))
+    run_hn(a, "id", "import", str(tmp_path / "bob.json"))
+    note = tmp_path / "n.txt"
+    note.write_text("note\n")
+    doc_id = run_json(a, "doc", "add", str(note))["added"][0]["id"]
+    last = sorted((a / "events").glob("*.json"))[-1]
+    event = json.loads(last.read_bytes())
+    event["issued_at"] = "2020-01-01T00:00:00Z"  # canonical, parses, only the signature tells
+    last.write_bytes(canonical(event))
+    before = tree_digest(a)
+    other = tmp_path / "m.txt"
+    other.write_text("more\n")
+    for args in (("doc", "add", str(other)), ("id", "rotate"), ("doc", "share", doc_id, "--to", bob["did"]),
+                 ("id", "create", "second"), ("id", "recovery", "split")):
+        refused(a, *args, expect="event log")
+    assert "event" in refused(a, "vault", "verify")
+    assert tree_digest(a) == before
+    # an unreadable entry is just as clear
+    last.write_bytes(b"\xff\xfe not json")
+    refused(a, "doc", "list", expect="unreadable")
+    refused(a, "doc", "add", str(other), expect="unreadable")
