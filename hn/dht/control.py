@@ -1,0 +1,99 @@
+"""The local control API: `hn discover` asks the running node over loopback with a bearer token.
+
+The node writes a fresh random token to $HN_HOME/run/control.token (mode 0600) when it
+starts; only a process that can read the vault can read it. Requests must come from a
+loopback address and carry `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hn.errors import HnError, NetworkError
+from hn.proto.canonical import loads_strict
+from hn.vault import atomic
+from hn.vault.home import Home
+
+TOKEN_FILE = ("run", "control.token")
+NODE_FILE = ("run", "node.json")
+TIMEOUT = 30.0
+
+
+def token_path(home: Home) -> Path:
+    return home.path(*TOKEN_FILE)  # type: ignore[no-any-return]
+
+
+def issue_token(home: Home) -> str:
+    token = secrets.token_urlsafe(32)
+    atomic.write_bytes(token_path(home), token.encode("ascii"), mode=0o600)
+    return token
+
+
+def authorised(remote: str | None, header: str | None, token: str) -> bool:
+    try:
+        loopback = remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].encode(), token.encode())
+
+
+def running_node(home: Home) -> tuple[str, str] | None:
+    """(base_url, token) of the node running on this vault, or None."""
+    node_file, token_file = home.path(*NODE_FILE), token_path(home)
+    if not node_file.exists() or not token_file.exists():
+        return None
+    try:
+        info = json.loads(node_file.read_text("utf-8"))
+        token = token_file.read_text("ascii").strip()
+    except (OSError, ValueError):
+        return None
+    pid = info.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    if not info.get("dht"):
+        return None
+    listen = info.get("listen")
+    if not isinstance(listen, str) or not token:
+        return None
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "", "::", "[::]"):
+        host = "127.0.0.1"
+    scheme = "https" if info.get("tls") else "http"
+    return f"{scheme}://{host}:{port}", token
+
+
+async def call(home: Home, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    node = running_node(home)
+    if node is None:
+        raise NetworkError("no local node is running")
+    base, token = node
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+            async with session.post(base + path, json=body, headers=headers, ssl=False) as resp:
+                raw = await resp.read()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise NetworkError(f"local node at {base}: {type(exc).__name__}: {exc}") from exc
+    data = loads_strict(raw, max_bytes=1 << 20)
+    if resp.status >= 400:
+        error = HnError(str(data.get("detail") if isinstance(data, dict) else raw[:200]))
+        error.code = str(data.get("error", "error")) if isinstance(data, dict) else "error"
+        raise error
+    if not isinstance(data, dict):
+        raise NetworkError("local node answered with something other than a JSON object")
+    return data

@@ -1,0 +1,142 @@
+"""The DHT inside `hn mcp serve`: a UDP node, our hint kept published, a local control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from hn.dht import config as dht_config
+from hn.dht import control, service
+from hn.dht.node import DhtNode
+from hn.dht.resolve import resolve
+from hn.errors import Forbidden, HnError, InputError, MalformedDocument
+from hn.node.context import NodeContext
+from hn.node.http import read_body
+from hn.proto import timefmt
+from hn.proto.canonical import loads_canonical, loads_strict
+from hn.proto.dht_hint import parse_hint
+from hn.vault import identities
+
+log = logging.getLogger("hn.dht")
+NODE_KEY: web.AppKey[DhtNode] = web.AppKey("hn_dht")
+PRESENCE_POLL = 5.0
+JOIN_RETRY = (2.0, 60.0)
+
+
+async def setup(ctx: NodeContext) -> None:
+    if ctx.settings.get("no_dht"):
+        ctx.ready_info["dht"] = None
+        return
+    home = ctx.home
+    explicit = ctx.settings.get("dht_listen") or dht_config.file_settings(home).get("listen")
+    host, port = dht_config.parse_hostport(dht_config.listen_address(home, ctx.settings), "--dht-listen")
+    node = DhtNode(dht_config.DhtConfig(), state_path=home.path("cache", "dht", "state.json"))
+    try:
+        address = await node.listen(port, host)
+    except HnError:
+        if explicit:
+            raise
+        # The default port is taken (another node on this machine): any free port will do.
+        address = await node.listen(0, host)
+        log.warning("dht.port_busy", extra={"hn": {"default": port, "listen": f"{address[0]}:{address[1]}"}})
+    ctx.ready_info["dht"] = f"{address[0]}:{address[1]}"
+    ctx.extras["dht"] = node
+    ctx.app[NODE_KEY] = node
+    token = control.issue_token(home)
+    ctx.extras["control_token"] = token
+    fraction = dht_config.republish_fraction(home)
+    bootstrap = dht_config.bootstrap_list(home, ctx.settings.get("bootstrap") or None)
+
+    def guard(request: web.Request) -> None:
+        if not control.authorised(request.remote, request.headers.get("Authorization"), token):
+            raise Forbidden("the local control API answers only this vault's own commands on loopback")
+
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        guard(request)
+        data = loads_strict(await read_body(request, 64 * 1024) or b"{}")
+        if not isinstance(data, dict):
+            raise MalformedDocument("expected a JSON object")
+        return data
+
+    async def publish_route(request: web.Request) -> web.Response:
+        data = await body_of(request)
+        me = identities.load(home, ctx.identity.alias)
+        out: dict[str, Any] = {"via": "node"}
+        if data.get("dht", True):
+            raw = service.sign_own_hint(home, me)
+            out["hint"] = loads_canonical(raw)
+            out["dht"] = (await node.publish(raw)).as_dict()
+        if data.get("dns_txt"):
+            name = data.get("dns_name")
+            out["dns_txt"] = service.dns_record(home, me, name if isinstance(name, str) else None)
+        return web.json_response(out)
+
+    async def resolve_route(request: web.Request) -> web.Response:
+        data = await body_of(request)
+        did = service.check_did_arg(str(data.get("did", "")))
+        mode = data.get("mode", "any")
+        if mode not in ("any", "dht", "dns"):
+            raise InputError("mode must be any, dht or dns")
+        server = data.get("dns_server")
+        result = await resolve(
+            home, did, get_hint=node.get_hints, mode=mode, hint_only=bool(data.get("hint_only")),
+            dns_name=data.get("dns_name") or None,
+            dns_server=dht_config.parse_hostport(server, "--dns-server") if isinstance(server, str) and server else None,
+            cache_fallback=bool(data.get("cache_fallback")))
+        return web.json_response(result.as_dict())
+
+    async def status_route(request: web.Request) -> web.Response:
+        guard(request)
+        return web.json_response({"listen": ctx.ready_info["dht"], **node.stats()})
+
+    ctx.app.router.add_post("/local/dht/publish", publish_route)
+    ctx.app.router.add_post("/local/dht/resolve", resolve_route)
+    ctx.app.router.add_get("/local/dht/status", status_route)
+
+    async def join() -> None:
+        addrs = []
+        for peer in bootstrap:
+            try:
+                addrs.append(dht_config.resolve_addr(peer))
+            except InputError as exc:
+                log.warning("dht.bootstrap.bad", extra={"hn": {"peer": peer, "error": exc.message}})
+        delay = JOIN_RETRY[0]
+        while True:
+            known = await node.bootstrap(addrs)
+            log.info("dht.joined", extra={"hn": {"contacts": known}})
+            if known or not (addrs or node.saved_contacts):
+                return
+            await asyncio.sleep(delay)
+            delay = min(JOIN_RETRY[1], delay * 2)
+
+    async def keep_published() -> None:
+        """Republish our own hint at ``fraction`` of its lifetime, or when the presence changes."""
+        await join()
+        while True:
+            path = service.own_hint_path(home)
+            if path.exists():
+                with contextlib.suppress(HnError):
+                    me = identities.load(home, ctx.identity.alias)
+                    raw = service.current_own_hint(home, me.did)
+                    due = True
+                    if raw is not None:
+                        hint = parse_hint(raw)
+                        due = timefmt.now() >= hint.issued + fraction * (hint.expires - hint.issued)
+                    if due:
+                        raw = service.sign_own_hint(home, me)
+                        result = await node.publish(raw)
+                        log.info("dht.republish", extra={"hn": result.as_dict()})
+            await asyncio.sleep(PRESENCE_POLL)
+
+    async def stop() -> None:
+        with contextlib.suppress(HnError, OSError):
+            node.save_state()
+        node.stop()
+        control.token_path(home).unlink(missing_ok=True)
+
+    ctx.background.append(keep_published)
+    ctx.cleanup.append(stop)

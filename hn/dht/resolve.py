@@ -1,0 +1,156 @@
+"""DID -> verified presence@2: from a DHT hint, a DNS TXT record, or the signed local cache.
+
+``resolve`` is the one entry point; each source is a small function returning a
+``Resolution`` that names the source that answered, so further sources (relays, the
+federation roster) slot in beside ``from_dht`` and ``from_dns``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from hn.dht import cache
+from hn.dht.dns import TxtEntry, lookup_txt
+from hn.errors import HnError, NetworkError, NotFound, VerificationError
+from hn.netclient import fetch_bytes
+from hn.proto import timefmt
+from hn.proto.canonical import doc_digest, loads_canonical
+from hn.proto.dht_hint import HINT_TYPE, Hint
+from hn.proto.identity import KeyHistory, verify_identity
+from hn.proto.presence import verify_presence
+from hn.proto.signed import verify_document
+from hn.vault.home import Home
+from hn.vault.identities import known_history
+
+FETCH_TIMEOUT = 5.0
+MAX_PRESENCE = 64 * 1024
+HintSource = Callable[[str], Awaitable[Any]]
+
+
+@dataclass
+class Resolution:
+    did: str
+    source: str
+    hint: Hint | None = None
+    presence: dict[str, Any] | None = None
+    presence_url: str | None = None
+    fallback: bool = False
+    detail: str = ""
+    lookup: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "did": self.did, "source": self.source, "fallback": self.fallback,
+            "hint": self.hint.doc if self.hint else None,
+            "hint_seq": self.hint.seq if self.hint else None,
+            "presence": self.presence, "presence_url": self.presence_url,
+            "verified": self.presence is not None or (self.hint is not None and self.source != "cache"),
+            "detail": self.detail, "lookup": self.lookup,
+        }
+
+
+def history_for(home: Home, hint: Hint) -> KeyHistory:
+    """The key history to trust for a hint's signer: the pinned one if it is longer.
+
+    The hint's own chain proves its key belonged to the DID; a pinned, longer history
+    also proves whether that key was rotated out before the hint was signed.
+    """
+    pinned = known_history(home, hint.did)
+    if pinned is None or hint.history.extends(pinned):
+        return hint.history
+    if pinned.extends(hint.history):
+        verify_document(hint.doc, pinned, HINT_TYPE)
+        return pinned
+    raise VerificationError(f"key history in the hint of {hint.did} forks from the pinned one")
+
+
+async def fetch_doc(url: str, timeout: float = FETCH_TIMEOUT) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        status, body, _ = await fetch_bytes(session, url, max_bytes=MAX_PRESENCE)
+    if status != 200:
+        raise NetworkError(f"{url}: HTTP {status}")
+    doc = loads_canonical(body, max_bytes=MAX_PRESENCE)
+    if not isinstance(doc, dict):
+        raise VerificationError(f"{url}: not a JSON object")
+    return doc
+
+
+def check_presence(doc: dict[str, Any], did: str, history: KeyHistory, digest: str | None) -> dict[str, Any]:
+    verify_presence(doc, history, now=timefmt.now())
+    if doc["did"] != did:
+        raise VerificationError(f"presence is for {doc['did']}, expected {did}")
+    if digest is not None and doc_digest(doc) != digest:
+        raise VerificationError("presence digest does not match the hint (stale or substituted presence)")
+    return doc
+
+
+async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: bool) -> Resolution:
+    got = await get_hint(did)
+    hint: Hint | None = got.hint
+    stats = {"holders": got.holders, "invalid": got.invalid, "queried": got.queried,
+             "restored": got.restored, "seconds": round(got.seconds, 4)}
+    if hint is None:
+        raise NotFound(f"no valid dht_hint@1 for {did} in the DHT")
+    history = history_for(home, hint)
+    out = Resolution(did, "dht", hint=hint, presence_url=hint.presence_url, lookup=stats)
+    if hint_only:
+        out.detail = "hint verified; presence not fetched"
+        return out
+    doc = await fetch_doc(hint.presence_url)
+    out.presence = check_presence(doc, did, history, hint.presence_digest)
+    cache.store(home, hint, out.presence)
+    return out
+
+
+async def from_dns(home: Home, did: str, name: str, server: tuple[str, int] | None) -> Resolution:
+    entries: list[TxtEntry] = await lookup_txt(name, server)
+    mine = [e for e in entries if e.did == did]
+    if not mine:
+        raise NotFound(f"no TXT record for {did} at {name}")
+    base = mine[0].url.rstrip("/")
+    identity = await fetch_doc(base + "/.well-known/hn/identity")
+    offered = verify_identity(identity)
+    if offered.did != did:
+        raise VerificationError(f"{base} serves the identity of {offered.did}, expected {did}")
+    pinned = known_history(home, did)
+    history = pinned if pinned is not None and pinned.extends(offered) else offered
+    url = base + "/.well-known/hn/presence"
+    presence = check_presence(await fetch_doc(url), did, history, None)
+    return Resolution(did, "dns", presence=presence, presence_url=url, detail=f"TXT {name}")
+
+
+def from_cache(home: Home, did: str, reason: str) -> Resolution:
+    hint, presence, expired = cache.load(home, did)
+    note = "presence has expired" if expired else "presence still within its lifetime"
+    return Resolution(did, "cache", hint=hint, presence=presence, presence_url=hint.presence_url,
+                      fallback=True, detail=f"network failed ({reason}); last verified presence from the local cache, {note}")
+
+
+async def resolve(
+    home: Home, did: str, *, get_hint: HintSource | None, mode: str = "any", hint_only: bool = False,
+    dns_name: str | None = None, dns_server: tuple[str, int] | None = None, cache_fallback: bool = False,
+) -> Resolution:
+    """Resolve ``did``; ``mode`` is any | dht | dns. Returns the source that answered."""
+    errors: list[str] = []
+    attempts: list[Callable[[], Awaitable[Resolution]]] = []
+    if mode in ("any", "dht") and get_hint is not None:
+        attempts.append(lambda: from_dht(home, did, get_hint, hint_only=hint_only))
+    if mode in ("any", "dns") and dns_name:
+        attempts.append(lambda: from_dns(home, did, dns_name, dns_server))
+    if not attempts:
+        raise HnError("nothing to resolve with: no DHT node and no DNS name (see --dns-name)")
+    for attempt in attempts:
+        try:
+            return await asyncio.wait_for(attempt(), timeout=15)
+        except (TimeoutError, HnError) as exc:
+            errors.append(exc.message if isinstance(exc, HnError) else "timed out")
+    reason = "; ".join(errors)
+    if cache_fallback:
+        return from_cache(home, did, reason)
+    failure = errors[-1] if errors else "no source"
+    raise NotFound(f"could not resolve {did}: {reason or failure}")
