@@ -49,7 +49,7 @@ async def _signed(session: aiohttp.ClientSession, keys: IdentityKeys, method: st
             raw = await resp.read()
             if resp.status != 200:
                 raise _error(url, resp.status, raw)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
     doc = loads_strict(raw, max_bytes=1 << 20)
     if not isinstance(doc, dict):
@@ -89,7 +89,7 @@ async def listing(base_url: str, owner: str) -> list[dict[str, Any]]:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise _error(url, resp.status, raw)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
     doc = loads_strict(raw, max_bytes=16 << 20)
     items = doc.get("backups") if isinstance(doc, dict) else None
@@ -110,7 +110,7 @@ async def fetch_header(base_url: str, backup_id: str) -> dict[str, Any]:
                     body.extend(block)
                     if len(body) > proto.MAX_HEADER:
                         raise VerificationError(f"{url}: header larger than {proto.MAX_HEADER} bytes")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
     header = proto.parse_header(bytes(body))
     if header.get("id") != backup_id:
@@ -141,7 +141,7 @@ async def fetch_payload(base_url: str, header: dict[str, Any], target: Path,
                             progress(len(block))
                     if size != limit or hasher.hexdigest() != header["payload"]["digest"]:
                         raise VerificationError(f"{url}: the payload digest does not match the signed header")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import blake3
 import zstandard
@@ -206,7 +206,7 @@ def create(
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
         with atomic.atomic_writer(incoming, mode=0o600) as out:
             _, size, payload_digest = chunked.encrypt_stream(
-                cipher, reader, out, proto.payload_aad(skeleton), chunk_size)
+                cipher, cast(BinaryIO, reader), out, proto.payload_aad(skeleton), chunk_size)
         entries = []
         for info in files:
             stored = info.path in to_store

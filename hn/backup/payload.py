@@ -13,7 +13,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import blake3
 import zstandard
@@ -100,7 +100,7 @@ def open_compressed(header: dict[str, Any], private_key: bytes, src: BinaryIO) -
     def work() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=0) as sink:
-                written.append(chunked.decrypt_stream(cipher, tee, sink, aad, header["algorithm"]["chunk_size"],
+                written.append(chunked.decrypt_stream(cipher, cast(BinaryIO, tee), sink, aad, header["algorithm"]["chunk_size"],
                                                       payload["compressed_size"]))
         except BrokenPipeError:
             pass

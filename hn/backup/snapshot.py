@@ -130,7 +130,7 @@ def cached_digest(cache: dict[str, list[int | str]], info: FileInfo) -> str | No
     if not isinstance(row, list) or len(row) != 5 or row[:4] != info.key:
         return None
     digest = row[4]
-    return digest if is_hex_digest(digest) else None
+    return digest if isinstance(digest, str) and is_hex_digest(digest) else None
 
 
 def save_cache(home: Home, files: dict[str, list[int | str]]) -> None:

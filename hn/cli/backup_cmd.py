@@ -1,0 +1,229 @@
+"""`hn vault backup`: create, verify, decrypt, restore and list encrypted vault backups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from hn.cli.context import STATE
+from hn.cli.output import console, emit, err_console, kv, table
+from hn.errors import InputError, UsageError
+from hn.proto import timefmt
+
+backup_app = typer.Typer(help="Encrypted backups of the vault (backup@1).", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+def register(app: typer.Typer) -> None:
+    from hn.cli import vault_cmd
+
+    vault_cmd.app.add_typer(backup_app, name="backup")
+
+
+@contextlib.contextmanager
+def _bar(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(advance, set_total) callbacks; a Rich bar on stderr unless --json."""
+    if quiet:
+        yield (lambda n: None), (lambda n: None)
+        return
+    columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield (lambda n: progress.advance(task, n)), (lambda n: progress.update(task, total=n))
+
+
+def _recipient(home: Any, me: Any, did: Optional[str]) -> Any:
+    from hn.backup.create import Recipient
+    from hn.vault import identities
+
+    if did is None or did == me.did:
+        return Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
+    history = identities.require_history(home, did)
+    return Recipient(did, history.current.seq, history.current.hpke_public_key)
+
+
+@backup_app.command("create")
+def create_cmd(
+    scope: str = typer.Option("full", "--scope", help="full | delta"),
+    base: Optional[str] = typer.Option(None, "--base", help="Base backup id of a delta (default: the latest)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the header and payload (default $HN_HOME/backups)."),
+    push_url: Optional[str] = typer.Option(None, "--push-url", help="Upload to this friend's node."),
+    target: Optional[str] = typer.Option(None, "--target", help="DID of the node meant to hold it."),
+    recipient: Optional[str] = typer.Option(None, "--recipient", help="Seal to this identity (default: yourself)."),
+    include_cache: bool = typer.Option(False, "--include-cache", help="Also back up cache/."),
+    as_json: bool = JSON,
+) -> None:
+    """Snapshot the vault: a signed header and an encrypted payload (only changes with --scope delta)."""
+    from hn.backup import client, local, swap
+    from hn.backup import create as creating
+    from hn.vault import identities
+
+    home = STATE.existing_home()
+    swap.recover(home.root)
+    me = identities.load(home)
+    if scope not in ("full", "delta"):
+        raise UsageError("--scope must be full or delta")
+    if base is not None and scope != "delta":
+        raise UsageError("--base only goes with --scope delta")
+    base_header = None
+    if scope == "delta":
+        record = local.find(home, base or "latest")
+        base_header = local.read_header_file(Path(record["header"]))
+        if base_header.get("owner") != me.did:
+            raise InputError(f"base backup {record['id']} belongs to another identity")
+    folder = out.expanduser() if out else local.default_dir(home)
+    with _bar("backing up", as_json) as (advance, total):
+        result = creating.create(home, me, folder, recipient=_recipient(home, me, recipient), base=base_header,
+                                 target=target, include_cache=include_cache, progress=advance, on_scan=total)
+    local.record_created(home, result)
+    data = result.summary()
+    if push_url:
+        with _bar("uploading", as_json) as (advance, total):
+            total(data["payload_size"])
+            status = asyncio.run(client.push(me.keys, push_url, result.header, result.payload_path, advance))
+        local.record_pushed(home, result.header["id"], push_url.rstrip("/"), target, timefmt.now_iso())
+        data["pushed"] = {"url": push_url.rstrip("/"), "target": target, "status": status}
+    emit(data, as_json, lambda d: kv({
+        "backup": d["id"], "scope": d["scope"] + (f" (base {d['base_backup']})" if d["base_backup"] else ""),
+        "files": f"{d['entries']} ({d['stored']} in this payload, {d['files_read']} read)",
+        "size": f"{d['bytes']} bytes -> {d['payload_size']} encrypted", "merkle root": d["merkle_root"],
+        "sealed to": f"{d['recipient']} key {d['recipient_key_seq']}", "header": d["header"],
+        "payload": d["payload"], "pushed": d["pushed"]["url"] if "pushed" in d else "-",
+    }, title="backup created"))
+
+
+@backup_app.command("verify")
+def verify_cmd(
+    path: Path = typer.Option(..., "--path", help="Header file <id>.backup.json (payload beside it)."),
+    deep: bool = typer.Option(False, "--deep", help="Also decrypt and recompute every file digest."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Accept a backup signed by this DID."),
+    as_json: bool = JSON,
+) -> None:
+    """Check signature, manifest, Merkle root and payload digest (and with --deep every file)."""
+    from hn.backup import create as creating
+    from hn.backup import local, restore
+
+    home = STATE.existing_home()
+    header = local.read_header_file(path)
+    data = restore.verify_quick(header, creating.payload_path_for(path), home, owner)
+    data["id"] = header["id"]
+    data["scope"] = header["scope"]
+    if deep:
+        with _bar("verifying", as_json) as (advance, total):
+            outcome = restore.restore(restore.FileSource(path.parent), header["id"], home, None,
+                                      expected_owner=owner, progress=advance, on_total=total)
+        data["deep"] = {"files": outcome.files, "bytes": outcome.bytes, "chain": outcome.chain}
+    data["ok"] = True
+    emit(data, as_json, lambda d: console.print(
+        f"[green]ok[/green] backup {d['id']}: signature, manifest ({d['entries']} entries), Merkle root, payload digest"
+        + (f"; decrypted and checked {d['deep']['files']} files" if "deep" in d else "")))
+
+
+@backup_app.command("decrypt")
+def decrypt_cmd(
+    path: Path = typer.Option(..., "--path", help="Header file <id>.backup.json."),
+    out: Path = typer.Option(..., "--out", help="Where to write the plain .tar.zst."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Accept a backup signed by this DID."),
+    as_json: bool = JSON,
+) -> None:
+    """Write the decrypted payload as a standard .tar.zst (`zstd -d < F | tar -x` extracts it)."""
+    from hn.backup import create as creating
+    from hn.backup import local, payload, restore
+    from hn.vault import atomic
+
+    home = STATE.existing_home()
+    header = local.read_header_file(path)
+    restore.check_owner(home, header, owner)
+    key = payload.recipient_key(home, header)
+    source = creating.payload_path_for(path)
+    payload.require_payload(source)
+    with open(source, "rb") as src, atomic.atomic_writer(out, mode=0o600) as dst:
+        with payload.open_compressed(header, key, src) as plain:
+            while block := plain.read(1 << 20):
+                dst.write(block)
+    data = {"id": header["id"], "out": str(out), "compressed_size": header["payload"]["compressed_size"],
+            "scope": header["scope"], "base_backup": header["base_backup"]}
+    emit(data, as_json, lambda d: console.print(
+        f"wrote {d['out']} ({d['compressed_size']} bytes); extract with: zstd -d < {d['out']} | tar -x"))
+
+
+@backup_app.command("restore")
+def restore_cmd(
+    into: Path = typer.Option(..., "--into", help="Vault folder to create or replace."),
+    path: Optional[Path] = typer.Option(None, "--path", help="Header file <id>.backup.json."),
+    from_url: Optional[str] = typer.Option(None, "--from", help="Friend's node holding the backup."),
+    backup_id: Optional[str] = typer.Option(None, "--id", help="Backup id on that node ('latest' for the newest)."),
+    verify_only: bool = typer.Option(False, "--verify-only", help="Decrypt and check everything, change nothing."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Accept a backup signed by this DID."),
+    force: bool = typer.Option(False, "--force", help="Replace a folder that holds another identity's vault."),
+    as_json: bool = JSON,
+) -> None:
+    """Restore a backup (with its delta chain): staged, verified, then swapped in under a journal."""
+    from hn.backup import client, local, restore
+    from hn.vault import identities
+
+    if (path is None) == (from_url is None):
+        raise UsageError("give either --path FILE or --from URL --id ID")
+    home = STATE.existing_home()
+    into = into.expanduser().absolute()
+    source: Any
+    with contextlib.ExitStack() as stack:
+        with _bar("restoring", as_json) as (advance, total):
+            if path is not None:
+                header = local.read_header_file(path)
+                source = restore.FileSource(path.parent)
+                wanted = str(header["id"])
+            else:
+                if not backup_id:
+                    raise UsageError("--from needs --id ID (or --id latest)")
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".hn-restore-", dir=into.parent)))
+                source = client.RemoteSource(from_url or "", scratch, advance)
+                wanted = backup_id
+                if backup_id == "latest":
+                    me = owner or identities.load(home).did
+                    items = asyncio.run(client.listing(from_url or "", me))
+                    if not items:
+                        raise InputError(f"{from_url} holds no backup of {me}")
+                    wanted = str(items[-1]["id"])
+            outcome = restore.restore(source, wanted, home, None if verify_only else into,
+                                      expected_owner=owner, force=force, progress=advance, on_total=total)
+    data = outcome.as_dict()
+    data["verify_only"] = verify_only
+    emit(data, as_json, lambda d: console.print(
+        f"[green]ok[/green] backup {d['id']} ({len(d['chain'])} in chain): {d['files']} files, {d['bytes']} bytes "
+        + ("verified, nothing changed" if verify_only else f"restored into {d['restored_into']}")
+        + f"; Merkle root {d['merkle_root']}"))
+
+
+@backup_app.command("list")
+def list_cmd(
+    from_url: Optional[str] = typer.Option(None, "--from", help="Also list what this node holds for you."),
+    as_json: bool = JSON,
+) -> None:
+    """Local and pushed backups, with their chain (base) links."""
+    from hn.backup import client, local
+    from hn.vault import identities
+
+    home = STATE.existing_home()
+    items = local.records(home)
+    rows = []
+    for item in items:
+        rows.append({**item, "chain": local.chain(items, item["id"]),
+                     "local": Path(str(item.get("header", ""))).exists()})
+    data: dict[str, Any] = {"backups": rows}
+    if from_url:
+        data["remote"] = {"url": from_url.rstrip("/"),
+                          "backups": asyncio.run(client.listing(from_url, identities.load(home).did))}
+    emit(data, as_json, lambda d: table(None, ["id", "scope", "base", "created", "files", "payload", "local", "pushed to"], [
+        [r["id"], r["scope"], r.get("base_backup") or "-", r["created_at"], r["entries"], r["payload_size"],
+         "yes" if r["local"] else "missing", ", ".join(p["url"] for p in r.get("pushed", [])) or "-"]
+        for r in d["backups"]] + [[r["id"], r.get("scope"), r.get("base_backup") or "-", r.get("created_at"),
+                                   r.get("entries"), r.get("payload_size"), "remote", d["remote"]["url"]]
+                                  for r in d.get("remote", {}).get("backups", [])]))
