@@ -1,0 +1,138 @@
+"""End to end: `hn mcp serve` nodes with DHT, `hn discover` through the node and as a client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import free_port, hn_env, run_hn, run_json
+
+
+class ServedNode:
+    def __init__(self, home: Path, args: list[str]) -> None:
+        self.home = home
+        self.proc = subprocess.Popen([sys.executable, "-m", "hn", "mcp", "serve", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=hn_env(home))
+        self.ready: dict[str, Any] = {}
+        box: list[str] = []
+
+        def reader() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if line.startswith("MCP_READY "):
+                    box.append(line)
+
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not box:
+            assert self.proc.poll() is None, "node exited early"
+            assert time.monotonic() < deadline, "node did not become ready"
+            time.sleep(0.05)
+        self.ready = json.loads(box[0][len("MCP_READY "):])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def make_vault(root: Path, name: str) -> tuple[Path, str]:
+    home = root / name
+    did = run_json(home, "id", "create", name)["did"]
+    return home, did
+
+
+def udp_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[dict[str, tuple[ServedNode, str]]]:
+    started: dict[str, tuple[ServedNode, str]] = {}
+    try:
+        boot = None
+        for name in ("alice", "bob", "carol"):
+            home, did = make_vault(tmp_path, name)
+            port, dport = free_port(), udp_port()
+            args = ["--listen", f"127.0.0.1:{port}", "--public-url", f"http://127.0.0.1:{port}",
+                    "--dht-listen", f"127.0.0.1:{dport}"]
+            if boot:
+                args += ["--bootstrap", boot]
+            node = ServedNode(home, args)
+            assert node.ready["dht"] == f"127.0.0.1:{dport}"
+            boot = boot or node.ready["dht"]
+            started[name] = (node, did)
+        yield started
+    finally:
+        for node, _ in started.values():
+            node.stop()
+
+
+def test_publish_and_resolve_through_running_nodes(nodes: dict[str, tuple[ServedNode, str]], tmp_path: Path) -> None:
+    alice, alice_did = nodes["alice"]
+    bob, bob_did = nodes["bob"]
+    carol, _ = nodes["carol"]
+    token = alice.home / "run" / "control.token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    published = run_json(alice.home, "discover", "publish", "--dht")
+    assert published["via"] == "node" and published["hint"]["did"] == alice_did
+    assert published["dht"]["acks"] >= 1
+    got = run_json(carol.home, "discover", "resolve", alice_did)
+    assert got["source"] == "dht" and got["presence"]["did"] == alice_did
+    assert got["presence"]["url"] == alice.ready["base_url"]
+    hint_only = run_json(bob.home, "discover", "resolve", alice_did, "--hint-only")
+    assert hint_only["presence"] is None and hint_only["hint"]["did"] == alice_did
+
+    # A vault with no node running uses a short-lived client-mode DHT node.
+    stranger = tmp_path / "stranger"
+    run_json(stranger, "id", "create", "stranger")
+    boot = alice.ready["dht"]
+    via_client = run_json(stranger, "discover", "resolve", alice_did, "--bootstrap", boot)
+    assert via_client["presence"]["did"] == alice_did
+    listed = run_json(stranger, "discover", "cache", "list")
+    assert [e["did"] for e in listed["entries"]] == [alice_did] and listed["entries"][0]["ok"]
+
+    # The node is stopped: the cache answers, and says so.
+    alice.stop()
+    fallback = run_json(stranger, "discover", "resolve", alice_did, "--bootstrap", bob.ready["dht"],
+                        "--cache-fallback")
+    assert fallback["source"] in ("dht", "cache")
+    if fallback["source"] == "dht":
+        # the hint is still in the DHT but the presence URL is gone: only the cache could have answered
+        raise AssertionError("resolve cannot have fetched a presence from a stopped node")
+    assert fallback["fallback"] is True and fallback["presence"]["did"] == alice_did
+    failed = run_hn(stranger, "discover", "resolve", bob_did, "--bootstrap", bob.ready["dht"], check=False)
+    assert failed.returncode != 0 and failed.stderr.startswith("error:")
+
+
+def test_control_api_refuses_requests_without_the_token(nodes: dict[str, tuple[ServedNode, str]]) -> None:
+    import urllib.error
+    import urllib.request
+
+    alice, _ = nodes["alice"]
+    base = alice.ready["base_url"]
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        request = urllib.request.Request(base + "/local/dht/status", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 403
+        assert json.loads(info.value.read())["error"] == "forbidden"
+    token = (alice.home / "run" / "control.token").read_text()
+    request = urllib.request.Request(base + "/local/dht/status", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        status = json.loads(resp.read())
+    assert status["listen"] == alice.ready["dht"] and status["contacts"] >= 1
