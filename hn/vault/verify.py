@@ -135,17 +135,27 @@ def verify_vault(home: Home) -> Report:
             for path in sorted(home.path(name).rglob("*.json")):
                 raw = path.read_bytes()
                 doc = loads_strict(raw)
-                if not (isinstance(doc, dict) and "signature" in doc and "type" in doc):
+                if not isinstance(doc, dict):
+                    continue
+                # A signed document, or a record holding signed documents (a trust link
+                # beside its evidence, say): every signed document in it is verified.
+                found = [doc] if "signature" in doc and "type" in doc else [
+                    v for v in doc.values() if isinstance(v, dict) and "signature" in v and "type" in v]
+                if not found:
                     continue
                 if canonical(doc) != raw:
                     raise HnError(f"{path.relative_to(home.root)} is not in canonical form (altered)")
-                history = histories.get(str(doc.get("signer")))
-                if history is None:
-                    history = identities.known_history(home, str(doc.get("signer")))
-                if history is None:
-                    raise HnError(f"{path.relative_to(home.root)}: signer unknown")
-                verify_document(doc, history, str(doc["type"]))
-                count += 1
+                for signed in found:
+                    history = histories.get(str(signed.get("signer")))
+                    if history is None:
+                        history = identities.known_history(home, str(signed.get("signer")))
+                    if history is None:
+                        raise HnError(f"{path.relative_to(home.root)}: signer unknown")
+                    try:
+                        verify_document(signed, history, str(signed["type"]))
+                    except HnError as exc:
+                        raise HnError(f"{path.relative_to(home.root)}: {exc.message}") from exc
+                    count += 1
         return f"{count} other signed documents verified"
 
     report.check("identities", own)
