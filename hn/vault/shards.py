@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -44,13 +45,19 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
         target = shard_path(home, shard_id)
         target.parent.mkdir(exist_ok=True)
         os.replace(tmp, target)
-        atomic.fsync_dir(target.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise atomic.DiskError(f"could not write the shard: {exc.strerror or exc}; nothing changed") from exc
+    with contextlib.suppress(OSError):  # only the rename's durability is delayed
+        atomic.fsync_dir(target.parent)
     data = {"id": shard_id, "digest": shard_id, "size": size, "doc_id": entry["id"], "recipient": recipient.did}
     with home.lock():
-        home.append_event(me.keys, "shard.create", data)
+        try:
+            home.append_event(me.keys, "shard.create", data)
+        except BaseException:
+            # No event names this shard: remove it rather than leave an orphan behind.
+            target.unlink(missing_ok=True)
+            raise
         load_catalog(home, persist=True)
     return data
 

@@ -1,21 +1,34 @@
-"""THREATS 12: ENOSPC injected at every write of each vault operation; the old state survives."""
+"""THREATS 12: ENOSPC injected at every write of each vault operation; the old state survives.
+
+Each operation runs through the real command code (``hn.cli.app.main`` in this process, so
+the fault can be injected) once per write it makes: the n-th data write, fsync, rename or
+sync fails with ENOSPC. After every failure the command has printed one `error:` line,
+no file of the append-only stores changed, every other file is whole (old or new), no
+temp file is left, and `hn vault verify` passes. The operation then succeeds untouched.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import io
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hn.cli.app import main
 from hn.errors import HnError
-from hn.vault import identities, presence, shards, store
+from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.verify import verify_vault
 
 DERIVED = {"catalog.json", ".lock"}
+APPEND_ONLY = ("events/", "personal/objects/", "shards/")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -26,50 +39,106 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*") if p.is_file() and p.name != ".lock"]
+
+
+class _File:
+    """A file object whose writes go through the fault injector."""
+
+    def __init__(self, inner: Any, disk: Disk) -> None:
+        self._inner = inner
+        self._disk = disk
+
+    def write(self, data: bytes) -> int:
+        self._disk.tick()
+        return int(self._inner.write(data))
+
+    def __enter__(self) -> _File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class Disk:
-    """Raises ENOSPC at the n-th write-committing call (fsync, replace, sync)."""
+    """Raises ENOSPC at the n-th write-committing call (write, fsync, replace, sync)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
         self.calls = 0
         self.fail_at = fail_at
         for name in ("fsync", "replace", "sync"):
-            real = getattr(os, name)
-            monkeypatch.setattr(os, name, self.wrap(real))
+            monkeypatch.setattr(os, name, self.wrap(getattr(os, name)))
+        real_fdopen = os.fdopen
 
-    def wrap(self, real: Callable[..., object]) -> Callable[..., object]:
-        def inner(*args: object) -> object:
-            self.calls += 1
-            if self.calls == self.fail_at:
-                raise OSError(errno.ENOSPC, "No space left on device")
+        def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            handle = real_fdopen(fd, mode, *args, **kwargs)
+            return _File(handle, self) if "w" in mode else handle
+
+        monkeypatch.setattr(os, "fdopen", fdopen)
+
+    def tick(self) -> None:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def wrap(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        def inner(*args: Any) -> Any:
+            self.tick()
             return real(*args)
 
         return inner
 
 
+def hn(home: Home, *args: str) -> None:
+    """Run one `hn` command in this process; a failure raises HnError with its stderr line."""
+    err = io.StringIO()
+    argv = ["hn", "--home", str(home.root), *args, "--json"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        old, sys.argv = sys.argv, argv
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+        finally:
+            sys.argv = old
+    if code:
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
+        raise HnError(lines[0])
+
+
 def run_with_faults(home: Home, operation: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> int:
     failures = 0
-    for fail_at in range(1, 60):
+    for fail_at in range(1, 80):
         before = snapshot(home.root)
         with monkeypatch.context() as patch:
-            Disk(patch, fail_at)
+            disk = Disk(patch, fail_at)
             try:
                 operation()
             except HnError as exc:
                 failures += 1
                 assert "disk full" in exc.message or "No space" in exc.message, exc.message
-                after = snapshot(home.root)
-                # Append-only stores (events, objects, shards) never lose or alter a file;
-                # every other file is whole (old or new), and no temp file is left behind.
-                for name, digest in before.items():
-                    if name.startswith(("events/", "personal/objects/", "shards/")):
-                        assert after.get(name) == digest, f"{name} changed after ENOSPC at write {fail_at}"
-                    else:
-                        assert name in after, f"{name} vanished after ENOSPC at write {fail_at}"
-                assert not [p for p in home.root.rglob("*.tmp")], "temp file left behind"
-                report = verify_vault(home)
-                assert report.ok, report.as_dict()["failed"]
-                continue
-        return failures
+                failed = True
+            else:
+                failed = False
+        if not failed:
+            # Done: either every write ran (calls < fail_at) or the fault hit a directory
+            # fsync, which only delays durability of a rename that already happened.
+            assert disk.calls < fail_at or verify_vault(home).ok
+            return failures
+        after = snapshot(home.root)
+        for name, digest in before.items():
+            if name.startswith(APPEND_ONLY):
+                assert after.get(name) == digest, f"{name} changed after ENOSPC at write {fail_at}"
+            else:
+                assert name in after, f"{name} vanished after ENOSPC at write {fail_at}"
+        assert not leftovers(home.root), f"temp files left after ENOSPC at write {fail_at}"
+        report = verify_vault(home)
+        assert report.ok, (fail_at, report.as_dict()["failed"])
     raise AssertionError("operation never completed")
 
 
@@ -78,16 +147,18 @@ def test_disk_full_during_vault_operations(home: Home, alice: identities.Identit
     presence.refresh(home, alice)
     note = tmp_path / "note.txt"
     note.write_text("important\n")
-    failures = run_with_faults(home, lambda: store.add_files(home, alice.keys, [note], True), monkeypatch)
-    assert failures >= 2
-    me = identities.load(home)
-    assert run_with_faults(home, lambda: presence.refresh(home, me, force=True), monkeypatch) >= 1
-    assert run_with_faults(home, lambda: identities.rotate(home), monkeypatch) >= 2
+    assert run_with_faults(home, lambda: hn(home, "doc", "add", str(note), "--publish"), monkeypatch) >= 4
+    assert run_with_faults(home, lambda: presence.refresh(home, identities.load(home), force=True),
+                           monkeypatch) >= 2
+    assert run_with_faults(home, lambda: hn(home, "id", "rotate"), monkeypatch) >= 3
+    # identity.json is the commit point: a failure after it leaves a finished rotation
+    rotated = identities.load(home)
+    assert rotated.keys.key_seq >= 1 and rotated.keys.signing_public() == rotated.history.current.signing_public_key
     bob_home = Home(tmp_path / "bob")
-    bob_home.ensure()
     bob = identities.create(bob_home, "bob")
-    identities.import_contact(home, (bob_home.path("identities", "own", "bob", "identity.json")).read_bytes())
-    doc_id = store.load_catalog(home).index_entries()[0]["id"]
-    me = identities.load(home)
-    assert run_with_faults(home, lambda: shards.share(home, me, doc_id, bob.did), monkeypatch) >= 1
+    identities.import_contact(home, bob_home.path("identities", "own", "bob", "identity.json").read_bytes())
+    catalog_ids = [p.name for p in home.path("personal", "objects").rglob("*") if p.is_file()]
+    assert run_with_faults(home, lambda: hn(home, "doc", "share", catalog_ids[0], "--to", bob.did),
+                           monkeypatch) >= 3
+    assert len(list(home.path("shards").rglob("*.shard"))) == 1
     assert verify_vault(home).ok
