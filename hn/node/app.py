@@ -30,6 +30,10 @@ log = logging.getLogger("hn.node")
 
 KEEPALIVE = 15.0
 SHUTDOWN_GRACE = 3.0
+MAX_LINE = 8190
+MAX_HEADERS = 64
+# After an error answer, the rest of an unread body is drained for at most this long.
+LINGER = 1.0
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -128,11 +132,15 @@ class Node:
             self.home.write_toml("node.toml", config)
         presence.refresh(self.home, ctx.identity, url=ctx.base_url)
         await create_app(ctx)
-        self.runner = web.AppRunner(ctx.app, handle_signals=False, keepalive_timeout=KEEPALIVE,
-                                    access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+        # keepalive_timeout also bounds how long a connection may take to send its first
+        # request's headers (aiohttp arms it at accept), so header trickling is cut off.
+        self.runner = web.AppRunner(ctx.app, handle_signals=False,
+                                    keepalive_timeout=float(self.settings.get("keepalive_timeout") or KEEPALIVE),
+                                    access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+                                    max_line_size=MAX_LINE, max_field_size=MAX_LINE, max_headers=MAX_HEADERS,
+                                    lingering_time=LINGER)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, ssl_context=self.ssl, backlog=256,
-                           shutdown_timeout=SHUTDOWN_GRACE)
+        site = web.TCPSite(self.runner, host, port, ssl_context=self.ssl, backlog=256)
         await site.start()
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,10 @@ log = logging.getLogger("hn.node")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_BODY_CAP = 1024 * 1024
+# A body must arrive within BODY_GRACE seconds plus its size at MIN_BODY_RATE: an honest
+# client on a slow link makes it, a slowloris trickling bytes does not pin the connection.
+BODY_GRACE = 20.0
+MIN_BODY_RATE = 32 * 1024
 
 
 def json_error(status: int, code: str, detail: str) -> web.Response:
@@ -36,15 +41,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, "internal", "internal error")
 
 
-async def read_body(request: web.Request, max_bytes: int = DEFAULT_BODY_CAP) -> bytes:
-    """The request body, refused with 413 past ``max_bytes`` (streamed, never buffered whole)."""
+async def read_body(request: web.Request, max_bytes: int = DEFAULT_BODY_CAP,
+                    deadline: float | None = None) -> bytes:
+    """The request body, refused with 413 past ``max_bytes`` (streamed, never buffered whole)
+    and with 408 if it does not arrive in time."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge(f"request body of {request.content_length} bytes exceeds the {max_bytes}-byte limit")
+    expected = request.content_length if request.content_length is not None else max_bytes
+    if deadline is None:
+        deadline = BODY_GRACE + expected / MIN_BODY_RATE
     body = bytearray()
-    async for block in request.content.iter_chunked(1 << 16):
-        body.extend(block)
-        if len(body) > max_bytes:
-            raise TooLarge(f"request body exceeds the {max_bytes}-byte limit")
+    try:
+        async with asyncio.timeout(deadline):
+            async for block in request.content.iter_chunked(1 << 16):
+                body.extend(block)
+                if len(body) > max_bytes:
+                    raise TooLarge(f"request body exceeds the {max_bytes}-byte limit")
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"request body did not arrive within {deadline:.0f} s") from None
     return bytes(body)
 
 
