@@ -17,6 +17,7 @@ import blake3
 
 from hn.backup import snapshot, tarball
 from hn.backup.tarball import ArchiveError
+from hn.vault.atomic import DiskError
 
 READ_BLOCK = 1 << 20
 
@@ -72,6 +73,13 @@ class Extractor:
         return index
 
     def _member(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
+        try:
+            self._copy(archive, entry, write)
+        except OSError as exc:
+            raise DiskError(f"could not write {entry['path']} into the staging folder: "
+                            f"{exc.strerror or exc}; the vault was not changed") from exc
+
+    def _copy(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
         hasher = blake3.blake3()
         remaining = entry["size"]
         fd = self._open(entry) if write else -1
