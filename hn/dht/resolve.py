@@ -101,10 +101,63 @@ async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: boo
     if hint_only:
         out.detail = "hint verified; presence not fetched"
         return out
-    doc = await fetch_doc(hint.presence_url)
+    try:
+        doc = await fetch_doc(hint.presence_url)
+    except NetworkError as exc:
+        # The node itself does not answer: ask the relays its presence names.
+        relayed = await from_relays(home, did, history, hint, exc.message)
+        relayed.lookup = stats
+        return relayed
     out.presence = check_presence(doc, did, history, hint.presence_digest)
     cache.store(home, hint, out.presence)
     return out
+
+
+def known_relays(home: Home, did: str, hint: Hint | None) -> list[dict[str, Any]]:
+    """Relays of ``did`` from the last presences we verified (discover cache, federation cache)."""
+    from hn.vault.identities import did_tail
+
+    found: dict[str, dict[str, Any]] = {}
+    candidates: list[dict[str, Any]] = []
+    try:
+        candidates.append(cache.load(home, did)[1])
+    except HnError:
+        pass
+    path = home.path("cache", "federation", did_tail(did), "presence.json")
+    if path.exists():
+        try:
+            candidates.append(loads_canonical(path.read_bytes()))
+        except HnError:
+            pass
+    for presence in candidates:
+        for relay in presence.get("relays", []) if isinstance(presence, dict) else []:
+            if isinstance(relay, dict) and isinstance(relay.get("url"), str):
+                found.setdefault(relay["did"], relay)
+    if hint is not None and hint.relay and hint.relay not in found:
+        # The hint names a relay DID; a relay we federate with gives its URL.
+        from hn.federation import roster
+
+        for peer in roster.peers(home):
+            if peer["did"] == hint.relay:
+                found[hint.relay] = {"did": hint.relay, "url": peer["url"]}
+    return list(found.values())
+
+
+async def from_relays(home: Home, did: str, history: KeyHistory, hint: Hint | None, why: str) -> Resolution:
+    errors = [f"node: {why}"]
+    for relay in known_relays(home, did, hint):
+        url = relay["url"].rstrip("/") + f"/relay/{did}/presence"
+        try:
+            presence = check_presence(await fetch_doc(url), did, history, None)
+        except HnError as exc:
+            errors.append(f"relay {relay['did']}: {exc.message}")
+            continue
+        out = Resolution(did, f"relay:{relay['did']}", hint=hint, presence=presence, presence_url=url,
+                         detail="the node did not answer; presence served by its relay, verified")
+        if hint is not None:
+            cache.store(home, hint, presence)
+        return out
+    raise NetworkError("; ".join(errors))
 
 
 async def from_dns(home: Home, did: str, name: str, server: tuple[str, int] | None) -> Resolution:
