@@ -1,0 +1,84 @@
+"""Crash at every step of the restore swap, and disk full while staging: old or new, never mixed."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import blake3
+import pytest
+
+from hn.backup import create, restore, swap
+from hn.backup.restore import FileSource
+from hn.vault.atomic import DiskError
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+STEPS = ("sync", "journal", "move-old", "move-new", "cleanup", "journal-remove")
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after the crash point runs, no clean-up handler either."""
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): blake3.blake3(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _make_tree(root: Path, tag: str) -> None:
+    for i in range(5):
+        path = root / f"d{i % 2}" / f"f{i}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{tag} {i}")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_crash_at_each_swap_step(tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "vault"
+    _make_tree(target, "old")
+    old = _tree(target)
+    staging = swap.prepare(target)
+    _make_tree(staging, "new")
+    new = _tree(staging)
+
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    monkeypatch.setattr(swap, "fault_hook", hook)
+    with pytest.raises(Crash):
+        swap.commit(target, staging, {"id": "x"})
+    monkeypatch.setattr(swap, "fault_hook", None)
+    # The next restore (or `hn vault backup create`) starts with recover().
+    swap.recover(target)
+    state = _tree(target)
+    assert state in (old, new)
+    # Before the commit point the old tree stays; from it on, the new one.
+    assert state == (new if STEPS.index(step) >= STEPS.index("cleanup") else old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vault"]
+
+
+def test_disk_full_while_staging_keeps_old_vault(alice: Identity, home: Home, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(6):
+        (home.path("personal") / f"file{i}").write_bytes(os.urandom(5000))
+    result = create.create(home, alice, tmp_path / "out")
+    target = tmp_path / "restored"
+    _make_tree(target, "previous")
+    before = _tree(target)
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("hn.backup.extract.os.write", full)
+    with pytest.raises(DiskError, match="No space left"):
+        restore.restore(FileSource(result.header_path.parent), result.header["id"], home, target)
+    assert _tree(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -1,0 +1,127 @@
+"""backup@1 creation: determinism, the delta chain and its change-detection cache, and vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from hn.backup import create, payload, restore, snapshot
+from hn.backup.restore import FileSource
+from hn.proto import backup as proto
+from hn.proto.canonical import loads_canonical
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fill(home: Home, n: int = 20) -> None:
+    for i in range(n):
+        (home.path("personal") / f"doc{i:03d}.txt").write_bytes(os.urandom(200) * (i + 1))
+
+
+def _archive(home: Home, result: create.Result) -> bytes:
+    key = payload.recipient_key(home, result.header)
+    with open(result.payload_path, "rb") as src, payload.open_compressed(result.header, key, src) as plain:
+        return zstandard.ZstdDecompressor().decompressobj().decompress(plain.read())
+
+
+def test_same_state_same_manifest_and_archive(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home)
+    (home.path("cache") / "skip.bin").write_bytes(b"cached")
+    first = create.create(home, alice, tmp_path / "a")
+    second = create.create(home, alice, tmp_path / "b")
+    assert first.header["entries"] == second.header["entries"]
+    assert first.header["merkle_root"] == second.header["merkle_root"]
+    assert first.header["id"] != second.header["id"]  # fresh encapsulation each time
+    assert _archive(home, first) == _archive(home, second)
+    paths = [e["path"] for e in first.header["entries"]]
+    assert not any(p.startswith(("cache/", "backups/")) for p in paths)
+    assert paths == sorted(paths, key=lambda p: p.encode())
+    secret = next(e for e in first.header["entries"] if e["path"].endswith("secret.json"))
+    assert secret["mode"] == 0o600
+    with_cache = create.create(home, alice, tmp_path / "c", include_cache=True)
+    assert "cache/skip.bin" in [e["path"] for e in with_cache.header["entries"]]
+
+
+def test_delta_reads_only_changed_files_and_restores_deletions(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 50)
+    full = create.create(home, alice, tmp_path / "out")
+    (home.path("personal") / "doc000.txt").write_bytes(b"changed")
+    (home.path("personal") / "doc001.txt").unlink()
+    (home.path("personal") / "new.txt").write_bytes(b"new")
+    delta = create.create(home, alice, tmp_path / "out", base=full.header)
+    stored = sorted(e["path"] for e in delta.header["entries"] if e["stored"])
+    assert stored == ["personal/doc000.txt", "personal/new.txt"]
+    assert delta.read_files == 2  # the cache answered for every unchanged file
+    target = tmp_path / "restored"
+    out = restore.restore(FileSource(tmp_path / "out"), delta.header["id"], home, target)
+    assert out.chain == [full.header["id"], delta.header["id"]]
+    assert not (target / "personal" / "doc001.txt").exists()
+    assert (target / "personal" / "doc000.txt").read_bytes() == b"changed"
+    for e in delta.header["entries"]:
+        assert (target / e["path"]).stat().st_size == e["size"]
+
+
+def test_cache_is_not_trusted_after_a_change(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 3)
+    full = create.create(home, alice, tmp_path / "out")
+    path = home.path("personal") / "doc002.txt"
+    stat = path.stat()
+    path.write_bytes(b"x" * stat.st_size)  # same size; mtime/ctime move
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old mtime, ctime differs
+    delta = create.create(home, alice, tmp_path / "out", base=full.header)
+    assert [e["path"] for e in delta.header["entries"] if e["stored"]] == ["personal/doc002.txt"]
+    assert snapshot.load_cache(home)["personal/doc002.txt"][4] == next(
+        e["digest"] for e in delta.header["entries"] if e["path"] == "personal/doc002.txt")
+
+
+@pytest.mark.skipif(not (shutil.which("tar") and shutil.which("zstd")), reason="GNU tar and zstd not installed")
+def test_decrypted_payload_extracts_with_gnu_tar(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 5)
+    result = create.create(home, alice, tmp_path / "out")
+    plain = tmp_path / "plain.tar.zst"
+    key = payload.recipient_key(home, result.header)
+    with open(result.payload_path, "rb") as src, open(plain, "wb") as dst, \
+            payload.open_compressed(result.header, key, src) as stream:
+        dst.write(stream.read())
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(f"zstd -dc {plain} | tar -x -C {out}", shell=True, check=True)
+    for e in result.header["entries"]:
+        assert (out / e["path"]).read_bytes() == (home.root / e["path"]).read_bytes()
+
+
+def test_vectors() -> None:
+    vectors = json.loads((ROOT / "spec" / "vectors" / "backup@1.json").read_text())
+    for case in vectors["merkle"]:
+        assert proto.merkle_root(case["entries"]) == case["root"]
+    header = loads_canonical(json.dumps(vectors["header"], sort_keys=True, separators=(",", ":")).encode())
+    assert proto.compute_id(header) == header["id"] == vectors["id"]
+    history = proto.verify_header(header)
+    assert history.did == header["owner"]
+    assert proto.payload_aad(header).hex() == vectors["payload_aad"]
+    from hn.backup import tarball
+    for case in vectors["ustar"]:
+        raw = tarball.member_header(case["path"], case["size"], int(case["mode"], 8), case["directory"])
+        assert raw.hex() == case["header_hex"]
+
+
+def test_vector_payload_decrypts_to_its_archive() -> None:
+    import io
+
+    from hn.proto.keys import IdentityKeys
+
+    vectors = json.loads((ROOT / "spec" / "vectors" / "backup@1.json").read_text())
+    header = vectors["header"]
+    keys = IdentityKeys(bytes.fromhex(vectors["identity_secret_hex"]), 0)
+    private = bytes(keys.hpke_keypair(0).private_key.to_private_bytes())
+    with payload.open_archive(header, private, io.BytesIO(bytes.fromhex(vectors["payload_hex"]))) as archive:
+        data = b"".join(iter(lambda: archive.read(65536), b""))
+    assert data == bytes.fromhex(vectors["archive_hex"])
