@@ -113,9 +113,11 @@ def load(home: Home, alias: str | None = None) -> Identity:
     except (OSError, MalformedDocument, VerificationError) as exc:
         raise KeyFileError(f"identity file of {alias!r} is unreadable or tampered: {exc}") from exc
     try:
-        raw = loads_strict((folder / "secret.json").read_bytes())
+        raw = loads_canonical((folder / "secret.json").read_bytes())
         if not isinstance(raw, dict) or raw.get("type") != SECRET_TYPE:
             raise MalformedDocument("not an identity secret")
+        if raw.get("did") != history.did:
+            raise MalformedDocument("the key file names another DID")
         secret = b64d(raw.get("secret"), length=SECRET_BYTES, what="secret")
         key_seq = raw.get("key_seq")
         if not isinstance(key_seq, int) or isinstance(key_seq, bool):
