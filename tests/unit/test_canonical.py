@@ -77,3 +77,30 @@ def test_strict_base64() -> None:
             b64d(bad)
     with pytest.raises(MalformedDocument, match="expected 4 bytes"):
         b64d(b64e(b"abc"), length=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.integers(0, 10_000))
+def test_loads_canonical_accepts_only_the_canonical_bytes(value: object, where: int) -> None:
+    """Every other encoding of the same value (spacing, escapes, key order, number forms) is refused."""
+    raw = canonical(value)
+    text = raw.decode("utf-8")
+    cut = where % (len(text) + 1)
+    others = [
+        json.dumps(value, separators=(", ", ": "), ensure_ascii=False).encode(),
+        json.dumps(value, separators=(",", ":"), ensure_ascii=True, sort_keys=True).encode(),
+        json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+        (text[:cut] + " " + text[cut:]).encode(),
+        (text + "\n").encode(),
+    ]
+    for other in others:
+        if other == raw:
+            continue
+        try:
+            parsed = loads_strict(other)
+        except MalformedDocument:
+            continue  # not even JSON (e.g. a space inside a number): refused anyway
+        if parsed != value:
+            continue  # the space landed inside a string: another value, with its own canonical form
+        with pytest.raises(MalformedDocument):
+            loads_canonical(other)
