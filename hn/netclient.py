@@ -26,7 +26,7 @@ async def fetch_bytes(
                 if len(body) > max_bytes:
                     raise NetworkError(f"{url}: response larger than {max_bytes} bytes")
             return resp.status, bytes(body), dict(resp.headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -100,7 +100,8 @@ def show(home: Home) -> dict[str, Any]:
     data = load(home)
     out: dict[str, Any] = {}
     for name, (default, description) in sorted(KNOWN.items()):
-        entry = data.get(name) if isinstance(data.get(name), dict) else {}
+        raw = data.get(name)
+        entry: dict[str, Any] = raw if isinstance(raw, dict) else {}
         out[name] = {
             "value": entry.get("default", default),
             "default": default,

@@ -54,8 +54,8 @@ def test_tls_and_certificate_reload_on_sighup(harness: Harness, tmp_path: Path) 
     first.private_key_pem.write_to_path(str(key))
     node = h.add_peer("tls")
     h.hn_json(node, "id", "create", "tls")
-    ready = h.start_node(node, dht=False, public_url=False,
-                         env={"HN_TLS_CERT": str(cert), "HN_TLS_KEY": str(key)}, *("--profile", "federation"))
+    ready = h.start_node(node, "--profile", "federation", dht=False, public_url=False,
+                         env={"HN_TLS_CERT": str(cert), "HN_TLS_KEY": str(key)})
     assert ready["base_url"].startswith("https://") and ready["tls"] is True
     context = ssl.create_default_context()
     ca.configure_trust(context)
