@@ -92,7 +92,7 @@ def presence_vectors() -> dict[str, Any]:
 EPHEMERAL_IKM = bytes(range(32, 64))
 
 
-def fixed_sender(recipient_public: bytes, info: bytes) -> tuple[bytes, Any]:
+def fixed_sender(recipient_public: bytes, info: bytes, ikm: bytes = EPHEMERAL_IKM) -> tuple[bytes, Any]:
     """chunked.sender with a fixed HPKE ephemeral key, so sealing is byte-exact."""
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -100,7 +100,7 @@ def fixed_sender(recipient_public: bytes, info: bytes) -> tuple[bytes, Any]:
     from hn.proto.keys import SUITE
 
     pk = SUITE.kem.deserialize_public_key(recipient_public)
-    eks = SUITE.kem.derive_key_pair(EPHEMERAL_IKM)
+    eks = SUITE.kem.derive_key_pair(ikm)
     enc, ctx = SUITE.create_sender_context(pk, info=info, eks=eks)
     return bytes(enc), ChaCha20Poly1305(bytes(ctx.export(chunked.EXPORT_LABEL, 32)))
 
@@ -173,7 +173,7 @@ def chunked_fixtures() -> None:
     recipient = IdentityKeys(SECRET, 0)
     public = recipient.hpke_public(0)
     aad = b"fixture header digest"
-    enc, cipher = chunked.sender(public, b"hn fixture")
+    enc, cipher = fixed_sender(public, b"hn fixture", bytes(range(64, 96)))
     plain = bytes(range(256)) * 12  # 3,072 bytes: three chunks of 1,024, the third marked final
     out = io.BytesIO()
     chunked.encrypt_stream(cipher, io.BytesIO(plain), out, aad, chunk_size=1024)
@@ -184,7 +184,7 @@ def chunked_fixtures() -> None:
         (length,) = struct.unpack(">I", good[pos:pos + 4])
         frames.append(good[pos:pos + 4 + length])
         pos += 4 + length
-    empty_enc, empty_cipher = chunked.sender(public, b"hn fixture")
+    empty_enc, empty_cipher = fixed_sender(public, b"hn fixture", bytes(range(96, 128)))
     forged = empty_cipher.encrypt(chunked._nonce(0, False), b"", aad)
     cases = {
         "good": good,
