@@ -72,11 +72,15 @@ def payload_path_for(header_path: Path) -> Path:
 
 
 class _CompressedReader:
-    """A pull stream: archive bytes from a generator, zstd-compressed on demand."""
+    """A pull stream: archive bytes from a generator, zstd-compressed on demand.
+
+    The chunker API, unlike compressobj, hands out multi-threaded output as soon as each
+    piece is ready, so memory stays at a few jobs' worth whatever the data size.
+    """
 
     def __init__(self, blocks: Iterator[bytes], threads: int) -> None:
         self.blocks = blocks
-        self.cobj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads).compressobj()
+        self.chunker = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads).chunker(chunk_size=1 << 20)
         self.buf = bytearray()
         self.done = False
         self.archive_size = 0
@@ -87,11 +91,13 @@ class _CompressedReader:
             try:
                 block = next(self.blocks)
             except StopIteration:
-                self.buf += self.cobj.flush()
+                for piece in self.chunker.finish():
+                    self.buf += piece
                 self.done = True
                 break
             self.archive_size += len(block)
-            self.buf += self.cobj.compress(block)
+            for piece in self.chunker.compress(block):
+                self.buf += piece
         if n < 0:
             n = len(self.buf)
         out = bytes(self.buf[:n])
