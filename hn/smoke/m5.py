@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hn.smoke.harness import Harness, Peer, StepFailed, StepResult, run_steps
@@ -26,6 +27,21 @@ def http_status(url: str, timeout: float = 5) -> tuple[int, bytes]:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
+
+
+VAULT_FOLDERS = ("identities", "personal", "shards", "events", "presence", "trust", "receipts", "contracts")
+
+
+def tree_digests(home: Path) -> dict[str, str]:
+    """BLAKE3 of every vault file a backup must bring back (caches and node state excluded)."""
+    import blake3
+
+    out = {}
+    for folder in VAULT_FOLDERS:
+        for path in sorted((home / folder).rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                out[str(path.relative_to(home))] = blake3.blake3(path.read_bytes()).hexdigest()
+    return out
 
 
 def expect(condition: bool, message: str) -> None:
@@ -179,18 +195,25 @@ class Scenario:
         self.shares = split["shares"]
         made = self.js("bob", "vault", "backup", "create", "--push-url", alice.url, "--target", alice.did)
         self.backup = made
+        digests_before = tree_digests(bob.home)
         before = self.js("bob", "vault", "status")
         shutil.rmtree(bob.home)
         bob.home.mkdir()
         restored_id = self.js("bob", "id", "recovery", "restore", "--alias", "bob",
                               input="\n".join([self.shares[0], self.shares[2], self.shares[4]]) + "\n")
         expect(restored_id["did"] == bob.did, "recovered identity has another DID")
-        self.js("bob", "vault", "backup", "restore", "--from", alice.url, "--id", made["id"], "--into", str(bob.home))
+        restored = self.js("bob", "vault", "backup", "restore", "--from", alice.url, "--id", made["id"],
+                           "--into", str(bob.home))
+        expect(restored.get("merkle_root") == made.get("merkle_root"), "backup Merkle root differs after restore")
+        digests_after = tree_digests(bob.home)
+        changed = sorted(k for k in digests_before if digests_after.get(k) != digests_before[k])
+        expect(not changed, f"{len(changed)} files differ after restore, e.g. {changed[:3]}")
         after = self.js("bob", "vault", "status")
         expect(after["index"]["root"] == before["index"]["root"], "index root differs after restore")
         verify = self.js("bob", "vault", "verify")
         expect(verify["ok"] is True, "hn vault verify failed after restore")
-        return f"backup {made['id'][:12]}… restored from alice; roots equal; vault verify ok"
+        return (f"backup {made['id'][:12]}… restored from alice; Merkle root and {len(digests_before)} file "
+                "digests identical; vault verify ok")
 
     # -- running ----------------------------------------------------------------------
     def run(self, on_result: Callable[[StepResult], None]) -> dict[str, Any]:
