@@ -77,14 +77,17 @@ class HostedStore:
     def listing(self, owner: str) -> list[dict[str, Any]]:
         folder = self.folder(owner)
         out = []
+        order: dict[str, int] = {}
         if folder.is_dir():
             for path in folder.glob(f"*{HEADER}"):
                 header = proto.parse_header(path.read_bytes())
+                # Commit order breaks ties between backups made within the same second.
+                order[header["id"]] = path.stat().st_mtime_ns
                 out.append({"id": header["id"], "owner": header["owner"], "created_at": header["created_at"],
                             "scope": header["scope"], "base_backup": header["base_backup"],
                             "entries": len(header["entries"]), "payload_size": header["payload"]["size"],
                             "merkle_root": header["merkle_root"]})
-        out.sort(key=lambda r: (r["created_at"], r["id"]))
+        out.sort(key=lambda r: (r["created_at"], order[r["id"]], r["id"]))
         return out
 
     def used(self, owner: str) -> int:

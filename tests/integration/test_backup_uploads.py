@@ -1,0 +1,140 @@
+"""The node's backup routes over real HTTP (an in-process node on 127.0.0.1, real signatures):
+restartable uploads, digest check before keeping, quota, signer checks, retention."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hn.backup import client, create
+from hn.errors import HnError, NetworkError
+from hn.node.app import Node
+from hn.node.httpsig import sign_request
+from hn.proto.canonical import canonical
+from hn.vault import identities
+from hn.vault.home import Home
+from hn.vault.identities import Identity
+from tests.support import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _person(root: Path, name: str) -> tuple[Home, Identity]:
+    home = Home(root / name)
+    home.ensure()
+    return home, identities.create(home, name)
+
+
+async def _node(home: Home, **settings: object) -> tuple[Node, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": url, "no_dht": True, "sync_interval": 3600,
+                       "mirror": False, **settings})
+    await node.start()
+    return node, url
+
+
+def _backup(home: Home, me: Identity, out: Path, size: int = 300_000, base: dict | None = None) -> create.Result:
+    (home.path("personal") / f"blob-{os.urandom(4).hex()}").write_bytes(os.urandom(size))
+    return create.create(home, me, out, base=base, chunk_size=64 * 1024)
+
+
+async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bob_home, bob = _person(tmp_path, "bob")
+    alice_home, alice = _person(tmp_path, "alice")
+    mallory_home, mallory = _person(tmp_path, "mallory")
+    for other in (alice, mallory):
+        identities.import_contact(bob_home, canonical(other.doc))
+    node, url = await _node(bob_home)
+    try:
+        result = _backup(alice_home, alice, tmp_path / "out", 3 << 20)
+        # First attempt dies after one segment (the connection drops): nothing is kept yet.
+        monkeypatch.setattr(client, "SEGMENT", 1 << 20)
+        calls = {"n": 0}
+        real = client._signed
+
+        async def flaky(session, keys, method, u, body):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if method == "PUT" and calls["n"] == 3:
+                raise NetworkError("connection dropped")
+            return await real(session, keys, method, u, body)
+
+        monkeypatch.setattr(client, "_signed", flaky)
+        with pytest.raises(NetworkError):
+            await client.push(alice.keys, url, result.header, result.payload_path)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/backup/{result.header['id']}") as resp:
+                assert resp.status == 404
+        # The retry resumes at the byte the node holds, and completes.
+        monkeypatch.setattr(client, "_signed", real)
+        sent: list[int] = []
+        status = await client.push(alice.keys, url, result.header, result.payload_path, sent.append)
+        assert status["complete"] and sent[0] == 1 << 20
+        header = await client.fetch_header(url, result.header["id"])
+        assert header == result.header
+
+        # Someone else cannot upload alice's backup, nor upload under a header they did not sign.
+        with pytest.raises(HnError, match="401"):
+            await client.push(mallory.keys, url, result.header, result.payload_path)
+        # A payload that does not match the signed digest is discarded.
+        other = _backup(alice_home, alice, tmp_path / "out2", 100_000)
+        broken = tmp_path / "broken.payload"
+        data = bytearray(other.payload_path.read_bytes())
+        data[-1] ^= 1
+        broken.write_bytes(bytes(data))
+        with pytest.raises(NetworkError, match="does not match"):
+            await client.push(alice.keys, url, other.header, broken)
+        assert not list((bob_home.path("hosted", "backups")).rglob(f"{other.header['id']}*"))
+        # An unsigned upload is refused with a JSON 401.
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/backup", data=canonical(other.header)) as resp:
+                assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    finally:
+        await node.stop()
+
+
+async def test_quota_target_and_retention(tmp_path: Path) -> None:
+    bob_home, bob = _person(tmp_path, "bob")
+    alice_home, alice = _person(tmp_path, "alice")
+    identities.import_contact(bob_home, canonical(alice.doc))
+    node, url = await _node(bob_home, backup_keep_last=2, backup_quota=3 << 20)
+    try:
+        full = _backup(alice_home, alice, tmp_path / "out", 200_000)
+        await client.push(alice.keys, url, full.header, full.payload_path)
+        deltas = []
+        base = full.header
+        for _ in range(3):
+            d = _backup(alice_home, alice, tmp_path / "out", 50_000, base=base)
+            await client.push(alice.keys, url, d.header, d.payload_path)
+            deltas.append(d)
+            base = d.header
+        kept = [b["id"] for b in await client.listing(url, alice.did)]
+        # keep-last-2 keeps the two newest deltas and the chain they need down to the full backup.
+        assert sorted(kept) == sorted([full.header["id"]] + [d.header["id"] for d in deltas])
+        # A fresh full backup lets the old chain go.
+        new_full = _backup(alice_home, alice, tmp_path / "out", 10_000)
+        await client.push(alice.keys, url, new_full.header, new_full.payload_path)
+        last = _backup(alice_home, alice, tmp_path / "out", 10_000, base=new_full.header)
+        await client.push(alice.keys, url, last.header, last.payload_path)
+        assert [b["id"] for b in await client.listing(url, alice.did)] == [new_full.header["id"], last.header["id"]]
+        # Over quota: 413 before any byte of the payload is sent.
+        big = _backup(alice_home, alice, tmp_path / "big", 4 << 20)
+        with pytest.raises(NetworkError, match="413"):
+            await client.push(alice.keys, url, big.header, big.payload_path)
+        # Meant for another node: refused.
+        other = create.create(alice_home, alice, tmp_path / "t", target=alice.did)
+        with pytest.raises(NetworkError, match="403"):
+            await client.push(alice.keys, url, other.header, other.payload_path)
+        # The signed upload request cannot be replayed.
+        body = canonical(last.header)
+        headers = sign_request(alice.keys, "POST", f"{url}/backup", body)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/backup", data=body, headers=headers) as resp:
+                assert resp.status == 200
+            async with session.post(f"{url}/backup", data=body, headers=headers) as resp:
+                assert resp.status == 401
+    finally:
+        await node.stop()
