@@ -136,5 +136,13 @@ def test_relay_refuses_bad_pushes(harness: Harness, tmp_path: Path) -> None:
     assert status == 413
     # nothing relayed before was lost
     assert get(url_bob) == (200, current) and current != before
+    # after a restart of the relay: the relayed presence, the roster and the seq
+    # high-water mark are still there, so the old seq is still refused
+    h.stop_node(alice)
+    h.start_node(alice, dht=False)
+    assert get(url_bob) == (200, current)
+    status, answer = post(url_bob, old_body, sign_request(bob_id.keys, "POST", url_bob, old_body))
+    assert status == 409 and answer["error"] == "rollback"
+    assert [r["did"] for r in h.hn_json(bob, "mcp", "relay", "list")["relays"]] == [alice.did]
     # carol's own node pushed her presence by itself after she registered alice
     assert json.loads(get(url_carol)[1])["did"] == carol.did
