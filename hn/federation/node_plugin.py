@@ -21,7 +21,7 @@ from hn.proto import timefmt
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.index import MAX_SLICE_ENTRIES, parse_cursor
 from hn.vault import policy, presence
-from hn.vault.store import load_catalog, object_path, shard_path
+from hn.vault.store import object_path, shard_path
 
 log = logging.getLogger("hn.federation")
 ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
@@ -83,9 +83,9 @@ async def artifact_route(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise NotFound("no such artefact")
     kind, entry_id = match.groups()
-    catalog = load_catalog(ctx.home)
-    entry = catalog.entries.get(entry_id)
-    if entry is None or entry["kind"] != kind or not entry.get("published"):
+    # The publisher's snapshot is cached by the log head: no catalogue read per request.
+    entry = publisher_of(ctx).snapshot().live.get(entry_id)
+    if entry is None or entry["type"] != kind:
         raise NotFound("no such artefact in the index")
     path = object_path(ctx.home, entry["digest"]) if kind == "doc" else shard_path(ctx.home, entry_id)
     if not path.exists():

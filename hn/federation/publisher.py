@@ -12,7 +12,7 @@ import blake3
 from hn.errors import NoIdentity
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest
-from hn.proto.index import MAX_SLICE_ENTRIES, build_slice, format_cursor, parse_cursor, tombstone
+from hn.proto.index import MAX_SLICE_ENTRIES, TOMBSTONE, build_slice, format_cursor, parse_cursor, tombstone
 from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -27,6 +27,7 @@ class Snapshot:
     presence_digest: str
     keys: list[tuple[int, str]]
     changes: list[dict[str, Any]]
+    live: dict[str, dict[str, Any]]  # id -> index entry of what /artifact may serve
 
 
 class Publisher:
@@ -55,7 +56,9 @@ class Publisher:
             item = index_entry(entry) if entry.get("published") else tombstone(entry["kind"], entry["id"])
             rows.append(((change, entry["id"]), item))
         rows.sort(key=lambda r: r[0])
-        self._snap = Snapshot(head, me, doc, doc_digest(doc), [r[0] for r in rows], [r[1] for r in rows])
+        changes = [r[1] for r in rows]
+        live = {e["id"]: e for e in changes if e["type"] != TOMBSTONE}
+        self._snap = Snapshot(head, me, doc, doc_digest(doc), [r[0] for r in rows], changes, live)
         self._slices.clear()
         return self._snap
 
