@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-import aiohttp
 import typer
 
 from hn.cli.context import STATE
@@ -20,6 +19,8 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
 async def _pin(did: str, url: str) -> None:
     """Pin the relay's identity@1 from its node if we do not know it yet."""
+    import aiohttp
+
     from hn.federation.sync import Syncer
     from hn.node.state import NodeState
 
