@@ -114,8 +114,17 @@ async def setup(ctx: NodeContext) -> None:
             delay = min(JOIN_RETRY[1], delay * 2)
 
     async def keep_published() -> None:
-        """Republish our own hint at ``fraction`` of its lifetime, or when the presence changes."""
+        """Republish our own hint at ``fraction`` of its lifetime, or when the presence changes.
+
+        An always-on node of the federation profile publishes its hint on start; otherwise
+        nothing enters the DHT until the owner ran `hn discover publish` once.
+        """
         await join()
+        if ctx.settings.get("profile") == "federation" and not service.own_hint_path(home).exists():
+            with contextlib.suppress(HnError):
+                me = identities.load(home, ctx.identity.alias)
+                result = await node.publish(service.sign_own_hint(home, me))
+                log.info("dht.publish", extra={"hn": result.as_dict()})
         while True:
             path = service.own_hint_path(home)
             if path.exists():

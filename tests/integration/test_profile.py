@@ -106,3 +106,24 @@ def test_deployment_files_parse() -> None:
     for name in ("mcp.federation.toml", "discover.federation.toml"):
         text = (ROOT / "profiles" / "federation" / name).read_text()
         tomllib.loads(text.replace("{listen}", "x").replace("{public_url}", "x").replace("{dht_listen}", "x"))
+
+
+def test_profile_node_publishes_its_hint_on_start(harness: Harness) -> None:
+    h = harness
+    nas, laptop = h.add_peer("nas"), h.add_peer("laptop")
+    for peer in (nas, laptop):
+        peer.did = h.hn_json(peer, "id", "create", peer.name)["did"]
+    ready = h.start_node(nas, "--profile", "federation")
+    assert ready["dht"] == nas.dht
+    h.start_node(laptop, bootstrap=[nas.dht])
+    deadline = time.monotonic() + 20
+    while True:
+        proc = h.hn(laptop, "discover", "resolve", nas.did, "--dht-only", "--json", check=False)
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    resolved = json.loads(proc.stdout)
+    assert resolved["source"] == "dht" and resolved["presence"]["did"] == nas.did
