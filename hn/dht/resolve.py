@@ -195,7 +195,7 @@ async def resolve(
         attempts.append(lambda: from_dht(home, did, get_hint, hint_only=hint_only))
     if mode in ("any", "dns") and dns_name:
         attempts.append(lambda: from_dns(home, did, dns_name, dns_server))
-    if not attempts:
+    if not attempts and not (mode == "any" and known_relays(home, did, None)):
         raise HnError("nothing to resolve with: no DHT node and no DNS name (see --dns-name)")
     for attempt in attempts:
         try:
@@ -203,6 +203,14 @@ async def resolve(
         except (TimeoutError, HnError) as exc:
             errors.append(exc.message if isinstance(exc, HnError) else "timed out")
     reason = "; ".join(errors)
+    history = known_history(home, did)
+    if mode == "any" and not hint_only and history is not None and known_relays(home, did, None):
+        # No hint to be had: the relays named in the last presence we verified still know.
+        try:
+            return await asyncio.wait_for(from_relays(home, did, history, None, reason), timeout=15)
+        except (TimeoutError, HnError) as exc:
+            errors.append(exc.message if isinstance(exc, HnError) else "relays timed out")
+            reason = "; ".join(errors)
     if cache_fallback:
         return from_cache(home, did, reason)
     failure = errors[-1] if errors else "no source"

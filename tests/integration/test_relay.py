@@ -71,6 +71,8 @@ def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path)
     result = h.hn_json(carol, "mcp", "federate", "refresh", "--mirror")
     row = next(r for r in result["peers"] if r["did"] == bob.did)
     assert row["ok"] is True and row["source"] == f"relay:{alice.did}", row
+    resolved = h.hn_json(carol, "discover", "resolve", bob.did)
+    assert resolved["source"] == f"relay:{alice.did}" and resolved["presence"]["did"] == bob.did
     out = tmp_path / "opened.md"
     h.hn_json(carol, "doc", "open", shard, "--out", str(out))
     assert out.read_text() == "bob's note\n"
