@@ -27,9 +27,10 @@ import aiohttp
 import blake3
 
 from hn.errors import HnError, NetworkError, VerificationError
+from hn.federation.peerindex import PeerIndex
 from hn.node.httpsig import sign_request
 from hn.node.state import NodeState
-from hn.proto import merkle, timefmt
+from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_canonical
 from hn.proto.identity import accept_update, verify_identity
 from hn.proto.index import TOMBSTONE, verify_slice
@@ -48,6 +49,8 @@ BACKOFF_CAP = 3600.0
 STALE_AFTER = 3
 MIRROR_PARALLEL = 8
 MIRROR_BATCH = 256
+# Verified peer indices of this process, by DID; used only while they match the stored root.
+_INDEXES: dict[str, PeerIndex] = {}
 
 
 @dataclass
@@ -267,33 +270,36 @@ class Syncer:
                 break
         else:
             raise VerificationError("peer sent too many slices")
-        root, size = self._check_root(did, staged, presence, full)
+        root, size, index = self._check_root(did, staged, presence, full)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
             raise VerificationError("index unchanged (304) but the presence root moved")
         self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence, full)
+        if index is not None:
+            _INDEXES[did] = index
         mirrored = await self._mirror(did, artifact_base) if mirror else 0
         return PeerResult(did, True, label, "", sum(1 for _ in staged), not_modified, mirrored, root, size, cursor)
 
     def _check_root(self, did: str, staged: dict[str, dict[str, Any] | None],
-                    presence: dict[str, Any], full: bool = False) -> tuple[str, int]:
-        rows: list[tuple[str, str]] = []
-        if not full:
+                    presence: dict[str, Any], full: bool = False) -> tuple[str, int, PeerIndex | None]:
+        want_root, want_size = presence["index"]["root"], presence["index"]["size"]
+        row = self.state.peer(did) or {}
+        held = (row.get("root"), row.get("size"))
+        if not full and not staged and held == (want_root, want_size):
+            return want_root, want_size, None  # we hold exactly the index this root was verified for
+        base = _INDEXES.get(did)
+        if full:
+            base = PeerIndex.build([])
+        elif base is None or (base.root, base.size) != held:
             with self.state._lock:
                 rows = self.state.db.execute(
                     "SELECT id, digest FROM peer_entries WHERE did=? AND type!='tombstone'", (did,)).fetchall()
-        current = {i: d for i, d in rows}
-        for entry_id, entry in staged.items():
-            if entry is None:
-                current.pop(entry_id, None)
-            else:
-                current[entry_id] = entry["digest"]
-        ordered = sorted(current.items(), key=lambda kv: kv[0].encode("utf-8"))
-        root = merkle.root([bytes.fromhex(d) for _, d in ordered]).hex()
-        if root != presence["index"]["root"] or len(ordered) != presence["index"]["size"]:
+            base = PeerIndex.build(rows)
+        index = base.apply(staged)
+        if index.root != want_root or index.size != want_size:
             raise VerificationError(
-                f"recomputed index root {root[:16]}… ({len(ordered)} entries) differs from the presence root "
-                f"{presence['index']['root'][:16]}… ({presence['index']['size']} entries)")
-        return root, len(ordered)
+                f"recomputed index root {index.root[:16]}… ({index.size} entries) differs from the presence root "
+                f"{want_root[:16]}… ({want_size} entries)")
+        return index.root, index.size, index
 
     def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, bytes]],
                 staged: dict[str, dict[str, Any] | None], cursor: str, etag: str, presence: dict[str, Any],
@@ -301,7 +307,9 @@ class Syncer:
         folder = peer_dir(self.home, did)
         for slice_cursor, body in slices:
             atomic.write_bytes(folder / f"index-{slice_cursor}.json", body)
-        atomic.write_bytes(folder / "presence.json", presence_raw)
+        cached = folder / "presence.json"
+        if not cached.exists() or cached.read_bytes() != presence_raw:
+            atomic.write_bytes(cached, presence_raw)
         with self.state.tx() as db:
             if full:
                 kept = [i for i, e in staged.items() if e is not None]
