@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +42,8 @@ def walk(cmd: Any, path: list[str], out: list[str]) -> None:
     if params:
         out.append("\n".join(param_line(p) for p in params) + "\n")
     if hasattr(cmd, "list_commands"):
-        for name in cmd.list_commands(type(cmd).context_class(cmd) if hasattr(type(cmd), 'context_class') else click.Context(cmd)):
-            sub = cmd.get_command(type(cmd).context_class(cmd) if hasattr(type(cmd), 'context_class') else click.Context(cmd), name)
+        for name in cmd.list_commands(type(cmd).context_class(cmd)):
+            sub = cmd.get_command(type(cmd).context_class(cmd), name)
             if sub is not None and not sub.hidden:
                 walk(sub, path + [name], out)
 

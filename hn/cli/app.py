@@ -8,7 +8,6 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from hn import __version__
@@ -79,17 +78,13 @@ def main() -> None:
     logging.getLogger("hn").addHandler(logging.NullHandler())
     logging.getLogger("hn").propagate = False
     try:
-        code = app(standalone_mode=False)
+        # Standalone mode: Typer reports usage errors itself (exit 2) and turns
+        # typer.Exit into the exit code; every hn error reaches the handlers below.
+        app(prog_name="hn")
     except HnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
@@ -100,4 +95,3 @@ def main() -> None:
         print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with HN_DEBUG=1 for details",
               file=sys.stderr)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
