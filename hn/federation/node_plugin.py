@@ -26,7 +26,7 @@ from hn.vault.store import object_path, shard_path
 log = logging.getLogger("hn.federation")
 ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
 WORKER_TICK = 1.0
-PRESENCE_POLL = 0.25
+PRESENCE_POLL = 0.05
 
 
 async def requester(ctx: NodeContext, request: web.Request) -> str | None:
@@ -161,8 +161,18 @@ class Notifier:
         doc = presence.current(self.ctx.home, self.ctx.identity.did)
         self.seq = int(doc["seq"]) if doc else 0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            path = presence.path_for(self.ctx.home, self.ctx.identity.did)
+            seen: tuple[int, int] | None = None
             while True:
                 await asyncio.sleep(PRESENCE_POLL)
+                # A stat per tick; the document is read only when the file was replaced.
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue
+                if (info.st_mtime_ns, info.st_ino) == seen:
+                    continue
+                seen = (info.st_mtime_ns, info.st_ino)
                 doc = presence.current(self.ctx.home, self.ctx.identity.did)
                 if doc is None or int(doc["seq"]) == self.seq:
                     continue

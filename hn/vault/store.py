@@ -18,13 +18,14 @@ from typing import Any
 
 import blake3
 
-from hn.errors import InputError, MalformedDocument, NotFound, VaultCorrupt
+from hn.errors import InputError, NotFound, VaultCorrupt
 from hn.proto import merkle, timefmt
 from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
 from hn.vault import atomic
 from hn.vault.home import Home
 
 CATALOG = ("personal", "catalog.json")
+CATALOG_MAX_BYTES = 1 << 30
 READ_BLOCK = 1 << 20
 
 
@@ -137,9 +138,10 @@ def load_catalog(home: Home, persist: bool = False) -> Catalog:
     cached: Catalog | None = None
     if path.exists():
         try:
-            raw = loads_canonical(path.read_bytes())
+            # Our own cache file, not network input: it grows with the vault (about 350 B per entry).
+            raw = loads_canonical(path.read_bytes(), max_bytes=CATALOG_MAX_BYTES)
             cached = Catalog(int(raw["head_seq"]), str(raw["head_hash"]), dict(raw["entries"]))
-        except (MalformedDocument, OSError, AttributeError, KeyError, TypeError, ValueError):
+        except (InputError, OSError, AttributeError, KeyError, TypeError, ValueError):
             cached = None  # a damaged cache is rebuilt from the log below
     if cached is not None and cached.head_seq == head_seq and cached.head_hash == head_hash:
         return cached
