@@ -31,6 +31,9 @@ from hn.vault.home import Home
 from hn.vault.identities import Identity
 
 READ_BLOCK = 1 << 20
+SMALL_FILE = 1 << 20
+BATCH = 1 << 20
+WRITEBACK = 16 << 20
 ZSTD_LEVEL = 3
 HEADER_SUFFIX = ".backup.json"
 PAYLOAD_SUFFIX = ".backup.payload"
@@ -107,7 +110,12 @@ class _CompressedReader:
 
 
 class _Archiver:
-    """Generates the archive and records each member's digest as it is read."""
+    """Generates the archive and records each member's digest as it is read.
+
+    Small files are read in one system call and packed, headers and all, into batches of
+    about ``BATCH`` bytes: the compressor then sees a few hundred calls instead of two
+    per file, which is most of the per-file cost on a vault of notes.
+    """
 
     def __init__(self, files: list[FileInfo], stored: dict[str, str | None],
                  progress: Callable[[int], None] | None) -> None:
@@ -119,26 +127,76 @@ class _Archiver:
 
     def blocks(self) -> Iterator[bytes]:
         made: set[str] = set()
+        last_parent = ""
+        buf = bytearray()
+        pending = 0  # file bytes in buf not yet reported to progress
+        header = tarball.member_header
         for info in self.files:
             if info.path not in self.stored:
                 continue
-            parts = info.path.split("/")
-            dirs = b""
-            for i in range(1, len(parts)):
-                folder = "/".join(parts[:i])
-                if folder not in made:
-                    made.add(folder)
-                    dirs += tarball.member_header(folder, 0, snapshot.dir_mode(folder), directory=True)
-            yield dirs + tarball.member_header(info.path, info.size, info.mode)
-            yield from self._file(info)
-        yield tarball.END
+            parent = info.path.rpartition("/")[0]
+            # Files come sorted, so a parent seen once has all its ancestors emitted too.
+            if parent != last_parent and parent and parent not in made:
+                parts = info.path.split("/")
+                for i in range(1, len(parts)):
+                    folder = "/".join(parts[:i])
+                    if folder not in made:
+                        made.add(folder)
+                        buf += header(folder, 0, snapshot.dir_mode(folder), directory=True)
+            last_parent = parent
+            buf += header(info.path, info.size, info.mode)
+            if info.size <= SMALL_FILE:
+                data = self._read_small(info)
+                self.digests[info.path] = blake3.blake3(data).hexdigest()
+                buf += data
+                buf += tarball.padding(info.size)
+                pending += info.size
+                if len(buf) >= BATCH:
+                    yield bytes(buf)
+                    buf = bytearray()
+                    self._advance(pending)
+                    pending = 0
+            else:
+                if buf:
+                    yield bytes(buf)
+                    buf = bytearray()
+                    self._advance(pending)
+                    pending = 0
+                yield from self._large(info)
+            self.read_files += 1
+        buf += tarball.END
+        yield bytes(buf)
+        self._advance(pending)
 
-    def _file(self, info: FileInfo) -> Iterator[bytes]:
+    def _advance(self, n: int) -> None:
+        if self.progress and n:
+            self.progress(n)
+
+    def _read_small(self, info: FileInfo) -> bytes:
+        fd = self._open(info)
+        try:
+            data = os.read(fd, info.size)
+            while len(data) < info.size:
+                more = os.read(fd, info.size - len(data))
+                if not more:
+                    raise InputError(f"{info.path} shrank while being backed up; run the backup again")
+                data += more
+        except OSError as exc:
+            raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        return data
+
+    def _large(self, info: FileInfo) -> Iterator[bytes]:
         hasher = blake3.blake3()
         remaining = info.size
-        with self._open(info) as handle:
+        fd = self._open(info)
+        try:
             while remaining:
-                block = handle.read(min(READ_BLOCK, remaining))
+                try:
+                    block = os.read(fd, min(READ_BLOCK, remaining))
+                except OSError as exc:
+                    raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
                 if not block:
                     raise InputError(f"{info.path} shrank while being backed up; run the backup again")
                 hasher.update(block)
@@ -146,16 +204,43 @@ class _Archiver:
                 if remaining == 0:
                     block += tarball.padding(info.size)
                 yield block
-                if self.progress:
-                    self.progress(len(block))
-        self.read_files += 1
+                self._advance(len(block))
+        finally:
+            os.close(fd)
         self.digests[info.path] = hasher.hexdigest()
 
-    def _open(self, info: FileInfo) -> Any:
+    def _open(self, info: FileInfo) -> int:
+        # No link is followed: a file swapped for a symlink after the scan is refused.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            return open(info.abspath, "rb")
+            return os.open(info.abspath, flags)
         except OSError as exc:
             raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
+
+
+class _WritebackFile:
+    """Starts the disk writing the payload while it is produced.
+
+    The payload must be durable before the header commits it; asking the kernel to
+    write each finished stretch early leaves the final fsync almost nothing to wait for.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.written = 0
+        self.flushed = 0
+
+    def write(self, data: bytes) -> int:
+        n = self.handle.write(data)
+        self.written += len(data)
+        if self.written - self.flushed >= WRITEBACK:
+            self.handle.flush()
+            with contextlib.suppress(OSError, AttributeError):
+                # DONTNEED starts writeback of dirty pages (Linux) and frees clean ones.
+                os.posix_fadvise(self.handle.fileno(), self.flushed, self.written - self.flushed,
+                                 os.POSIX_FADV_DONTNEED)
+            self.flushed = self.written
+        return n
 
 
 def _sqlite_files(files: list[FileInfo], stack: contextlib.ExitStack) -> list[FileInfo]:
@@ -186,14 +271,16 @@ def create(
     """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``."""
     rcpt = recipient or Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
     files, skipped = snapshot.scan(home, include_cache)
-    cache = snapshot.load_cache(home)
+    # A full backup reads every file anyway: the cache is only rewritten, never consulted.
+    cache = snapshot.load_cache(home) if base is not None else {}
     base_digests = {e["path"]: e["digest"] for e in base["entries"]} if base else {}
     with contextlib.ExitStack() as stack:
         files = _sqlite_files(files, stack)
         known: dict[str, str] = {}
         to_store: dict[str, str | None] = {}
         for info in files:
-            digest = None if info.path.endswith(snapshot.SQLITE_SUFFIX) else snapshot.cached_digest(cache, info)
+            digest = None if base is None or info.path.endswith(snapshot.SQLITE_SUFFIX) \
+                else snapshot.cached_digest(cache, info)
             if base is not None and digest is not None and base_digests.get(info.path) == digest:
                 known[info.path] = digest
             else:
@@ -212,7 +299,8 @@ def create(
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
         with atomic.atomic_writer(incoming, mode=0o600) as out:
             _, size, payload_digest = chunked.encrypt_stream(
-                cipher, cast(BinaryIO, reader), out, proto.payload_aad(skeleton), chunk_size)
+                cipher, cast(BinaryIO, reader), cast(BinaryIO, _WritebackFile(out)), proto.payload_aad(skeleton),
+                chunk_size)
         entries = []
         for info in files:
             stored = info.path in to_store
@@ -244,12 +332,12 @@ def create(
     except BaseException:
         incoming.unlink(missing_ok=True)
         raise
-    _update_cache(home, files, entries, cache)
+    _update_cache(home, files, entries, cache if base is not None else None)
     return Result(header, header_path, payload_path, skipped, archiver.read_files)
 
 
 def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]],
-                  old: dict[str, list[int | str]]) -> None:
+                  old: dict[str, list[int | str]] | None) -> None:
     fresh: dict[str, list[int | str]] = {}
     for info, entry in zip(files, entries):
         if info.path.endswith(snapshot.SQLITE_SUFFIX):

@@ -35,7 +35,7 @@ SQLITE_SUFFIX = ".sqlite3"
 @dataclass(frozen=True)
 class FileInfo:
     path: str
-    abspath: Path
+    abspath: str
     size: int
     mtime_ns: int
     ino: int
@@ -72,7 +72,7 @@ def scan(home: Home, include_cache: bool = False) -> tuple[list[FileInfo], list[
     """Regular files to back up, sorted by UTF-8 path bytes; plus skipped non-regular paths."""
     files: list[FileInfo] = []
     skipped: list[str] = []
-    stack = [(home.root, "")]
+    stack: list[tuple[str, str]] = [(str(home.root), "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
@@ -82,9 +82,9 @@ def scan(home: Home, include_cache: bool = False) -> tuple[list[FileInfo], list[
                     continue
                 st = item.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    stack.append((Path(item.path), rel + "/"))
+                    stack.append((item.path, rel + "/"))
                 elif stat.S_ISREG(st.st_mode):
-                    files.append(FileInfo(rel, Path(item.path), st.st_size, st.st_mtime_ns, st.st_ino,
+                    files.append(FileInfo(rel, item.path, st.st_size, st.st_mtime_ns, st.st_ino,
                                           st.st_ctime_ns, archive_mode(rel, st.st_mode)))
                 else:
                     skipped.append(rel)
@@ -93,7 +93,7 @@ def scan(home: Home, include_cache: bool = False) -> tuple[list[FileInfo], list[
 
 
 @contextlib.contextmanager
-def sqlite_snapshot(path: Path) -> Iterator[FileInfo | None]:
+def sqlite_snapshot(path: str | Path) -> Iterator[FileInfo | None]:
     """A consistent copy of a live SQLite database (a plain copy could be torn mid-checkpoint)."""
     with tempfile.TemporaryDirectory(prefix="hn-backup-") as tmp:
         target = Path(tmp) / "db"
@@ -110,7 +110,7 @@ def sqlite_snapshot(path: Path) -> Iterator[FileInfo | None]:
             yield None
             return
         st = target.stat()
-        yield FileInfo("", target, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, 0o600)
+        yield FileInfo("", str(target), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, 0o600)
 
 
 # -- change-detection cache ---------------------------------------------------------------

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, kv, table
@@ -33,6 +30,8 @@ def _bar(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None], Calla
     if quiet:
         yield (lambda n: None), (lambda n: None)
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(label, total=None)
@@ -61,8 +60,8 @@ def create_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Snapshot the vault: a signed header and an encrypted payload (only changes with --scope delta)."""
-    from hn.backup import client, local, swap
     from hn.backup import create as creating
+    from hn.backup import local, swap
     from hn.vault import identities
 
     home = STATE.existing_home()
@@ -87,6 +86,10 @@ def create_cmd(
     if push_url:
         with _bar("uploading", as_json) as (advance, total):
             total(data["payload_size"])
+            import asyncio
+
+            from hn.backup import client
+
             status = asyncio.run(client.push(me.keys, push_url, result.header, result.payload_path, advance))
         local.record_pushed(home, result.header["id"], push_url.rstrip("/"), target, timefmt.now_iso())
         data["pushed"] = {"url": push_url.rstrip("/"), "target": target, "status": status}
@@ -166,7 +169,7 @@ def restore_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Restore a backup (with its delta chain): staged, verified, then swapped in under a journal."""
-    from hn.backup import client, local, restore
+    from hn.backup import local, restore
     from hn.vault import identities
 
     if (path is None) == (from_url is None):
@@ -183,6 +186,11 @@ def restore_cmd(
             else:
                 if not backup_id:
                     raise UsageError("--from needs --id ID (or --id latest)")
+                import asyncio
+                import tempfile
+
+                from hn.backup import client
+
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".hn-restore-", dir=into.parent)))
                 source = client.RemoteSource(from_url or "", scratch, advance)
                 wanted = backup_id
@@ -208,7 +216,7 @@ def list_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Local and pushed backups, with their chain (base) links."""
-    from hn.backup import client, local
+    from hn.backup import local
     from hn.vault import identities
 
     home = STATE.existing_home()
@@ -219,6 +227,10 @@ def list_cmd(
                      "local": Path(str(item.get("header", ""))).exists()})
     data: dict[str, Any] = {"backups": rows}
     if from_url:
+        import asyncio
+
+        from hn.backup import client
+
         data["remote"] = {"url": from_url.rstrip("/"),
                           "backups": asyncio.run(client.listing(from_url, identities.load(home).did))}
     emit(data, as_json, lambda d: table(None, ["id", "scope", "base", "created", "files", "payload", "local", "pushed to"], [
