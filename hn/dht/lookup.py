@@ -50,15 +50,28 @@ async def lookup(
     me = proto.source_node.id
     nodes: dict[bytes, Node] = {}
     state: dict[bytes, int] = {}
+    # Ids that peers merely claimed for an address: checked when the address is asked.
+    claimed: set[bytes] = set()
+    addresses: dict[tuple[str, int], bytes] = {}
 
-    def add(candidate: Node) -> None:
+    def add(candidate: Node, trusted: bool = False) -> None:
+        addr = (candidate.ip, candidate.port)
         if candidate.id == me or candidate.id in nodes:
             return
+        if addresses.get(addr, candidate.id) != candidate.id:
+            return  # one address, one id: a second id for it is made up
+        if not trusted:
+            known = proto.known_id(addr)
+            if known is not None and known != candidate.id:
+                return
+            if known is None:
+                claimed.add(candidate.id)
         nodes[candidate.id] = candidate
-        state[candidate.id] = FAILED if (candidate.ip, candidate.port) in proto.dead else NEW
+        addresses[addr] = candidate.id
+        state[candidate.id] = FAILED if addr in proto.dead else NEW
 
     for seed in seeds if seeds is not None else proto.router.find_neighbors(Node(target), k):
-        add(seed)
+        add(seed, trusted=True)
     result = LookupResult(closest=[])
     inflight: dict[asyncio.Future[Any], tuple[Node, float, float]] = {}
 
@@ -86,7 +99,8 @@ async def lookup(
                     continue
                 state[candidate.id] = WAITING
                 addr = (candidate.ip, candidate.port)
-                task: asyncio.Future[Any] = asyncio.ensure_future(proto.call_find(candidate, target, find_value))
+                task: asyncio.Future[Any] = asyncio.ensure_future(
+                    proto.call_find(candidate, target, find_value, verify=candidate.id in claimed))
                 inflight[task] = (candidate, now, proto.rtt.stall_after(addr))
                 result.queried += 1
                 active += 1

@@ -85,6 +85,7 @@ class HnProtocol(KademliaProtocol):  # type: ignore[misc]
         self.stores = RateLimiter(config.store_rate, config.store_burst)
         self.late: BoundedDict[bytes, tuple[Addr, float, bytes | None]] = BoundedDict(4096)
         self.last_ok: BoundedDict[Addr, float] = BoundedDict(4096)
+        self.proven: BoundedDict[Addr, bytes] = BoundedDict(4096)
         self.verifying: set[Addr] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stats: Counter[str] = Counter()
@@ -225,8 +226,13 @@ class HnProtocol(KademliaProtocol):  # type: ignore[misc]
         ok, data = await self.call((node.ip, node.port), "ping", self.source_node.id, timeout=timeout)
         if not ok or not valid_id(data):
             return False, None
+        self.proven[(node.ip, node.port)] = data
         self.welcome(Node(data, node.ip, node.port))
         return True, data
+
+    def known_id(self, addr: Addr) -> bytes | None:
+        """The id this address last proved (answered a ping with), else the routing table's."""
+        return self.proven.get(addr) or self.router.id_at(addr)
 
     async def call_store(self, node: Node, key: bytes, value: bytes) -> Result:
         ok, data = await self.call((node.ip, node.port), "store", self.source_node.id, key, value)
@@ -234,10 +240,29 @@ class HnProtocol(KademliaProtocol):  # type: ignore[misc]
             self.welcome(node)
         return ok, data is True
 
-    async def call_find(self, node: Node, key: bytes, value: bool) -> Result:
-        """(True, contacts) or (True, {"value": v}) or (False, None); contacts are validated."""
+    async def call_find(self, node: Node, key: bytes, value: bool, *, verify: bool = False) -> Result:
+        """(True, contacts) or (True, {"value": v}) or (False, None); contacts are validated.
+
+        ``verify``: ``node`` is a contact some peer told us about, so its id is only a claim;
+        a ping goes out with the request (same round trip) and the answer counts only if
+        the address answers the ping with that id. Otherwise one hostile peer could list
+        its friends under made-up ids next to any key and pass them off as its closest
+        nodes (an eclipse).
+        """
         rpc = "find_value" if value else "find_node"
-        ok, data = await self.call((node.ip, node.port), rpc, self.source_node.id, key)
+        addr = (node.ip, node.port)
+        request = self.call(addr, rpc, self.source_node.id, key)
+        if verify:
+            (ok, data), (pinged, real) = await asyncio.gather(request, self.call(addr, "ping", self.source_node.id))
+            if pinged and valid_id(real):
+                self.proven[addr] = real
+            if ok and (not pinged or real != node.id):
+                self.stats["false_ids"] += 1
+                if pinged and valid_id(real):
+                    self.welcome(Node(real, node.ip, node.port))
+                return False, None
+        else:
+            ok, data = await request
         if not ok:
             return False, None
         self.welcome(node)
