@@ -9,6 +9,7 @@ batch). A slice carries the changes after its ``cursor`` up to its ``next_cursor
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -16,7 +17,7 @@ import blake3
 
 from hn.errors import MalformedDocument, VerificationError
 from hn.proto import merkle
-from hn.proto.canonical import canonical, doc_digest, is_hex_digest
+from hn.proto.canonical import canonical, doc_digest
 from hn.proto.identity import KeyHistory
 from hn.proto.keys import IdentityKeys
 from hn.proto.presence import check_url
@@ -26,6 +27,10 @@ INDEX_TYPE = "index@2"
 MAX_SLICE_ENTRIES = 5000
 ENTRY_TYPES = ("doc", "shard")
 TOMBSTONE = "tombstone"
+_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_METADATA_KEYS = 16
+MAX_METADATA_VALUE = 2048
+MAX_SIZE = 2**53 - 1  # JSON's safe integer range
 _CURSOR = re.compile(r"^(0|[1-9][0-9]{0,15})(-[0-9a-f]{64})?$")
 
 Position = tuple[int, str]  # (change seq, id); id "" = before every id at that seq
@@ -53,6 +58,16 @@ def entry_leaf(entry: dict[str, Any]) -> bytes:
 
 def slice_root(entries: list[dict[str, Any]]) -> str:
     return merkle.root([entry_leaf(e) for e in entries]).hex()
+
+
+def _checked_leaf(entry: dict[str, Any]) -> bytes:
+    """entry_leaf for an entry check_entry accepted: only ASCII keys, strings and safe
+    integers, for which JCS is exactly the compact sorted stdlib encoding (no tree walk)."""
+    try:
+        raw = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedDocument(f"index@2 entry is not valid Unicode: {exc}") from exc
+    return blake3.blake3(raw).digest()
 
 
 def index_root(entries: list[dict[str, Any]]) -> str:
@@ -91,14 +106,18 @@ def check_entry(entry: Any) -> dict[str, Any]:
     what = "index@2 entry"
     kind = require(entry, "type", str, what)
     entry_id = require(entry, "id", str, what)
-    if not is_hex_digest(entry_id):
+    if not _HEX.fullmatch(entry_id):
         raise MalformedDocument(f"{what}: id is not a BLAKE3 hex digest")
     path = require(entry, "path", str, what)
     digest = require(entry, "digest", str, what)
     size = require(entry, "size", int, what)
     metadata = require(entry, "metadata", dict, what)
-    if set(entry) != {"type", "id", "path", "digest", "size", "metadata"}:
+    if len(entry) != 6:
         raise MalformedDocument(f"{what}: unexpected fields")
+    if len(metadata) > MAX_METADATA_KEYS or not all(
+            type(k) is str and k.isascii() and len(k) <= 64 and type(v) is str and len(v) <= MAX_METADATA_VALUE
+            for k, v in metadata.items()):
+        raise MalformedDocument(f"{what}: metadata must map at most {MAX_METADATA_KEYS} ASCII names to strings")
     if kind == TOMBSTONE:
         if path or digest or size or metadata.get("was") not in ENTRY_TYPES:
             raise MalformedDocument(f"{what}: malformed tombstone")
@@ -109,7 +128,7 @@ def check_entry(entry: Any) -> dict[str, Any]:
     # names) is refused here, so a mirror can never write outside its folder.
     if path != f"{kind}/{entry_id}":
         raise VerificationError(f"{what}: path {path!r} is not {kind}/<id> (path traversal refused)")
-    if not is_hex_digest(digest) or size < 0:
+    if not _HEX.fullmatch(digest) or not 0 <= size <= MAX_SIZE:
         raise MalformedDocument(f"{what}: bad digest or size")
     if kind == "doc" and digest != entry_id:
         raise VerificationError(f"{what}: a document's id must be its digest")
@@ -138,7 +157,7 @@ def verify_slice(doc: Any, history: KeyHistory, presence: dict[str, Any]) -> dic
     ids = [check_entry(e)["id"] for e in entries]
     if ids != sorted(ids) or len(set(ids)) != len(ids):
         raise MalformedDocument("index@2 entries must be sorted by id without duplicates")
-    if require(doc, "slice_root", str, what) != slice_root(entries):
+    if require(doc, "slice_root", str, what) != merkle.root([_checked_leaf(e) for e in entries]).hex():
         raise VerificationError("index@2 slice Merkle root does not match its entries")
     if require(doc, "tree_size", int, what) != presence["index"]["size"]:
         raise VerificationError("index@2 tree_size differs from the presence")
