@@ -33,7 +33,6 @@ from hn.vault.identities import Identity
 READ_BLOCK = 1 << 20
 SMALL_FILE = 1 << 20
 BATCH = 1 << 20
-WRITEBACK = 16 << 20
 ZSTD_LEVEL = 3
 HEADER_SUFFIX = ".backup.json"
 PAYLOAD_SUFFIX = ".backup.payload"
@@ -218,31 +217,6 @@ class _Archiver:
             raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
 
 
-class _WritebackFile:
-    """Starts the disk writing the payload while it is produced.
-
-    The payload must be durable before the header commits it; asking the kernel to
-    write each finished stretch early leaves the final fsync almost nothing to wait for.
-    """
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.written = 0
-        self.flushed = 0
-
-    def write(self, data: bytes) -> int:
-        n = self.handle.write(data)
-        self.written += len(data)
-        if self.written - self.flushed >= WRITEBACK:
-            self.handle.flush()
-            with contextlib.suppress(OSError, AttributeError):
-                # DONTNEED starts writeback of dirty pages (Linux) and frees clean ones.
-                os.posix_fadvise(self.handle.fileno(), self.flushed, self.written - self.flushed,
-                                 os.POSIX_FADV_DONTNEED)
-            self.flushed = self.written
-        return n
-
-
 def _sqlite_files(files: list[FileInfo], stack: contextlib.ExitStack) -> list[FileInfo]:
     out = []
     for info in files:
@@ -299,7 +273,7 @@ def create(
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
         with atomic.atomic_writer(incoming, mode=0o600) as out:
             _, size, payload_digest = chunked.encrypt_stream(
-                cipher, cast(BinaryIO, reader), cast(BinaryIO, _WritebackFile(out)), proto.payload_aad(skeleton),
+                cipher, cast(BinaryIO, reader), out, proto.payload_aad(skeleton),
                 chunk_size)
         entries = []
         for info in files:
