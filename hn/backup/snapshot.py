@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import stat
 import tempfile
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hn.errors import MalformedDocument
-from hn.proto.canonical import is_hex_digest, loads_strict
+from hn.proto.canonical import loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
 
@@ -30,6 +31,8 @@ EXCLUDED_TOP = ("backups", "hosted", "run", ".lock")
 EXCLUDED_FILES = ("sync/backup-cache.json", "sync/backups.json")
 EXCLUDED_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp")
 SQLITE_SUFFIX = ".sqlite3"
+# One match per cached file: a delta checks every row of the cache.
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def cached_digest(cache: dict[str, list[int | str]], info: FileInfo) -> str | No
     if not isinstance(row, list) or len(row) != 5 or row[:4] != info.key:
         return None
     digest = row[4]
-    return digest if isinstance(digest, str) and is_hex_digest(digest) else None
+    return digest if isinstance(digest, str) and _HEX_DIGEST.fullmatch(digest) else None
 
 
 def save_cache(home: Home, files: dict[str, list[int | str]]) -> None:
