@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,19 @@ class DhtNode(Server):  # type: ignore[misc]
     """A DHT node. ``client=True``: answers no requests, so no peer ever adds it to a table."""
 
     def __init__(self, config: DhtConfig | None = None, *, node_id: bytes | None = None,
-                 client: bool = False, state_path: Path | None = None) -> None:
+                 client: bool = False, state_path: Path | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.config = config or DhtConfig()
+        # Wall clock for expiry and skew checks; one per node so that tests can run nodes
+        # with skewed clocks side by side in one process (timing of RPCs uses monotonic time).
+        self.clock: Callable[[], float] = clock or (lambda: timefmt.now())
         self.client = client
         self.state_path = state_path
         saved = self._read_state() if state_path is not None else {}
         node_id = node_id or saved.get("node_id") or os.urandom(20)
         super().__init__(ksize=self.config.ksize, alpha=self.config.alpha, node_id=node_id)
         # Set after the base class: an empty store is falsy and would be swapped for the stock one.
-        self.storage: HintStore = HintStore(self.config.max_records)
+        self.storage: HintStore = HintStore(self.config.max_records, self.clock)
         self.saved_contacts: list[tuple[str, int]] = saved.get("contacts", [])
         self.own: dict[bytes, bytes] = saved.get("own", {})
         self.protocol: HnProtocol | None = None
@@ -154,7 +159,7 @@ class DhtNode(Server):  # type: ignore[misc]
     async def publish(self, raw: bytes, *, deadline: float | None = None) -> PublishResult:
         """Store a hint at the k closest nodes; counts only the holders that accepted it."""
         started = time.monotonic()
-        hint = parse_hint(raw, now=timefmt.now())
+        hint = parse_hint(raw, now=self.clock())
         key = hint.key
         if not self.client:
             self.own[key] = raw
@@ -193,7 +198,7 @@ class DhtNode(Server):  # type: ignore[misc]
         def accept(value: Any) -> bool:
             nonlocal invalid
             try:
-                hint = parse_hint(value, now=timefmt.now(), key=key)
+                hint = parse_hint(value, now=self.clock(), key=key)
             except HnError:
                 invalid += 1
                 return False
@@ -276,7 +281,7 @@ class DhtNode(Server):  # type: ignore[misc]
     def save_state(self) -> None:
         if self.state_path is None or self.client or self.protocol is None:
             return
-        now = timefmt.now()
+        now = self.clock()
         own = []
         for raw in self.own.values():
             with contextlib.suppress(HnError):
@@ -301,7 +306,7 @@ class DhtNode(Server):  # type: ignore[misc]
             own: dict[bytes, bytes] = {}
             for text in doc.get("own", []):
                 with contextlib.suppress(HnError):
-                    hint = parse_hint(str(text).encode("utf-8"), now=timefmt.now())
+                    hint = parse_hint(str(text).encode("utf-8"), now=self.clock())
                     own[hint.key] = hint.raw
         except (HnError, ValueError, KeyError, TypeError, OSError) as exc:
             log.warning("dht: ignoring unreadable state file %s: %s", self.state_path, exc)
@@ -311,7 +316,7 @@ class DhtNode(Server):  # type: ignore[misc]
     def stats(self) -> dict[str, Any]:
         proto = self.proto
         return {"node_id": self.node.id.hex(), "contacts": len(proto.router), "records": len(self.storage),
-                "counters": dict(proto.stats)}
+                "skew_refused": self.storage.skewed, "counters": dict(proto.stats)}
 
     # Stock entry points that would bypass validation or use SHA-1 keys.
     async def set(self, key: Any, value: Any) -> bool:

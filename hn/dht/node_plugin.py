@@ -16,9 +16,7 @@ from hn.dht.resolve import resolve
 from hn.errors import Forbidden, HnError, InputError, MalformedDocument
 from hn.node.context import NodeContext
 from hn.node.http import read_body
-from hn.proto import timefmt
 from hn.proto.canonical import loads_canonical, loads_strict
-from hn.proto.dht_hint import parse_hint
 from hn.vault import identities
 
 log = logging.getLogger("hn.dht")
@@ -130,15 +128,9 @@ async def setup(ctx: NodeContext) -> None:
             if path.exists():
                 with contextlib.suppress(HnError):
                     me = identities.load(home, ctx.identity.alias)
-                    raw = service.current_own_hint(home, me.did)
-                    due = True
-                    if raw is not None:
-                        hint = parse_hint(raw)
-                        due = timefmt.now() >= hint.issued + fraction * (hint.expires - hint.issued)
-                    if due:
-                        raw = service.sign_own_hint(home, me)
-                        result = await node.publish(raw)
-                        log.info("dht.republish", extra={"hn": result.as_dict()})
+                    again = await service.republish_if_due(home, node, me, fraction)
+                    if again is not None:
+                        log.info("dht.republish", extra={"hn": again.as_dict()})
             await asyncio.sleep(PRESENCE_POLL)
 
     async def stop() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from hn.dht import config as dht_config
 from hn.dht.dns import txt_record
-from hn.dht.node import DhtNode
+from hn.dht.node import DhtNode, PublishResult
 from hn.dht.resolve import Resolution, resolve
 from hn.errors import HnError, InputError, MalformedDocument, NetworkError
 from hn.proto import timefmt
@@ -70,6 +70,23 @@ def current_own_hint(home: Home, did: str) -> bytes | None:
     except HnError:
         return None
     return hint.raw if hint.did == did and hint.presence_digest == doc_digest(doc) else None
+
+
+def republish_due(home: Home, did: str, fraction: float) -> bool:
+    """Is our hint missing, stale (the presence changed), or past ``fraction`` of its lifetime?"""
+    raw = current_own_hint(home, did)
+    if raw is None:
+        return True
+    hint = parse_hint(raw)
+    return timefmt.now() >= hint.issued + fraction * (hint.expires - hint.issued)
+
+
+async def republish_if_due(home: Home, node: DhtNode, me: Identity, fraction: float,
+                           *, ttl: int = MAX_TTL) -> PublishResult | None:
+    """Sign and publish a fresh hint when ``republish_due``; holders never republish ours."""
+    if not republish_due(home, me.did, fraction):
+        return None
+    return await node.publish(sign_own_hint(home, me, ttl=ttl))
 
 
 def dns_record(home: Home, me: Identity, name: str | None) -> dict[str, str]:

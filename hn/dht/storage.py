@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hn.errors import HnError
 from hn.proto import timefmt
-from hn.proto.dht_hint import Hint, parse_hint
+from hn.proto.dht_hint import MAX_SKEW, Hint, SkewError, parse_hint
 
 log = logging.getLogger("hn.dht")
 
@@ -30,11 +30,14 @@ class Verdict:
 
 
 class HintStore:
-    def __init__(self, cap: int = MAX_RECORDS, clock: Callable[[], float] = timefmt.now) -> None:
+    def __init__(self, cap: int = MAX_RECORDS, clock: Callable[[], float] | None = None) -> None:
         self.cap = cap
-        self.clock = clock
+        # Read through the module at call time, so a test that moves timefmt.now moves us too.
+        self.clock: Callable[[], float] = clock or (lambda: timefmt.now())
         self.records: dict[bytes, Hint] = {}
         self.refused = 0
+        # Hints refused as issued beyond the skew window: a sign that a clock is off.
+        self.skewed = 0
 
     def offer(self, key: object, value: object) -> Verdict:
         """Validate and keep ``value`` under ``key``; the verdict is what a STORE answers."""
@@ -49,6 +52,10 @@ class HintStore:
         now = self.clock()
         try:
             hint = parse_hint(value, now=now, key=key)
+        except SkewError as exc:
+            self.skewed += 1
+            log.warning("dht.skew", extra={"hn": {"ahead_s": round(exc.ahead), "max_s": MAX_SKEW}})
+            return Verdict(False, exc.message)
         except HnError as exc:
             return Verdict(False, exc.message)
         held = self.get_hint(key)

@@ -33,6 +33,14 @@ FIELDS = {"type", "did", "seq", "presence_digest", "presence_url", "issued_at", 
           "keys", "signer", "key_seq", "signature", "relay"}
 
 
+class SkewError(VerificationError):
+    """A hint issued further ahead of our clock than the skew window allows."""
+
+    def __init__(self, message: str, ahead: float) -> None:
+        super().__init__(message)
+        self.ahead = ahead
+
+
 def dht_key(did: str) -> bytes:
     """The DHT key of a DID: the first 20 bytes of BLAKE3(did), used as is (never rehashed)."""
     return blake3.blake3(did.encode("utf-8")).digest()[:KEY_BYTES]
@@ -186,7 +194,9 @@ def parse_hint(raw: Any, *, now: float | None = None, key: bytes | None = None) 
         if hint.expires <= now:
             raise VerificationError(f"{HINT_TYPE} of {hint.did} expired at {doc['expires_at']}")
         if hint.issued > now + MAX_SKEW:
-            raise VerificationError(f"{HINT_TYPE} of {hint.did} is issued too far in the future")
+            ahead = hint.issued - now
+            raise SkewError(f"{HINT_TYPE} of {hint.did} is issued too far in the future, {int(ahead)} s "
+                            f"ahead of this clock (at most {MAX_SKEW} s of skew is allowed)", ahead)
     return hint
 
 
