@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from hn.proto import merkle
 
@@ -72,37 +71,37 @@ class PeerIndex:
     def root(self) -> str:
         return (self.levels[-1][0] if self.ids else merkle.EMPTY_ROOT).hex()
 
-    def apply(self, changes: Mapping[str, dict[str, Any] | None]) -> PeerIndex:
-        """The index after ``changes`` (id -> entry, or None to remove); self is unchanged."""
+    def apply(self, changes: Mapping[str, str | None]) -> PeerIndex:
+        """The index after ``changes`` (id -> digest, or None to remove); self is unchanged."""
         if not changes:
             return self
         if len(changes) * REBUILD_FRACTION > max(1, len(self.ids)):
             current = dict(zip(self.ids, self.digests))
-            for entry_id, entry in changes.items():
-                if entry is None:
+            for entry_id, digest in changes.items():
+                if digest is None:
                     current.pop(entry_id, None)
                 else:
-                    current[entry_id] = entry["digest"]
+                    current[entry_id] = digest
             return PeerIndex.build(current.items())
         ids, digests, leaves = list(self.ids), list(self.digests), list(self.levels[0])
         first = len(ids)
         for entry_id in sorted(changes):
-            entry = changes[entry_id]
+            digest = changes[entry_id]
             pos = bisect.bisect_left(ids, entry_id)
             present = pos < len(ids) and ids[pos] == entry_id
-            if entry is None:
+            if digest is None:
                 if not present:
                     continue
                 del ids[pos], digests[pos], leaves[pos]
             elif present:
-                if digests[pos] == entry["digest"]:
+                if digests[pos] == digest:
                     continue
-                digests[pos] = entry["digest"]
-                leaves[pos] = merkle.leaf_hash(bytes.fromhex(entry["digest"]))
+                digests[pos] = digest
+                leaves[pos] = merkle.leaf_hash(bytes.fromhex(digest))
             else:
                 ids.insert(pos, entry_id)
-                digests.insert(pos, entry["digest"])
-                leaves.insert(pos, merkle.leaf_hash(bytes.fromhex(entry["digest"])))
+                digests.insert(pos, digest)
+                leaves.insert(pos, merkle.leaf_hash(bytes.fromhex(digest)))
             first = min(first, pos)
         if first >= len(ids) and len(ids) == len(self.ids):
             return PeerIndex(ids, digests, self.levels)

@@ -49,6 +49,7 @@ BACKOFF_CAP = 3600.0
 STALE_AFTER = 3
 MIRROR_PARALLEL = 8
 MIRROR_BATCH = 256
+Row = tuple[str, str, str, int, str]  # type, path, digest, size, metadata JSON
 # Verified peer indices of this process, by DID; used only while they match the stored root.
 _INDEXES: dict[str, PeerIndex] = {}
 
@@ -245,7 +246,7 @@ class Syncer:
         full = label != "node"
         cursor = "0" if full else str(row.get("cursor") or "0")
         etag = "" if full else str(row.get("etag") or "")
-        staged: dict[str, dict[str, Any] | None] = {}
+        staged: dict[str, Row | None] = {}
         slices: list[tuple[str, bytes]] = []
         not_modified = False
         new_etag = etag
@@ -262,7 +263,10 @@ class Syncer:
             if doc["cursor"] != cursor:
                 raise VerificationError(f"slice answers cursor {doc['cursor']}, asked {cursor}")
             for entry in doc["entries"]:
-                staged[entry["id"]] = None if entry["type"] == TOMBSTONE else entry
+                # Compact rows, not the parsed dicts: a 100k-entry first sync holds them all.
+                staged[entry["id"]] = None if entry["type"] == TOMBSTONE else (
+                    entry["type"], entry["path"], entry["digest"], entry["size"],
+                    json.dumps(entry["metadata"], sort_keys=True))
             slices.append((cursor, body))
             new_etag = resp_headers.get("etag", "")
             cursor = doc["next_cursor"]
@@ -279,7 +283,7 @@ class Syncer:
         mirrored = await self._mirror(did, artifact_base) if mirror else 0
         return PeerResult(did, True, label, "", sum(1 for _ in staged), not_modified, mirrored, root, size, cursor)
 
-    def _check_root(self, did: str, staged: dict[str, dict[str, Any] | None],
+    def _check_root(self, did: str, staged: dict[str, Row | None],
                     presence: dict[str, Any], full: bool = False) -> tuple[str, int, PeerIndex | None]:
         want_root, want_size = presence["index"]["root"], presence["index"]["size"]
         row = self.state.peer(did) or {}
@@ -294,7 +298,7 @@ class Syncer:
                 rows = self.state.db.execute(
                     "SELECT id, digest FROM peer_entries WHERE did=? AND type!='tombstone'", (did,)).fetchall()
             base = PeerIndex.build(rows)
-        index = base.apply(staged)
+        index = base.apply({i: None if row is None else row[2] for i, row in staged.items()})
         if index.root != want_root or index.size != want_size:
             raise VerificationError(
                 f"recomputed index root {index.root[:16]}… ({index.size} entries) differs from the presence root "
@@ -302,7 +306,7 @@ class Syncer:
         return index.root, index.size, index
 
     def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, bytes]],
-                staged: dict[str, dict[str, Any] | None], cursor: str, etag: str, presence: dict[str, Any],
+                staged: dict[str, Row | None], cursor: str, etag: str, presence: dict[str, Any],
                 full: bool = False) -> None:
         folder = peer_dir(self.home, did)
         for slice_cursor, body in slices:
@@ -319,13 +323,10 @@ class Syncer:
                 staged = {i: staged[i] for i in kept}
             else:
                 mirrored = set()
-            for entry_id, entry in staged.items():
-                if entry is None:
-                    db.execute("DELETE FROM peer_entries WHERE did=? AND id=?", (did, entry_id))
-                else:
-                    db.execute("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,?)",
-                               (did, entry_id, entry["type"], entry["path"], entry["digest"], entry["size"],
-                                json.dumps(entry["metadata"], sort_keys=True), int(entry_id in mirrored)))
+            db.executemany("DELETE FROM peer_entries WHERE did=? AND id=?",
+                           [(did, i) for i, row in staged.items() if row is None])
+            db.executemany("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,?)",
+                           [(did, i, *row, int(i in mirrored)) for i, row in staged.items() if row is not None])
             db.execute("UPDATE peers SET cursor=?, etag=?, root=?, size=?, presence_seq=? WHERE did=?",
                        (cursor, etag, presence["index"]["root"], presence["index"]["size"], presence["seq"], did))
         self._prune(did, folder)

@@ -42,17 +42,17 @@ def check_rounds(start: set[int], rounds: list[list[tuple[int, Any]]]) -> None:
     index = PeerIndex.build(held.items())
     assert index.root == reference(held) and index.size == len(held)
     for changes in rounds:
-        staged: dict[str, dict[str, Any] | None] = {}
+        staged: dict[str, str | None] = {}
         for n, value in changes:
-            staged[hid(n)] = None if value is None else {"digest": hdig(value)}
+            staged[hid(n)] = None if value is None else hdig(value)
         before = (index.root, list(index.ids))
         new = index.apply(staged)
         assert (index.root, index.ids) == before, "apply must not change the original"
-        for entry_id, entry in staged.items():
-            if entry is None:
+        for entry_id, digest in staged.items():
+            if digest is None:
                 held.pop(entry_id, None)
             else:
-                held[entry_id] = entry["digest"]
+                held[entry_id] = digest
         assert new.root == reference(held) and new.size == len(held)
         index = new
 
@@ -61,7 +61,7 @@ def test_single_insert_into_a_large_index() -> None:
     held = {hid(n): hdig(n) for n in range(5000)}
     index = PeerIndex.build(held.items())
     for extra in range(5000, 5010):
-        index = index.apply({hid(extra): {"digest": hdig(extra)}})
+        index = index.apply({hid(extra): hdig(extra)})
         held[hid(extra)] = hdig(extra)
     assert index.root == reference(held)
     assert PeerIndex.build([]).root == merkle.EMPTY_ROOT.hex()
