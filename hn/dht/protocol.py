@@ -200,6 +200,7 @@ class HnProtocol(KademliaProtocol):  # type: ignore[misc]
             future.set_result((False, None))
             return future
         msg_id = os.urandom(20)
+        self.stats["sent"] += 1
         wait = timeout if timeout is not None else self.rtt.timeout(addr)
         handle = loop.call_later(wait, self._expire, msg_id)
         self._outstanding[msg_id] = (future, handle, addr, time.monotonic())

@@ -129,8 +129,14 @@ async def test_dead_nodes_do_not_stall_lookups(alice: Identity) -> None:
         for node in alive[2:12]:
             got = await node.get_hints(alice.did)
             assert got.hint is not None and got.hint.seq == 7
-        again = await alive[3].publish(make_hint(alice, 8))
+        fresh = make_hint(alice, 8)
+        again = await alive[3].publish(fresh)
         assert again.acks >= 12
+        # Counted where it matters: live nodes that really hold the new hint.
+        key = dht_key(alice.did)
+        holding = [n for n in alive if n is not alive[3] and n.storage.get(key) == fresh]
+        assert len(holding) >= 12
+        assert {f"{n.address[0]}:{n.address[1]}" for n in holding} >= set(again.holders)  # type: ignore[index]
     finally:
         for node in nodes:
             node.stop()
