@@ -10,12 +10,15 @@ from typing import Any
 import blake3
 
 from hn.errors import NoIdentity
+from hn.federation.peerindex import PeerIndex
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest
+from hn.proto.events import event_hash
 from hn.proto.index import MAX_SLICE_ENTRIES, TOMBSTONE, build_slice, format_cursor, parse_cursor, tombstone
 from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
+from hn.vault.store import _apply as apply_event
 from hn.vault.store import index_entry, load_catalog
 
 
@@ -30,35 +33,115 @@ class Snapshot:
     live: dict[str, dict[str, Any]]  # id -> index entry of what /artifact may serve
 
 
+def _row(entry: dict[str, Any]) -> tuple[tuple[int, str], dict[str, Any]] | None:
+    """The entry's place in the change order and what a slice says about it, if anything."""
+    change = int(entry.get("index_seq", 0))
+    if change <= 0 or entry.get("direction") == "in":
+        return None
+    item = index_entry(entry) if entry.get("published") else tombstone(entry["kind"], entry["id"])
+    return (change, entry["id"]), item
+
+
+def _event_ids(event: dict[str, Any]) -> list[str]:
+    """Ids of the catalogue entries an event may change (see hn.vault.store._apply)."""
+    kind, data = event.get("kind"), event.get("data") or {}
+    if kind == "doc.add":
+        return [str(i["id"]) for i in data.get("items", [])]
+    if kind in ("doc.publish", "doc.unpublish"):
+        return [str(i) for i in data.get("ids", [])]
+    if kind in ("shard.create", "shard.receive"):
+        return [str(data["id"])]
+    return []
+
+
+class _Changes:
+    """The change order and the live index, caught up event by event while the log only grows."""
+
+    def __init__(self, home: Home) -> None:
+        catalog = load_catalog(home)
+        self.head_seq, self.head_hash = catalog.head_seq, catalog.head_hash
+        self.entries = catalog.entries
+        rows = sorted(r for r in map(_row, self.entries.values()) if r is not None)
+        self.keys = [k for k, _ in rows]
+        self.changes = [item for _, item in rows]
+        self.at = {k[1]: k for k in self.keys}
+        self.live = {e["id"]: e for e in self.changes if e["type"] != TOMBSTONE}
+        self.index = PeerIndex.build((i, e["digest"]) for i, e in self.live.items())
+
+    def catch_up(self, home: Home, head_seq: int, head_hash: str) -> bool:
+        """Apply the events after our head; False if the log was rewritten underneath us."""
+        if head_seq < self.head_seq:
+            return False
+        base = home.path("events", f"{self.head_seq:012d}.json")
+        if self.head_seq and (not base.exists() or event_hash(home.read_event(base)) != self.head_hash):
+            return False
+        changed: dict[str, str | None] = {}
+        for seq in range(self.head_seq + 1, head_seq + 1):
+            event = home.read_event(home.path("events", f"{seq:012d}.json"))
+            apply_event(self.entries, event)
+            for entry_id in _event_ids(event):
+                self._move(entry_id)
+                live = self.live.get(entry_id)
+                changed[entry_id] = live["digest"] if live else None
+            self.head_seq, self.head_hash = seq, event_hash(event)
+        self.index = self.index.apply(changed)
+        return self.head_hash == head_hash
+
+    def _move(self, entry_id: str) -> None:
+        old = self.at.pop(entry_id, None)
+        if old is not None:
+            pos = bisect.bisect_left(self.keys, old)
+            del self.keys[pos], self.changes[pos]
+        self.live.pop(entry_id, None)
+        row = _row(self.entries[entry_id]) if entry_id in self.entries else None
+        if row is None:
+            return
+        key, item = row
+        pos = bisect.bisect_left(self.keys, key)
+        self.keys.insert(pos, key)
+        self.changes.insert(pos, item)
+        self.at[entry_id] = key
+        if item["type"] != TOMBSTONE:
+            self.live[entry_id] = item
+
+    def matches(self, doc: dict[str, Any] | None) -> bool:
+        """Whether a presence signs exactly this index."""
+        if doc is None:
+            return False
+        cursor = max((k[0] for k in self.keys), default=0)
+        return doc["index"] == {"root": self.index.root, "size": self.index.size, "cursor": cursor}
+
+
 class Publisher:
-    """Answers /federate/index; rebuilds its change list only when the vault moved."""
+    """Answers /federate/index; follows the vault's event log instead of re-reading it."""
 
     def __init__(self, home: Home, source: str) -> None:
         self.home = home
         self.source = source
         self._snap: Snapshot | None = None
+        self._changes: _Changes | None = None
         self._slices: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
 
     def snapshot(self) -> Snapshot:
         seq, head = self.home.head()
         if self._snap is not None and self._snap.head == head:
             return self._snap
+        if self._changes is None or not self._changes.catch_up(self.home, seq, head):
+            self._changes = _Changes(self.home)
+        changes = self._changes
         me = identities.load(self.home)
-        doc, changed = presence.refresh(self.home, me)
-        if changed:
-            seq, head = self.home.head()
-        catalog = load_catalog(self.home)
-        rows: list[tuple[tuple[int, str], dict[str, Any]]] = []
-        for entry in catalog.entries.values():
-            change = int(entry.get("index_seq", 0))
-            if change <= 0 or entry.get("direction") == "in":
-                continue
-            item = index_entry(entry) if entry.get("published") else tombstone(entry["kind"], entry["id"])
-            rows.append(((change, entry["id"]), item))
-        rows.sort(key=lambda r: r[0])
-        changes = [r[1] for r in rows]
-        live = {e["id"]: e for e in changes if e["type"] != TOMBSTONE}
-        self._snap = Snapshot(head, me, doc, doc_digest(doc), [r[0] for r in rows], changes, live)
+        doc = presence.current(self.home, me.did)
+        # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
+        # only when nobody did (or it is due for renewal), which needs the full catalogue.
+        if (not changes.matches(doc) or doc is None or doc.get("key_seq") != me.keys.key_seq
+                or timefmt.parse(doc["expires_at"]) - timefmt.now() <= presence.RENEW_BEFORE):
+            doc, changed = presence.refresh(self.home, me)
+            if changed:
+                seq, head = self.home.head()
+                if not changes.catch_up(self.home, seq, head):
+                    self._changes = changes = _Changes(self.home)
+        assert doc is not None
+        self._snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
         self._slices.clear()
         return self._snap
 

@@ -96,3 +96,41 @@ def test_etag_moves_only_with_the_index(home: Home, alice: Identity, tmp_path: P
 def test_bad_cursors_refused(home: Home, alice: Identity, bad: str) -> None:
     with pytest.raises(MalformedDocument):
         Publisher(home, SOURCE).slice_bytes(bad)
+
+
+def test_caught_up_publisher_equals_a_fresh_one(home: Home, alice: Identity, tmp_path: Path) -> None:
+    """The node follows the log event by event; the result must equal a rebuild from scratch."""
+    from hn.vault import presence
+
+    pub = Publisher(home, SOURCE)
+    pub.snapshot()
+    ids = add(home, alice, tmp_path, *(f"n{i}.txt" for i in range(30)))
+    steps = [
+        lambda: store.set_published(home, alice.keys, ids[3:9], False),
+        lambda: add(home, alice, tmp_path, "x1.txt", "x2.txt"),
+        lambda: store.set_published(home, alice.keys, ids[4:6], True),
+        lambda: add(home, alice, tmp_path, "n7.txt"),  # content already known, unpublished: republished
+        lambda: add(home, alice, tmp_path, "private.txt", publish=False),
+    ]
+    for step in steps:
+        step()
+        presence.refresh(home, alice)  # what the CLI does after each change
+        live = pub.snapshot()
+        fresh = Publisher(home, SOURCE).snapshot()
+        assert (live.keys, live.changes, live.live) == (fresh.keys, fresh.changes, fresh.live)
+        assert live.presence == fresh.presence
+        entries, _ = pull(pub, "0")
+        assert index_root(sorted((e for e in entries if e["type"] != "tombstone"),
+                                 key=lambda e: e["id"].encode())) == live.presence["index"]["root"]
+
+
+def test_publisher_signs_a_presence_when_nobody_did(home: Home, alice: Identity, tmp_path: Path) -> None:
+    from hn.vault import presence
+
+    pub = Publisher(home, SOURCE)
+    first = pub.snapshot().presence
+    add(home, alice, tmp_path, "quiet.txt")  # no presence refresh after it
+    snap = pub.snapshot()
+    assert snap.presence["seq"] > first["seq"]
+    assert snap.presence == presence.current(home, alice.did)
+    assert snap.presence["index"]["size"] == 1
