@@ -36,6 +36,11 @@ from tooling.bench.federation.common import (  # noqa: E402
 
 
 def peak_rss_mib() -> float:
+    """This process's RSS high-water mark (VmHWM: unlike ru_maxrss it does not carry the
+    parent's peak across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
