@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -80,17 +81,37 @@ async def setup(ctx: NodeContext) -> None:
         if mode not in ("any", "dht", "dns"):
             raise InputError("mode must be any, dht or dns")
         server = data.get("dns_server")
-        result = await resolve(
-            home, did, get_hint=node.get_hints, mode=mode, hint_only=bool(data.get("hint_only")),
-            dns_name=data.get("dns_name") or None,
-            dns_server=dht_config.parse_hostport(server, "--dns-server") if isinstance(server, str) and server else None,
-            cache_fallback=bool(data.get("cache_fallback")))
+        try:
+            result = await resolve(
+                home, did, get_hint=node.get_hints, mode=mode, hint_only=bool(data.get("hint_only")),
+                dns_name=data.get("dns_name") or None,
+                dns_server=dht_config.parse_hostport(server, "--dns-server") if isinstance(server, str) and server else None,
+                cache_fallback=bool(data.get("cache_fallback")))
+        except HnError:
+            lookups["failed"] += 1
+            raise
+        lookups["ok" if not result.fallback else "fallback"] += 1
         return web.json_response(result.as_dict())
 
     async def status_route(request: web.Request) -> web.Response:
         guard(request)
         return web.json_response({"listen": ctx.ready_info["dht"], **node.stats()})
 
+    lookups: Counter[str] = Counter()
+
+    def metrics() -> dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]:
+        stats = node.stats()
+        rpcs: dict[tuple[tuple[str, str], ...], float] = {
+            (("kind", str(k)),): float(v) for k, v in sorted(stats["counters"].items())}
+        return {
+            "hn_dht_records": ("Signed hints this DHT node holds", {(): float(stats["records"])}),
+            "hn_dht_contacts": ("Contacts in this DHT node's routing table", {(): float(stats["contacts"])}),
+            "hn_dht_lookups": ("Resolves through this node by result",
+                               {(("result", r),): float(lookups[r]) for r in ("ok", "fallback", "failed")}),
+            "hn_dht_rpcs": ("DHT RPC events by kind (sent, timeouts, malformed, store_ok, ...)", rpcs),
+        }
+
+    ctx.extras.setdefault("metrics", []).append(metrics)
     ctx.app.router.add_post("/local/dht/publish", publish_route)
     ctx.app.router.add_post("/local/dht/resolve", resolve_route)
     ctx.app.router.add_get("/local/dht/status", status_route)

@@ -127,3 +127,7 @@ def test_profile_node_publishes_its_hint_on_start(harness: Harness) -> None:
 
     resolved = json.loads(proc.stdout)
     assert resolved["source"] == "dht" and resolved["presence"]["did"] == nas.did
+    metrics = urllib.request.urlopen(nas.url + "/metrics").read().decode()
+    assert "hn_dht_records 1.0" in metrics or "hn_dht_records 2.0" in metrics, metrics
+    for name in ("hn_dht_contacts", "hn_dht_lookups", 'hn_dht_rpcs{kind="sent"}'):
+        assert name in metrics, name
