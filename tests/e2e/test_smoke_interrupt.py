@@ -17,16 +17,18 @@ def smoke_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("hn-smoke-*"))
 
 
-def node_pids_under(root: Path) -> list[int]:
+def node_pids_under(root: Path, nodes_only: bool = True) -> list[int]:
+    """Processes whose HN_HOME lies under ``root`` (only `hn mcp serve` ones by default)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if f"HN_HOME={root}".encode() in environ:
+        if f"HN_HOME={root}/".encode() in environ and (not nodes_only or b"serve" in cmdline):
             pids.append(int(proc.name))
     return pids
 
@@ -51,7 +53,7 @@ def test_interrupt_cleans_up() -> None:
     assert proc.returncode == 130, err
     assert b"interrupted" in err
     deadline = time.monotonic() + 10
-    while node_pids_under(root) and time.monotonic() < deadline:
+    while node_pids_under(root, nodes_only=False) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not node_pids_under(root), "node processes left running"
+    assert not node_pids_under(root, nodes_only=False), "processes left running"
     assert not root.exists(), "temporary homes left behind"
