@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto.backup import check_path
+from hn.proto.chunked import read_exact
 
 BLOCK = 512
 END = b"\x00" * (2 * BLOCK)
@@ -92,17 +93,6 @@ class Member:
     directory: bool
 
 
-def _read_exact(src: BinaryIO, n: int) -> bytes:
-    parts = []
-    while n:
-        block = src.read(n)
-        if not block:
-            break
-        parts.append(block)
-        n -= len(block)
-    return b"".join(parts)
-
-
 def _parse_octal(field: bytes, what: str) -> int:
     text = field.rstrip(b"\x00 ").lstrip(b" ")
     if not text:
@@ -146,7 +136,7 @@ def iter_members(src: BinaryIO, max_members: int) -> Iterator[Member]:
     count = 0
     pax: dict[str, str] = {}
     while True:
-        head = _read_exact(src, BLOCK)
+        head = read_exact(src, BLOCK)
         if len(head) < BLOCK:
             raise ArchiveError("archive is truncated (no end-of-archive marker)")
         if head == b"\x00" * BLOCK:
@@ -161,7 +151,7 @@ def iter_members(src: BinaryIO, max_members: int) -> Iterator[Member]:
         if typeflag == PAX_TYPE:
             if pax or size > MAX_PAX:
                 raise ArchiveError("pax header too large or repeated")
-            data = _read_exact(src, size + (-size % BLOCK))
+            data = read_exact(src, size + (-size % BLOCK))
             if len(data) < size:
                 raise ArchiveError("archive is truncated inside a pax header")
             pax = _parse_pax(data[:size])
@@ -205,5 +195,5 @@ def iter_members(src: BinaryIO, max_members: int) -> Iterator[Member]:
 
 def skip_padding(src: BinaryIO, size: int) -> None:
     pad = -size % BLOCK
-    if pad and len(_read_exact(src, pad)) < pad:
+    if pad and len(read_exact(src, pad)) < pad:
         raise ArchiveError("archive is truncated inside member padding")

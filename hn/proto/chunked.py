@@ -55,7 +55,8 @@ def recipient(enc: bytes, private_key: bytes, info: bytes) -> ChaCha20Poly1305:
     return ChaCha20Poly1305(bytes(ctx.export(EXPORT_LABEL, 32)))
 
 
-def _read_exact(src: BinaryIO, n: int) -> bytes:
+def read_exact(src: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes: fewer only at the end of the stream."""
     parts = []
     while n:
         block = src.read(n)
@@ -78,9 +79,9 @@ def encrypt_stream(
     hasher = blake3.blake3()
     total_in = total_out = 0
     index = 0
-    block = _read_exact(src, chunk_size)
+    block = read_exact(src, chunk_size)
     while True:
-        nxt = _read_exact(src, chunk_size) if len(block) == chunk_size else b""
+        nxt = read_exact(src, chunk_size) if len(block) == chunk_size else b""
         final = not nxt
         ct = cipher.encrypt(_nonce(index, final), block, aad)
         frame = struct.pack(">I", len(ct)) + ct
@@ -114,7 +115,7 @@ def decrypt_stream(
     index = 0
     total = 0
     while True:
-        head = _read_exact(src, 4)
+        head = read_exact(src, 4)
         if not head:
             raise ChunkError("truncated: the payload ends before its final chunk")
         if len(head) < 4:
@@ -122,7 +123,7 @@ def decrypt_stream(
         (length,) = struct.unpack(">I", head)
         if length < TAG or length > max_frame:
             raise ChunkError(f"chunk {index} has an invalid length {length}")
-        ct = _read_exact(src, length)
+        ct = read_exact(src, length)
         if len(ct) < length:
             raise ChunkError(f"truncated: chunk {index} is cut short")
         fingerprint = blake3.blake3(ct).digest()
