@@ -242,3 +242,21 @@ async def test_syncer_pins_only_the_named_did(pair: tuple[Vault, Vault], tmp_pat
                 await Syncer(alice.home, state, alice.me, session).pin_identity(carol.me.did, bob.url)
     finally:
         state.close()
+
+
+async def test_sync_events_are_logged_as_json(pair: tuple[Vault, Vault], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from hn.node.logs import JsonFormatter
+
+    bob, alice = pair
+    caplog.set_level(logging.INFO, logger="hn.federation")
+    await refresh(alice)
+    await bob.stop()
+    await refresh(alice)
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "hn.federation"]
+    success = next(line for line in lines if line["event"] == "federation.sync.success")
+    failure = next(line for line in lines if line["event"] == "federation.sync.failure")
+    assert success["did"] == bob.me.did and success["ok"] is True and success["size"] == 3
+    assert failure["did"] == bob.me.did and failure["level"] == "warning" and failure["error"]
