@@ -27,6 +27,7 @@ from hn.vault.home import Home
 CATALOG = ("personal", "catalog.json")
 CATALOG_MAX_BYTES = 1 << 30
 READ_BLOCK = 1 << 20
+ADD_BATCH = 5000
 
 
 def object_path(home: Home, digest: str) -> Path:
@@ -253,7 +254,9 @@ def add_files(
     except OSError as exc:
         raise atomic.DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
     with home.lock():
-        home.append_event(keys, "doc.add", {"items": items})
+        # Batches keep every event far below the log reader's size cap, whatever the count.
+        for start in range(0, len(items), ADD_BATCH):
+            home.append_event(keys, "doc.add", {"items": items[start:start + ADD_BATCH]})
         catalog = load_catalog(home, persist=True)
     return [catalog.entries[i["id"]] for i in items]
 
