@@ -76,7 +76,6 @@ def main() -> None:
     # Library log lines stay quiet in the CLI: results and errors are its output. The node
     # (`hn mcp serve`) installs real handlers.
     logging.getLogger("hn").addHandler(logging.NullHandler())
-    logging.getLogger("hn").propagate = False
     try:
         # Standalone mode: Typer reports usage errors itself (exit 2) and turns
         # typer.Exit into the exit code; every hn error reaches the handlers below.

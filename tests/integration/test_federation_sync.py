@@ -251,9 +251,15 @@ async def test_sync_events_are_logged_as_json(pair: tuple[Vault, Vault], caplog:
 
     bob, alice = pair
     caplog.set_level(logging.INFO, logger="hn.federation")
-    await refresh(alice)
-    await bob.stop()
-    await refresh(alice)
+    # Attach directly: another test may have set up the node's own handlers (no propagation).
+    logger = logging.getLogger("hn.federation")
+    logger.addHandler(caplog.handler)
+    try:
+        await refresh(alice)
+        await bob.stop()
+        await refresh(alice)
+    finally:
+        logger.removeHandler(caplog.handler)
     formatter = JsonFormatter()
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "hn.federation"]
     success = next(line for line in lines if line["event"] == "federation.sync.success")
