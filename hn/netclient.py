@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import aiohttp
+import blake3
 
-from hn.errors import NetworkError
+from hn.errors import NetworkError, VerificationError
 from hn.proto.canonical import loads_strict
 
 DEFAULT_TIMEOUT = 10.0
@@ -40,3 +42,26 @@ async def fetch_json(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
 
 def fetch_json_sync(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
     return asyncio.run(fetch_json(url, timeout=timeout))
+
+
+async def copy_checked(
+    content: aiohttp.StreamReader, out: BinaryIO, size: int, digest: str, *, too_large: str, mismatch: str,
+    block: int = 1 << 16, progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream a body to ``out``, refusing it past ``size`` bytes or unless its BLAKE3 is ``digest``.
+
+    Nothing is trusted before the last byte is checked: callers write to a temp file and
+    keep it only when this returns.
+    """
+    hasher = blake3.blake3()
+    got = 0
+    async for chunk in content.iter_chunked(block):
+        got += len(chunk)
+        if got > size:
+            raise VerificationError(too_large)
+        hasher.update(chunk)
+        out.write(chunk)
+        if progress:
+            progress(len(chunk))
+    if got != size or hasher.hexdigest() != digest:
+        raise VerificationError(mismatch)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import blake3
 
 from hn.errors import HnError, NetworkError, NotFound, VerificationError
+from hn.netclient import copy_checked
 from hn.node.httpsig import sign_request
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
@@ -123,24 +123,16 @@ async def fetch_payload(base_url: str, header: dict[str, Any], target: Path,
     """Download the payload to ``target``, refusing it unless size and digest match the header."""
     url = f"{base_url.rstrip('/')}/backup/{header['id']}/blob"
     limit = header["payload"]["size"]
-    hasher = blake3.blake3()
-    size = 0
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         try:
             async with session.get(url) as resp:
                 if resp.status != 200:
                     raise _error(url, resp.status, await resp.read())
                 with atomic.atomic_writer(target, mode=0o600) as out:
-                    async for block in resp.content.iter_chunked(1 << 20):
-                        size += len(block)
-                        if size > limit:
-                            raise VerificationError(f"{url}: payload larger than its signed size of {limit} bytes")
-                        hasher.update(block)
-                        out.write(block)
-                        if progress:
-                            progress(len(block))
-                    if size != limit or hasher.hexdigest() != header["payload"]["digest"]:
-                        raise VerificationError(f"{url}: the payload digest does not match the signed header")
+                    await copy_checked(
+                        resp.content, out, limit, header["payload"]["digest"], block=1 << 20, progress=progress,
+                        too_large=f"{url}: payload larger than its signed size of {limit} bytes",
+                        mismatch=f"{url}: the payload digest does not match the signed header")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
 

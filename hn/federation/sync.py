@@ -28,6 +28,7 @@ import blake3
 
 from hn.errors import HnError, NetworkError, VerificationError
 from hn.federation.peerindex import PeerIndex
+from hn.netclient import copy_checked
 from hn.node.httpsig import sign_request
 from hn.node.state import NodeState
 from hn.proto import timefmt
@@ -383,21 +384,15 @@ class Syncer:
         target.parent.mkdir(parents=True, exist_ok=True)
         headers = sign_request(self.me.keys, "GET", url, b"")
         fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
-        hasher = blake3.blake3()
-        got = 0
         try:
             with os.fdopen(fd, "wb") as out:
                 async with self.fetch.session.get(url, headers=headers, allow_redirects=False) as resp:
                     if resp.status != 200:
                         raise NetworkError(f"{url}: HTTP {resp.status}")
-                    async for block in resp.content.iter_chunked(1 << 16):
-                        got += len(block)
-                        if got > size:
-                            raise VerificationError(f"artefact {digest[:16]}… is larger than its index entry says")
-                        hasher.update(block)
-                        out.write(block)
-            if got != size or hasher.hexdigest() != digest:
-                raise VerificationError(f"artefact {digest[:16]}… does not match its digest (refused)")
+                    await copy_checked(
+                        resp.content, out, size, digest,
+                        too_large=f"artefact {digest[:16]}… is larger than its index entry says",
+                        mismatch=f"artefact {digest[:16]}… does not match its digest (refused)")
             os.replace(tmp, target)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             Path(tmp).unlink(missing_ok=True)
