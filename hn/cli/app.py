@@ -47,7 +47,7 @@ app.add_typer(vault_cmd.app, name="vault")
 
 def _register_optional() -> None:
     """Capability front ends register themselves here as they exist."""
-    import importlib
+    from hn.optional import import_optional
 
     for module, name in (
         ("hn.cli.backup_cmd", None),
@@ -58,12 +58,9 @@ def _register_optional() -> None:
         ("hn.cli.status_cmd", None),
         ("hn.cli.smoke_cmd", "smoke"),
     ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
+        mod = import_optional(module)
+        if mod is None:
+            continue
         mod.register(app) if name is None else app.add_typer(mod.app, name=name)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from typing import Any, Optional
 
 import typer
@@ -108,13 +107,11 @@ def federate_refresh(mirror: bool = typer.Option(False, "--mirror", help="Also d
 
 
 def _optional_relay() -> None:
-    try:
-        module = importlib.import_module("hn.cli.relay_cmd")
-    except ModuleNotFoundError as exc:
-        if exc.name != "hn.cli.relay_cmd":
-            raise
-        return
-    app.add_typer(module.app, name="relay")
+    from hn.optional import import_optional
+
+    module = import_optional("hn.cli.relay_cmd")
+    if module is not None:
+        app.add_typer(module.app, name="relay")
 
 
 _optional_relay()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from hn.errors import InputError, NotFound
 from hn.node.context import CTX_KEY, PLUGINS, NodeContext
 from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware
 from hn.node.state import NodeState
+from hn.optional import import_optional
 from hn.proto import timefmt
 from hn.proto.canonical import canonical
 from hn.vault import atomic, identities, presence
@@ -76,13 +76,9 @@ async def create_app(ctx: NodeContext) -> web.Application:
     ctx.app.router.add_get("/.well-known/hn/presence", presence_route)
     ctx.app.router.add_get("/.well-known/hn/identity", identity_route)
     for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        await module.setup(ctx)
+        module = import_optional(name)
+        if module is not None:
+            await module.setup(ctx)
     return ctx.app
 
 
