@@ -8,6 +8,7 @@ monotonic clock either way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -40,9 +41,9 @@ async def join(nodes: list[DhtNode]) -> None:
         await node.bootstrap([nodes[-1].address])  # type: ignore[list-item]
 
 
-@pytest.fixture
-async def skewed() -> AsyncIterator[list[DhtNode]]:
-    nodes = [DhtNode(clock=offset_clock(o)) for o in OFFSETS]
+@contextlib.asynccontextmanager
+async def running(nodes: list[DhtNode]) -> AsyncIterator[list[DhtNode]]:
+    """Nodes listening on loopback and joined to each other; stopped afterwards."""
     try:
         for node in nodes:
             await node.listen(0, "127.0.0.1")
@@ -51,6 +52,12 @@ async def skewed() -> AsyncIterator[list[DhtNode]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture
+async def skewed() -> AsyncIterator[list[DhtNode]]:
+    async with running([DhtNode(clock=offset_clock(o)) for o in OFFSETS]) as nodes:
+        yield nodes
 
 
 def holders(nodes: list[DhtNode], did: str) -> dict[float, set[int | None]]:
@@ -144,15 +151,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 @pytest.fixture
 async def network(clock: FakeClock) -> AsyncIterator[list[DhtNode]]:
-    nodes = [DhtNode() for _ in range(12)]
-    try:
-        for node in nodes:
-            await node.listen(0, "127.0.0.1")
-        await join(nodes)
+    async with running([DhtNode() for _ in range(12)]) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def count_holding(nodes: list[DhtNode], raw: bytes) -> int:
