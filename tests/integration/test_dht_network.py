@@ -53,9 +53,15 @@ async def test_publish_then_resolve_newest(network: list[DhtNode], alice: Identi
     for node in network[6:12]:
         got = await node.get_hints(alice.did)
         assert got.hint is not None and got.hint.seq == 2
-    # An older seq is refused by every holder, and publish says so instead of "True".
+    # An older seq is refused by every node holding seq 2, and publish says so instead of
+    # "True". A node near the key that neither earlier publish reached (routing tables differ
+    # from node to node) may take it, but resolving still gives the newest.
     again = await network[7].publish(make_hint(alice, 1))
-    assert again.acks == 0 and again.refused >= 10
+    assert again.refused >= 10
+    assert not set(again.holders) & set(second.holders)
+    for node in network[12:16]:
+        got = await node.get_hints(alice.did)
+        assert got.hint is not None and got.hint.seq == 2
 
 
 async def test_stock_server_interoperates(network: list[DhtNode], alice: Identity) -> None:
