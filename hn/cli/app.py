@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from hn import __version__
-from hn.cli import doc_cmd, id_cmd, vault_cmd
 from hn.cli.context import STATE
 from hn.errors import HnError
 
-app = typer.Typer(
-    name="hn",
-    help="hn: your data vault and federation node.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+# Top-level command -> the modules that provide it. A module with a group name is added as
+# that sub-app; one without (None) registers itself (``register(root)``). `hn vault backup
+# create` then imports the vault and backup front ends only, not every capability: a
+# Python start-up is most of a small command's time. Modules that may be left out of an
+# installation are skipped when absent.
+COMMANDS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "id": (("hn.cli.id_cmd", "id"),),
+    "doc": (("hn.cli.doc_cmd", "doc"),),
+    "vault": (("hn.cli.vault_cmd", "vault"), ("hn.cli.backup_cmd", None)),
+    "mcp": (("hn.cli.mcp_cmd", "mcp"),),
+    "discover": (("hn.cli.discover_cmd", "discover"),),
+    "trust": (("hn.cli.trust_cmd", "trust"),),
+    "policy": (("hn.cli.policy_cmd", "policy"),),
+    "status": (("hn.cli.status_cmd", None),),
+    "smoke": (("hn.cli.smoke_cmd", "smoke"),),
+}
+REQUIRED = ("hn.cli.id_cmd", "hn.cli.doc_cmd", "hn.cli.vault_cmd")
+_BUILT: dict[str | None, typer.Typer] = {}
 
 
 def _version(value: bool) -> None:
@@ -30,7 +41,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     home: Optional[Path] = typer.Option(None, "--home", help="Vault folder (default $HN_HOME or ~/.human-net)."),
     log_json: bool = typer.Option(False, "--log-json", help="Structured JSON logs on stderr."),
@@ -40,31 +50,43 @@ def root(
     STATE.log_json = log_json
 
 
-app.add_typer(id_cmd.app, name="id")
-app.add_typer(doc_cmd.app, name="doc")
-app.add_typer(vault_cmd.app, name="vault")
-
-
-def _register_optional() -> None:
-    """Capability front ends register themselves here as they exist."""
+def build(only: str | None = None) -> typer.Typer:
+    """The `hn` app with every command, or with the one top-level command ``only``."""
+    if only in _BUILT:
+        return _BUILT[only]
     from hn.optional import import_optional
 
-    for module, name in (
-        ("hn.cli.backup_cmd", None),
-        ("hn.cli.mcp_cmd", "mcp"),
-        ("hn.cli.discover_cmd", "discover"),
-        ("hn.cli.trust_cmd", "trust"),
-        ("hn.cli.policy_cmd", "policy"),
-        ("hn.cli.status_cmd", None),
-        ("hn.cli.smoke_cmd", "smoke"),
-    ):
-        mod = import_optional(module)
-        if mod is None:
+    cli = typer.Typer(name="hn", help="hn: your data vault and federation node.", no_args_is_help=True,
+                      pretty_exceptions_enable=False, add_completion=False)
+    cli.callback()(root)
+    for command, modules in COMMANDS.items():
+        if only is not None and command != only:
             continue
-        mod.register(app) if name is None else app.add_typer(mod.app, name=name)
+        for module, group in modules:
+            mod = importlib.import_module(module) if module in REQUIRED else import_optional(module)
+            if mod is None:
+                continue
+            mod.register(cli) if group is None else cli.add_typer(mod.app, name=group)
+    _BUILT[only] = cli
+    return cli
 
 
-_register_optional()
+def command_of(argv: list[str]) -> str | None:
+    """The top-level command named on a command line, None when there is none we know."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--home":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app``: the whole command tree, built on first use (docs, help tests).
+    if name == "app":
+        return build()
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -76,7 +98,7 @@ def main() -> None:
     try:
         # Standalone mode: Typer reports usage errors itself (exit 2) and turns
         # typer.Exit into the exit code; every hn error reaches the handlers below.
-        app(prog_name="hn")
+        build(command_of(sys.argv[1:]))(prog_name="hn")
     except HnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

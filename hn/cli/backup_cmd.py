@@ -21,7 +21,9 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 def register(app: typer.Typer) -> None:
     from hn.cli import vault_cmd
 
-    vault_cmd.app.add_typer(backup_app, name="backup")
+    # Once per process, however many command trees are built.
+    if all(group.typer_instance is not backup_app for group in vault_cmd.app.registered_groups):
+        vault_cmd.app.add_typer(backup_app, name="backup")
 
 
 @contextlib.contextmanager

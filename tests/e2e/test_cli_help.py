@@ -39,3 +39,19 @@ def test_every_command_and_group_has_help() -> None:
 def test_help_through_the_entry_point() -> None:
     proc = run_hn(None, "id", "recovery", "restore", "--help")
     assert proc.returncode == 0 and "mnemonics" in proc.stdout
+
+
+def test_command_line_builds_only_the_named_command() -> None:
+    from hn.cli.app import build, command_of
+
+    assert command_of(["--home", "vault", "id", "list"]) == "id"
+    assert command_of(["--home=/tmp/x", "--log-json", "vault", "backup", "create"]) == "vault"
+    assert command_of(["--version"]) is None
+    assert command_of(["no-such-command"]) is None
+    names = {g.name for g in build("vault").registered_groups}
+    assert names == {"vault"}
+    full = {g.name for g in build().registered_groups}
+    assert {"id", "doc", "vault", "mcp", "discover", "trust", "policy", "smoke"} <= full
+    # The backup commands sit under `vault` once, whichever trees were built.
+    vault_groups = [g.name for g in build("vault").registered_groups[0].typer_instance.registered_groups]
+    assert vault_groups.count("backup") == 1
