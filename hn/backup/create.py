@@ -23,9 +23,8 @@ from hn.backup.snapshot import FileInfo
 from hn.errors import InputError
 from hn.proto import backup as proto
 from hn.proto import chunked, timefmt
-from hn.proto.canonical import b64e, canonical
+from hn.proto.canonical import b64e
 from hn.proto.keys import SUITE_NAME, hpke_key_id
-from hn.proto.signed import sign_document
 from hn.vault import atomic
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -127,44 +126,48 @@ class _Archiver:
     def blocks(self) -> Iterator[bytes]:
         made: set[str] = set()
         last_parent = ""
-        buf = bytearray()
-        pending = 0  # file bytes in buf not yet reported to progress
-        header = tarball.member_header
+        parts: list[bytes] = []
+        size = 0  # bytes in parts
+        pending = 0  # file bytes in parts not yet reported to progress
+        header, padding, hasher = tarball.member_header, tarball.padding, blake3.blake3
+        stored, digests, read_small = self.stored, self.digests, self._read_small
         for info in self.files:
-            if info.path not in self.stored:
+            path = info.path
+            if path not in stored:
                 continue
-            parent = info.path.rpartition("/")[0]
+            parent = path.rpartition("/")[0]
             # Files come sorted, so a parent seen once has all its ancestors emitted too.
             if parent != last_parent and parent and parent not in made:
-                parts = info.path.split("/")
-                for i in range(1, len(parts)):
-                    folder = "/".join(parts[:i])
+                names = path.split("/")
+                for i in range(1, len(names)):
+                    folder = "/".join(names[:i])
                     if folder not in made:
                         made.add(folder)
-                        buf += header(folder, 0, snapshot.dir_mode(folder), directory=True)
+                        parts.append(header(folder, 0, snapshot.dir_mode(folder), directory=True))
+                        size += tarball.BLOCK
             last_parent = parent
-            buf += header(info.path, info.size, info.mode)
+            head = header(path, info.size, info.mode)
             if info.size <= SMALL_FILE:
-                data = self._read_small(info)
-                self.digests[info.path] = blake3.blake3(data).hexdigest()
-                buf += data
-                buf += tarball.padding(info.size)
+                data = read_small(info)
+                digests[path] = hasher(data).hexdigest()
+                parts += (head, data, padding(info.size))
+                size += len(head) + info.size + (-info.size % tarball.BLOCK)
                 pending += info.size
-                if len(buf) >= BATCH:
-                    yield bytes(buf)
-                    buf = bytearray()
+                if size >= BATCH:
+                    yield b"".join(parts)
+                    parts, size = [], 0
                     self._advance(pending)
                     pending = 0
             else:
-                if buf:
-                    yield bytes(buf)
-                    buf = bytearray()
-                    self._advance(pending)
-                    pending = 0
+                parts.append(head)
+                yield b"".join(parts)
+                parts, size = [], 0
+                self._advance(pending)
+                pending = 0
                 yield from self._large(info)
             self.read_files += 1
-        buf += tarball.END
-        yield bytes(buf)
+        parts.append(tarball.END)
+        yield b"".join(parts)
         self._advance(pending)
 
     def _advance(self, n: int) -> None:
@@ -295,14 +298,13 @@ def create(
         "merkle_root": proto.merkle_root(entries),
         "identity": me.doc,
     }
-    header["id"] = proto.compute_id(header)
-    header = sign_document(header, me.keys)
+    header, header_bytes = proto.seal(header, me.keys)
     header_path = out_dir / f"{header['id']}{HEADER_SUFFIX}"
     payload_path = payload_path_for(header_path)
     # The payload takes the id's name only now; the header, written last, commits both.
     try:
         os.replace(incoming, payload_path)
-        atomic.write_bytes(header_path, canonical(header))
+        atomic.write_bytes(header_path, header_bytes)
     except BaseException:
         incoming.unlink(missing_ok=True)
         raise

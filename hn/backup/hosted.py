@@ -168,6 +168,7 @@ class HostedStore:
         removed = self.retain(owner)
         out = self.status(owner, header["id"], complete=True)
         out["removed"] = removed
+        out["stored_now"] = header["payload"]["digest"]  # taken out by the route, which logs it
         return out
 
     def retain(self, owner: str) -> list[str]:

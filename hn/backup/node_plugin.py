@@ -58,7 +58,16 @@ async def setup(ctx: NodeContext) -> None:
             raise NotFound(f"no backup {backup_id!r}")
         async with locks[backup_id]:
             status = await asyncio.to_thread(store.append, signer, backup_id, offset, body)
+            digest = status.pop("stored_now", None)
+            if digest:
+                await asyncio.to_thread(record_stored, signer, backup_id, digest)
         return web.json_response(status)
+
+    def record_stored(owner: str, backup_id: str, digest: str) -> None:
+        """A friend's backup now held here: evidence (backup:ID) for trust links to them."""
+        with ctx.home.lock():
+            ctx.home.append_event(ctx.identity.keys, "backup.store", {"id": backup_id, "owner": owner,
+                                                                      "digest": digest})
 
     async def listing(request: web.Request) -> web.Response:
         owner = request.query.get("owner", "")

@@ -15,8 +15,8 @@ import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hn.errors import MalformedDocument
 from hn.proto.canonical import loads_strict
@@ -35,8 +35,7 @@ SQLITE_SUFFIX = ".sqlite3"
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
-class FileInfo:
+class FileInfo(NamedTuple):
     path: str
     abspath: str
     size: int
@@ -61,34 +60,33 @@ def dir_mode(path: str) -> int:
     return 0o700 if path == "identities" or path.startswith("identities/") else 0o755
 
 
-def _excluded(rel: str, include_cache: bool) -> bool:
-    top = rel.split("/", 1)[0]
-    if top in EXCLUDED_TOP or (top == "cache" and not include_cache):
-        return True
-    if rel in EXCLUDED_FILES:
-        return True
-    name = rel.rsplit("/", 1)[-1]
-    return name.endswith(EXCLUDED_SUFFIXES) or (name.startswith(".") and ".tmp" in name)
-
-
 def scan(home: Home, include_cache: bool = False) -> tuple[list[FileInfo], list[str]]:
     """Regular files to back up, sorted by UTF-8 path bytes; plus skipped non-regular paths."""
     files: list[FileInfo] = []
     skipped: list[str] = []
+    excluded_top = set(EXCLUDED_TOP) if include_cache else {*EXCLUDED_TOP, "cache"}
+    excluded_files = set(EXCLUDED_FILES)
+    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
+    add = files.append
     stack: list[tuple[str, str]] = [(str(home.root), "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
             for item in it:
-                rel = prefix + item.name
-                if _excluded(rel, include_cache):
+                name = item.name
+                if not prefix and name in excluded_top:
+                    continue
+                if name.endswith(EXCLUDED_SUFFIXES) or (name[0] == "." and ".tmp" in name):
+                    continue
+                rel = prefix + name
+                if rel in excluded_files:
                     continue
                 st = item.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
+                if is_dir(st.st_mode):
                     stack.append((item.path, rel + "/"))
-                elif stat.S_ISREG(st.st_mode):
-                    files.append(FileInfo(rel, item.path, st.st_size, st.st_mtime_ns, st.st_ino,
-                                          st.st_ctime_ns, archive_mode(rel, st.st_mode)))
+                elif is_reg(st.st_mode):
+                    add(FileInfo(rel, item.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns,
+                                 archive_mode(rel, st.st_mode)))
                 else:
                     skipped.append(rel)
     files.sort(key=lambda f: f.path.encode("utf-8"))

@@ -65,6 +65,35 @@ def _header(name: bytes, size: int, mode: int, typeflag: bytes) -> bytes:
     return bytes(head)
 
 
+class _Template:
+    """The fixed parts of a header for one (mode, type), for the common short-name case.
+
+    A header is then the name, the size field and the checksum spliced between constant
+    bytes: the same bytes ``_header`` gives, at a fraction of the cost per file.
+    """
+
+    def __init__(self, mode: int, typeflag: bytes) -> None:
+        blank = _header(b"", 0, mode, typeflag)
+        self.middle = blank[100:124]
+        self.between = blank[136:148]
+        self.tail = blank[156:]
+        # Checksum of the header with an empty name and an all-zero size field.
+        self.base = sum(blank[:148]) + 8 * 32 + sum(blank[156:]) - sum(_octal(0, 12))
+
+
+_TEMPLATES: dict[tuple[int, bytes], _Template] = {}
+
+
+def _fast_header(name: bytes, size: int, mode: int, typeflag: bytes) -> bytes:
+    template = _TEMPLATES.get((mode, typeflag))
+    if template is None:
+        template = _TEMPLATES[(mode, typeflag)] = _Template(mode, typeflag)
+    size_field = b"%011o\x00" % size
+    checksum = template.base + sum(name) + sum(size_field)
+    return b"".join((name, bytes(100 - len(name)), template.middle, size_field, template.between,
+                     b"%06o\x00 " % checksum, template.tail))
+
+
 def padding(size: int) -> bytes:
     return b"\x00" * (-size % BLOCK)
 
@@ -74,7 +103,7 @@ def member_header(path: str, size: int, mode: int, directory: bool = False) -> b
     name = (path + "/" if directory else path).encode("utf-8")
     typeflag = DIR_TYPE if directory else b"0"
     if len(name) <= 100 and size <= MAX_OCTAL_SIZE and name.isascii():
-        return _header(name, size, mode, typeflag)
+        return _fast_header(name, size, mode, typeflag)
     records = _pax_record("path", name.decode("utf-8"))
     if size > MAX_OCTAL_SIZE:
         records += _pax_record("size", str(size))

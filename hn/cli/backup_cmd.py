@@ -94,6 +94,13 @@ def create_cmd(
 
             status = asyncio.run(client.push(me.keys, push_url, result.header, result.payload_path, advance))
         local.record_pushed(home, result.header["id"], push_url.rstrip("/"), target, timefmt.now_iso())
+        if status.get("complete"):
+            # The signed log is the record trust links cite as evidence (backup:ID). It
+            # comes after the snapshot, so the next backup, not this one, carries it.
+            with home.lock():
+                home.append_event(me.keys, "backup.push", {
+                    "id": result.header["id"], "target": target, "url": push_url.rstrip("/"),
+                    "digest": result.header["payload"]["digest"]})
         data["pushed"] = {"url": push_url.rstrip("/"), "target": target, "status": status}
     emit(data, as_json, lambda d: kv({
         "backup": d["id"], "scope": d["scope"] + (f" (base {d['base_backup']})" if d["base_backup"] else ""),

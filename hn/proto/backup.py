@@ -10,14 +10,15 @@ sign the payload digest without a cycle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto import chunked, merkle, timefmt
-from hn.proto.canonical import b64d, canonical, digest, hexdigest, is_hex_digest, loads_canonical
+from hn.proto.canonical import Splicer, b64d, canonical, digest, hexdigest, is_hex_digest, loads_canonical
 from hn.proto.identity import KeyHistory, accept_update, verify_identity
-from hn.proto.keys import SUITE_NAME, is_did
-from hn.proto.signed import check_envelope, require, verify_document
+from hn.proto.keys import SUITE_NAME, IdentityKeys, is_did
+from hn.proto.signed import check_envelope, require, sign_document, verify_document
 
 BACKUP_TYPE = "backup@1"
 INFO = b"hn backup@1"
@@ -31,10 +32,22 @@ ID_CHARS = 32
 MODES = (0o644, 0o600, 0o755)
 
 
-def compute_id(header: dict[str, Any]) -> str:
+def compute_id(header: dict[str, Any], encode: Callable[[Any], bytes] = canonical) -> str:
     """The id is BLAKE3 of the header without id and signature fields (first 32 hex)."""
     body = {k: v for k, v in header.items() if k not in ("id", "signer", "key_seq", "signature")}
-    return hexdigest(canonical(body))[:ID_CHARS]
+    return hexdigest(encode(body))[:ID_CHARS]
+
+
+def seal(header: dict[str, Any], keys: IdentityKeys) -> tuple[dict[str, Any], bytes]:
+    """Give the header its id and signature; returns it with its canonical bytes.
+
+    The entry list is most of a large header, so it is encoded once and spliced into the
+    three encodings (id, signed bytes, the file), which equal plain ``canonical``'s.
+    """
+    encode = Splicer("entries", header["entries"])
+    header = {**header, "id": compute_id(header, encode)}
+    signed = sign_document(header, keys, encode=encode)
+    return signed, encode(signed)
 
 
 def is_backup_id(value: Any) -> bool:

@@ -66,6 +66,28 @@ def canonical(obj: Any) -> bytes:
         raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
 
 
+class Splicer:
+    """JCS of documents that share one large value, which is encoded only once.
+
+    ``Splicer(key, value)(doc)`` equals ``canonical(doc)`` for a ``doc`` whose ``key`` holds
+    ``value``: the document is encoded with a placeholder string there, which is then
+    replaced by the value's bytes. The placeholder is the value's own BLAKE3 (64 hex
+    digits), and it must occur exactly once, so no other field can be mistaken for it.
+    """
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        self.raw = canonical(value)
+        self.token = hexdigest(self.raw)
+        self.needle = b'"' + self.token.encode() + b'"'
+
+    def __call__(self, doc: Any) -> bytes:
+        out = canonical({**doc, self.key: self.token})
+        if out.count(self.needle) != 1:
+            raise MalformedDocument("cannot canonicalise document: placeholder collision")
+        return out.replace(self.needle, self.raw)
+
+
 def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 

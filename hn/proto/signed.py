@@ -6,6 +6,7 @@ never verifies as another (verifiers always name the type they expect).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hn.errors import MalformedDocument, VerificationError
@@ -17,19 +18,24 @@ if TYPE_CHECKING:
     from hn.proto.identity import KeyHistory
 
 
-def signing_bytes(doc: dict[str, Any]) -> bytes:
-    return canonical({k: v for k, v in doc.items() if k != "signature"})
+def signing_bytes(doc: dict[str, Any], encode: Callable[[Any], bytes] = canonical) -> bytes:
+    return encode({k: v for k, v in doc.items() if k != "signature"})
 
 
-def sign_document(doc: dict[str, Any], keys: IdentityKeys, seq: int | None = None) -> dict[str, Any]:
-    """Return a copy of ``doc`` with signer, key_seq and signature set."""
+def sign_document(doc: dict[str, Any], keys: IdentityKeys, seq: int | None = None, *,
+                  encode: Callable[[Any], bytes] = canonical) -> dict[str, Any]:
+    """Return a copy of ``doc`` with signer, key_seq and signature set.
+
+    ``encode`` must give the JCS bytes of a document; a caller that already holds the
+    encoding of a large part may pass a faster equivalent (see ``canonical.Splicer``).
+    """
     if "type" not in doc:
         raise MalformedDocument("a signed document needs a type")
     key_seq = keys.key_seq if seq is None else seq
     out = {k: v for k, v in doc.items() if k != "signature"}
     out["signer"] = keys.did
     out["key_seq"] = key_seq
-    out["signature"] = b64e(keys.sign(signing_bytes(out), key_seq))
+    out["signature"] = b64e(keys.sign(signing_bytes(out, encode), key_seq))
     return out
 
 

@@ -7,6 +7,7 @@ user step is the `hn` command.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,11 @@ def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path
 
     full = harness.hn_json(alice, "vault", "backup", "create", "--push-url", bob.url, "--target", bob.did)
     assert full["pushed"]["status"]["complete"] is True
+    # A backup held for each other is evidence for trust links, on both sides.
+    held = harness.hn_json(bob, "trust", "link", "derive", "--to", alice.did, "--evidence", f"backup:{full['id']}")
+    assert held["evidence_count"] == 1
+    pushed = harness.hn_json(alice, "trust", "link", "derive", "--to", bob.did, "--evidence", f"backup:{full['id']}")
+    assert pushed["evidence_count"] == 1
     # A change after the full backup: one new document, one deleted file.
     (docs / "late.txt").write_text("written after the full backup")
     harness.hn(alice, "doc", "add", str(docs / "late.txt"))
@@ -66,6 +72,10 @@ def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path
 
     harness.stop_node(alice)
     reference = _tree(alice.home)
+    # The log's last event records the delta's push, which happened after its snapshot.
+    last = max(k for k in reference if k.startswith("events/"))
+    assert json.loads((alice.home / last).read_text())["kind"] == "backup.push"
+    del reference[last]
     shutil.rmtree(alice.home)  # the laptop is gone
     alice.home.mkdir()
 
