@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hn.backup import create, payload, restore, snapshot
+from hn.backup import create, payload, restore, snapshot, tarball
 from hn.backup.restore import FileSource
+from hn.errors import MalformedDocument
 from hn.proto import backup as proto
-from hn.proto.canonical import loads_canonical
+from hn.proto.canonical import Splicer, canonical, loads_canonical
+from hn.proto.signed import sign_document
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -125,3 +129,24 @@ def test_vector_payload_decrypts_to_its_archive() -> None:
     with payload.open_archive(header, private, io.BytesIO(bytes.fromhex(vectors["payload_hex"]))) as archive:
         data = b"".join(iter(lambda: archive.read(65536), b""))
     assert data == bytes.fromhex(vectors["archive_hex"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.binary(min_size=0, max_size=100), size=st.integers(0, tarball.MAX_OCTAL_SIZE),
+       mode=st.sampled_from([0o600, 0o644, 0o700, 0o755]), typeflag=st.sampled_from([b"0", b"5"]))
+def test_fast_tar_header_equals_the_field_by_field_one(name: bytes, size: int, mode: int, typeflag: bytes) -> None:
+    assert tarball._fast_header(name, size, mode, typeflag) == tarball._header(name, size, mode, typeflag)
+
+
+def test_sealed_header_bytes_equal_plain_canonical(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 5)
+    result = create.create(home, alice, tmp_path / "out")
+    raw = result.header_path.read_bytes()
+    header = loads_canonical(raw)
+    assert canonical(header) == raw
+    body = {k: v for k, v in header.items() if k not in ("signer", "key_seq", "signature")}
+    assert sign_document({**body, "id": proto.compute_id(body)}, alice.keys) == header
+    # A field that happens to hold the placeholder cannot be confused with the entries.
+    splice = Splicer("entries", header["entries"])
+    with pytest.raises(MalformedDocument):
+        splice({**header, "target": splice.token})
