@@ -25,7 +25,7 @@ from hn.proto import backup as proto
 from hn.proto import chunked, timefmt
 from hn.proto.canonical import b64e
 from hn.proto.keys import SUITE_NAME, hpke_key_id
-from hn.vault import atomic
+from hn.vault import atomic, writer
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -274,9 +274,9 @@ def create(
         reader = _CompressedReader(archiver.blocks(), threads)
         out_dir.mkdir(parents=True, exist_ok=True)
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
-        with atomic.atomic_writer(incoming, mode=0o600) as out:
+        with atomic.atomic_writer(incoming, mode=0o600) as out, writer.sink(out.fileno(), str(incoming)) as sink:
             _, size, payload_digest = chunked.encrypt_stream(
-                cipher, cast(BinaryIO, reader), out, proto.payload_aad(skeleton),
+                cipher, cast(BinaryIO, reader), cast(BinaryIO, sink), proto.payload_aad(skeleton),
                 chunk_size)
         entries = []
         for info in files:

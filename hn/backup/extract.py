@@ -18,8 +18,14 @@ import blake3
 from hn.backup import snapshot, tarball
 from hn.backup.tarball import ArchiveError
 from hn.vault.atomic import DiskError
+from hn.vault.writer import BackgroundWriter
 
 READ_BLOCK = 1 << 20
+
+
+def _disk_error(exc: OSError, path: str) -> DiskError:
+    return DiskError(f"could not write {path} into the staging folder: {exc.strerror or exc}; "
+                     "the vault was not changed")
 
 
 def parent_dirs(entries: list[dict[str, Any]]) -> set[str]:
@@ -42,6 +48,8 @@ class Extractor:
         self.covered: set[str] = set()
         self.progress = progress
         self.made_dirs: set[str] = set()
+        # Writes and closes run on their own thread, beside decryption and hashing.
+        self.writer = BackgroundWriter()
 
     def run(self, header: dict[str, Any], archive: Any) -> int:
         """Returns the number of files checked."""
@@ -76,32 +84,42 @@ class Extractor:
         try:
             self._copy(archive, entry, write)
         except OSError as exc:
-            raise DiskError(f"could not write {entry['path']} into the staging folder: "
-                            f"{exc.strerror or exc}; the vault was not changed") from exc
+            raise _disk_error(exc, entry["path"]) from exc
 
     def _copy(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
         hasher = blake3.blake3()
         remaining = entry["size"]
+        path = entry["path"]
         fd = self._open(entry) if write else -1
+        block = b""
         try:
             while remaining:
                 block = archive.read(min(READ_BLOCK, remaining))
                 if not block:
-                    raise ArchiveError(f"archive is truncated inside {entry['path']}")
+                    raise ArchiveError(f"archive is truncated inside {path}")
                 hasher.update(block)
-                if fd >= 0:
-                    view = memoryview(block)
-                    while view:
-                        view = view[os.write(fd, view):]
                 remaining -= len(block)
+                if fd >= 0 and remaining:
+                    self.writer.write(fd, block, path)
                 if self.progress:
                     self.progress(len(block))
         finally:
             if fd >= 0:
-                os.close(fd)
+                # The last block goes with the close: one hand-over for a small file.
+                self.writer.close(fd, path, block if not remaining else b"")
         tarball.skip_padding(archive, entry["size"])
         if hasher.hexdigest() != entry["digest"]:
-            raise ArchiveError(f"{entry['path']}: content digest does not match the manifest")
+            raise ArchiveError(f"{path}: content digest does not match the manifest")
+
+    def finish(self) -> None:
+        """Wait for every write; a failed one is reported here if not before."""
+        try:
+            self.writer.finish()
+        except OSError as exc:
+            raise _disk_error(exc, exc.filename or "a file") from exc
+
+    def abandon(self) -> None:
+        self.writer.abandon()
 
     def _open(self, entry: dict[str, Any]) -> int:
         assert self.staging is not None

@@ -142,11 +142,12 @@ def restore(
     if into is not None:
         _check_target(into, top["owner"], force)
         staging = swap.prepare(into)
+    extractor = Extractor(staging, final, progress)
     try:
-        extractor = Extractor(staging, final, progress)
         for header, key in zip(chain, keys):
             with source.payload(header) as handle, open_archive(header, key, handle) as archive:
                 extractor.run(header, archive)
+        extractor.finish()
         extractor.check_complete()
         if into is not None and staging is not None:
             # Folders the vault expects even when empty (cache/ is not backed up).
@@ -154,6 +155,7 @@ def restore(
             swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]})
             staging = None
     finally:
+        extractor.abandon()
         if staging is not None:
             swap.abandon(staging)
     return Outcome(top["id"], [h["id"] for h in chain], len(final), sum(e["size"] for e in final.values()),

@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from hn.errors import MalformedDocument
-from hn.proto.canonical import loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
 
@@ -117,9 +115,11 @@ def sqlite_snapshot(path: str | Path) -> Iterator[FileInfo | None]:
 # -- change-detection cache ---------------------------------------------------------------
 def load_cache(home: Home) -> dict[str, list[int | str]]:
     path = home.path(*CACHE)
+    # Plain json: this file is ours, unsigned, and only ever a hint (every row is checked
+    # against a fresh stat and a digest pattern); a bad file means "read everything".
     try:
-        raw = loads_strict(path.read_bytes(), max_bytes=1 << 30)
-    except (OSError, MalformedDocument):
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict):
         return {}

@@ -1,0 +1,98 @@
+"""The background writer: order, every descriptor closed, failures named, early writeback."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from hn.vault import writer as writer_mod
+from hn.vault.writer import ADVISE_EVERY, BackgroundWriter
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _create(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def test_many_files_written_in_order_and_closed(tmp_path: Path) -> None:
+    before = _open_fds()
+    w = BackgroundWriter(depth=2)
+    expected = {}
+    for i in range(1500):
+        body = os.urandom(i % 7) * (i % 300)
+        fd = _create(tmp_path / f"f{i}")
+        half = len(body) // 2
+        w.write(fd, body[:half], f"f{i}")
+        w.close(fd, f"f{i}", body[half:])
+        expected[f"f{i}"] = body
+    w.finish()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == expected
+    assert _open_fds() == before
+
+
+def test_failure_is_named_and_every_descriptor_still_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("f7"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(writer_mod.os, "write", full)
+    before = _open_fds()
+    w = BackgroundWriter()
+    raised = None
+    for i in range(20):
+        fd = _create(tmp_path / f"f{i}")
+        try:
+            w.close(fd, f"label-{i}", b"x" * 100)
+        except OSError as exc:
+            raised = exc
+    with pytest.raises(OSError) as info:
+        w.finish()
+    for exc in (raised, info.value):
+        assert exc is None or (exc.errno == errno.ENOSPC and exc.filename == "label-7")
+    assert info.value.filename == "label-7"
+    # Nothing after the failure was written, and no descriptor was left open.
+    assert (tmp_path / "f6").read_bytes() == b"x" * 100
+    assert all((tmp_path / f"f{i}").read_bytes() == b"" for i in range(7, 20))
+    assert _open_fds() == before
+    w.abandon()  # stopping twice is harmless
+
+
+def test_large_streams_start_writeback_as_they_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    advised: list[tuple[int, int]] = []
+    monkeypatch.setattr(writer_mod.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: advised.append((offset, length)))
+    block = os.urandom(1 << 20)
+    fd = _create(tmp_path / "big")
+    with writer_mod.sink(fd, "big") as out:
+        for _ in range(20):
+            out.write(block)
+    os.close(fd)
+    assert (tmp_path / "big").stat().st_size == 20 << 20
+    assert advised == [(0, ADVISE_EVERY), (ADVISE_EVERY, ADVISE_EVERY)]
+    # Through close(), the tail is advised too.
+    advised.clear()
+    w = BackgroundWriter()
+    fd = _create(tmp_path / "big2")
+    for _ in range(9):
+        w.write(fd, block, "big2")
+    w.close(fd, "big2", block)
+    w.finish()
+    assert advised == [(0, ADVISE_EVERY), (ADVISE_EVERY, 2 << 20)]
+
+
+def test_a_sink_whose_caller_fails_stops_its_thread(tmp_path: Path) -> None:
+    fd = _create(tmp_path / "x")
+    with pytest.raises(ValueError), writer_mod.sink(fd, "x") as out:
+        out.write(b"abc")
+        raise ValueError("caller failed")
+    os.close(fd)
+    assert (tmp_path / "x").read_bytes() == b"abc"
