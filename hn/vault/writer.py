@@ -23,6 +23,7 @@ from typing import NamedTuple
 BATCH_BYTES = 1 << 20
 BATCH_OPS = 512
 ADVISE_EVERY = 8 << 20
+ADVISE_FROM = 1 << 20
 
 
 class _Op(NamedTuple):
@@ -133,7 +134,8 @@ class BackgroundWriter:
 
     def _close(self, fd: int, label: str) -> None:
         advised, written = self._advised.pop(fd, (0, 0))
-        if advised and written > advised and self._error is None:
+        # Small files are left to the final sync, which batches them better.
+        if written >= ADVISE_FROM and written > advised and self._error is None:
             _start_writeback(fd, advised, written - advised)
         try:
             os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hn.backup import create, restore, tarball
+from hn.backup import create, payload, restore, tarball
 from hn.backup.payload import WrongRecipient
 from hn.backup.restore import FileSource
 from hn.backup.tarball import ArchiveError
@@ -197,3 +198,23 @@ def test_header_must_be_canonical(alice: Identity, home: Home, tmp_path: Path) -
     with pytest.raises(MalformedDocument):
         proto.parse_header(raw.replace(b'{"algorithm"', b'{ "algorithm"', 1))
     assert proto.parse_header(canonical(loads_canonical(raw)))["id"] == result.header["id"]
+
+
+def test_reader_that_stops_early_stops_the_decrypting_thread(alice: Identity, home: Home, tmp_path: Path) -> None:
+    for i in range(6):
+        (home.path("personal") / f"big{i}.bin").write_bytes(os.urandom(5 << 20))
+    result = create.create(home, alice, tmp_path / "out")
+    key = payload.recipient_key(home, result.header)
+    before = threading.active_count()
+    with open(result.payload_path, "rb") as src, pytest.raises(ValueError, match="reader gave up"), \
+            payload.open_compressed(result.header, key, src) as stream:
+        assert stream.read(1 << 20)
+        raise ValueError("reader gave up")
+    # The worker was blocked on a full hand-over queue (30 MiB payload, 8 chunks of room)
+    # and has ended; a reader that reads everything still gets every byte.
+    assert threading.active_count() == before
+    with open(result.payload_path, "rb") as src, payload.open_compressed(result.header, key, src) as stream:
+        total = 0
+        while block := stream.read(300_000):
+            total += len(block)
+    assert total == result.header["payload"]["compressed_size"]

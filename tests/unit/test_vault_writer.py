@@ -85,8 +85,13 @@ def test_large_streams_start_writeback_as_they_go(tmp_path: Path, monkeypatch: p
     for _ in range(9):
         w.write(fd, block, "big2")
     w.close(fd, "big2", block)
+    # A 3 MiB file is advised once, at its close; a small one is left to the final sync.
+    fd = _create(tmp_path / "mid")
+    w.close(fd, "mid", block * 3)
+    fd = _create(tmp_path / "small")
+    w.close(fd, "small", b"s" * 1000)
     w.finish()
-    assert advised == [(0, ADVISE_EVERY), (ADVISE_EVERY, 2 << 20)]
+    assert advised == [(0, ADVISE_EVERY), (ADVISE_EVERY, 2 << 20), (0, 3 << 20)]
 
 
 def test_a_sink_whose_caller_fails_stops_its_thread(tmp_path: Path) -> None:
