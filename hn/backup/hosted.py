@@ -20,7 +20,7 @@ import blake3
 from hn.errors import Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, VerificationError
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical
-from hn.vault import atomic
+from hn.vault import atomic, policy
 from hn.vault.home import Home
 from hn.vault.identities import did_tail
 
@@ -53,8 +53,20 @@ class Limits:
 
 class HostedStore:
     def __init__(self, home: Home, limits: Limits) -> None:
+        self.home = home
         self.root = home.path("hosted", "backups")
         self.limits = limits
+
+    def quota(self, owner: str) -> int:
+        """Policy backup.quota_bytes as the owner of this node set it (for ``owner`` or for
+        everyone), else the node's configured quota."""
+        value = policy.explicit(self.home, "backup.quota_bytes", owner)
+        return int(value) if value is not None and value.isdigit() else self.limits.quota
+
+    def keep_last(self, owner: str) -> int:
+        """Policy backup.retention likewise, else the node's keep_last."""
+        value = policy.explicit(self.home, "backup.retention", owner)
+        return max(1, int(value)) if value is not None and value.isdigit() else self.limits.keep_last
 
     def folder(self, owner: str) -> Path:
         return self.root / did_tail(owner)
@@ -110,8 +122,9 @@ class HostedStore:
             return self.status(owner, backup_id, complete=True)
         partial = folder / f"{backup_id}{PARTIAL}"
         already = partial.stat().st_size if partial.exists() else 0
-        if self.used(owner) - already + size + len(raw) > self.limits.quota:
-            raise QuotaExceeded(f"storing {size} more bytes would exceed the quota of {self.limits.quota} for {owner}")
+        quota = self.quota(owner)
+        if self.used(owner) - already + size + len(raw) > quota:
+            raise QuotaExceeded(f"storing {size} more bytes would exceed the quota of {quota} for {owner}")
         folder.mkdir(parents=True, exist_ok=True)
         atomic.write_bytes(folder / f"{backup_id}{PENDING}", raw, mode=0o600)
         if not partial.exists():
@@ -172,9 +185,9 @@ class HostedStore:
         return out
 
     def retain(self, owner: str) -> list[str]:
-        """Keep the newest ``keep_last`` backups and everything their chains need."""
+        """Keep the newest ``keep_last(owner)`` backups and everything their chains need."""
         items = self.listing(owner)
-        keep = {r["id"] for r in items[-self.limits.keep_last:]}
+        keep = {r["id"] for r in items[-self.keep_last(owner):]}
         by_id = {r["id"]: r for r in items}
         for backup_id in list(keep):
             base = by_id[backup_id]["base_backup"]

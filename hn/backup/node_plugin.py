@@ -15,7 +15,7 @@ from collections import defaultdict
 from aiohttp import web
 
 from hn.backup.hosted import HostedStore, Limits
-from hn.errors import InputError, MalformedDocument, NotFound, Unauthorized
+from hn.errors import Forbidden, InputError, MalformedDocument, NotFound, Unauthorized
 from hn.node.context import NodeContext
 from hn.node.http import canonical_response, read_body
 from hn.node.httpsig import verify_request
@@ -25,6 +25,15 @@ from hn.vault import identities
 
 SEGMENT_CAP = 16 << 20
 STORE_KEY: web.AppKey[HostedStore] = web.AppKey("hn_backup_store", HostedStore)
+
+
+def check_accept(ctx: NodeContext, did: str) -> None:
+    """policy backup.accept: friends (roster or contacts), allowlist, or a reputation selector."""
+    from hn.trust import selectors
+
+    allowed, reason = selectors.allows(ctx.home, "backup.accept", did)
+    if not allowed:
+        raise Forbidden(f"backup refused by policy: {reason}")
 
 
 async def setup(ctx: NodeContext) -> None:
@@ -39,6 +48,7 @@ async def setup(ctx: NodeContext) -> None:
         header = proto.parse_header(body)
         if header.get("owner") != signer:
             raise Unauthorized(f"the request is signed by {signer}, the backup belongs to {header.get('owner')}")
+        check_accept(ctx, signer)
         proto.verify_header(header, identities.known_history(ctx.home, signer), signer)
         async with locks[header["id"]]:
             status = await asyncio.to_thread(store.begin, body, header, ctx.identity.did)
@@ -54,6 +64,7 @@ async def setup(ctx: NodeContext) -> None:
             raise InputError("offset must not be negative")
         body = await read_body(request, SEGMENT_CAP)
         signer = await verify_request(ctx, request, body)
+        check_accept(ctx, signer)
         if not proto.is_backup_id(backup_id):
             raise NotFound(f"no backup {backup_id!r}")
         async with locks[backup_id]:

@@ -72,7 +72,6 @@ def load(home: Home) -> dict[str, Any]:
         "mirror": fed.get("mirror"),
         "relay_ttl": relay.get("ttl"),
         "relay_accept": relay.get("accept"),
-        "backup_retention_days": backup.get("retention_days"),
         "backup_keep_last": backup.get("keep_last"),
         "trust_exposure": trust.get("exposure"),
         "dht_listen": dht.get("listen") or None,

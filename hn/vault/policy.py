@@ -23,8 +23,8 @@ KNOWN: dict[str, tuple[str, str]] = {
     "trust.exposure": ("deny", "who may fetch my reputation@1: allow | deny, per --target DID or '*'"),
     "trust.max_age": ("2592000", "seconds a trust link stays live at most"),
     "backup.accept": ("friends", "whose backups this node stores: friends | allowlist | a reputation selector"),
-    "backup.retention": ("7", "backups kept per owner (keep-last-N)"),
-    "backup.quota_bytes": ("10737418240", "bytes of backups stored per owner at most"),
+    "backup.retention": ("5", "backups kept per owner (keep-last-N, plus the bases they need)"),
+    "backup.quota_bytes": ("68719476736", "bytes of backups stored per owner at most"),
 }
 
 
@@ -82,6 +82,13 @@ def set_policy(home: Home, name: str, value: str, target: str | None = None) -> 
 
 def get(home: Home, name: str, target: str | None = None) -> str:
     """The value for ``target``: its own value, else the '*' value, else the default."""
+    value = explicit(home, name, target)
+    return KNOWN[name][0] if value is None else value
+
+
+def explicit(home: Home, name: str, target: str | None = None) -> str | None:
+    """The value the owner set for ``target`` (its own, else '*', else the vault-wide one);
+    None if the owner set none, so a node setting may apply before the built-in default."""
     check_name(name)
     entry = load(home).get(name)
     if isinstance(entry, dict):
@@ -93,7 +100,7 @@ def get(home: Home, name: str, target: str | None = None) -> str:
                 return str(targets["*"])
         if isinstance(entry.get("default"), str):
             return str(entry["default"])
-    return KNOWN[name][0]
+    return None
 
 
 def show(home: Home) -> dict[str, Any]:

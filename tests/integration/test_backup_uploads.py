@@ -14,7 +14,7 @@ from hn.errors import HnError, NetworkError
 from hn.node.app import Node
 from hn.node.httpsig import sign_request
 from hn.proto.canonical import canonical
-from hn.vault import identities
+from hn.vault import identities, policy
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 from tests.support import free_port
@@ -136,5 +136,47 @@ async def test_quota_target_and_retention(tmp_path: Path) -> None:
                 assert resp.status == 200
             async with session.post(f"{url}/backup", data=body, headers=headers) as resp:
                 assert resp.status == 401
+    finally:
+        await node.stop()
+
+
+async def test_owner_policies_decide_who_stores_and_how_much(tmp_path: Path) -> None:
+    bob_home, bob = _person(tmp_path, "bob")
+    alice_home, alice = _person(tmp_path, "alice")
+    carol_home, carol = _person(tmp_path, "carol")
+    stranger_home, stranger = _person(tmp_path, "stranger")
+    for friend in (alice, carol):
+        identities.import_contact(bob_home, canonical(friend.doc))
+    # The node's own configuration says keep 5 and 64 MiB; bob's policies override it.
+    node, url = await _node(bob_home, backup_keep_last=5, backup_quota=64 << 20)
+    try:
+        # backup.accept defaults to friends: carol (a contact) may store, a stranger may not.
+        # (The stranger's request cannot even be verified: bob has no key history for them.)
+        first = _backup(carol_home, carol, tmp_path / "c", 50_000)
+        assert (await client.push(carol.keys, url, first.header, first.payload_path))["complete"]
+        lone = _backup(stranger_home, stranger, tmp_path / "s", 50_000)
+        with pytest.raises(HnError, match="401"):
+            await client.push(stranger.keys, url, lone.header, lone.payload_path)
+        # Denied for carol by name: refused with the policy's reason, nothing kept.
+        policy.set_policy(bob_home, "backup.accept", "deny", target=carol.did)
+        second = _backup(carol_home, carol, tmp_path / "c", 50_000, base=first.header)
+        with pytest.raises(NetworkError, match="403.*backup.accept"):
+            await client.push(carol.keys, url, second.header, second.payload_path)
+        assert [b["id"] for b in await client.listing(url, carol.did)] == [first.header["id"]]
+
+        # A per-owner quota below the node's: alice's 2 MiB backup no longer fits.
+        policy.set_policy(bob_home, "backup.quota_bytes", str(1 << 20), target=alice.did)
+        big = _backup(alice_home, alice, tmp_path / "a", 2 << 20)
+        with pytest.raises(NetworkError, match="413"):
+            await client.push(alice.keys, url, big.header, big.payload_path)
+        # A per-owner retention of 1: each new full backup replaces the last.
+        policy.set_policy(bob_home, "backup.quota_bytes", str(64 << 20), target=alice.did)
+        policy.set_policy(bob_home, "backup.retention", "1", target=alice.did)
+        ids = []
+        for _ in range(3):
+            made = _backup(alice_home, alice, tmp_path / "a", 20_000)
+            await client.push(alice.keys, url, made.header, made.payload_path)
+            ids.append(made.header["id"])
+        assert [b["id"] for b in await client.listing(url, alice.did)] == ids[-1:]
     finally:
         await node.stop()

@@ -30,7 +30,7 @@ def test_profile_writes_config_once_and_keeps_edits(harness: Harness) -> None:
     assert conf["node"]["listen"] == f"127.0.0.1:{nas.http_port}"
     assert conf["node"]["public_url"] == nas.url
     assert conf["federation"]["sync_interval"] == 300 and conf["federation"]["mode"] == "friends"
-    assert conf["backup"]["retention_days"] == 7 and conf["trust"]["exposure"] == "deny"
+    assert conf["backup"]["keep_last"] == 7 and conf["trust"]["exposure"] == "deny"
     assert "bootstrap" in tomllib.loads(disc.read_text())["dht"]
     assert ready["base_url"] == nas.url
     h.stop_node(nas)
