@@ -53,6 +53,17 @@ def record_pushed(home: Home, backup_id: str, url: str, target: str | None, at: 
         _save(home, items)
 
 
+def latest_pushed(home: Home, url: str) -> dict[str, Any]:
+    """The newest local backup that reached the node at ``url``: the base a delta pushed
+    there must build on, or the node could not restore the chain."""
+    url = url.rstrip("/")
+    hits = [r for r in records(home) if any(p.get("url") == url for p in r.get("pushed", []))]
+    if not hits:
+        raise NotFound(f"no backup of this vault has reached {url} yet: push a full backup there first "
+                       "(or name the base with --base)")
+    return hits[-1]
+
+
 def find(home: Home, backup_id: str) -> dict[str, Any]:
     items = records(home)
     if backup_id == "latest":

@@ -53,7 +53,8 @@ def _recipient(home: Any, me: Any, did: Optional[str]) -> Any:
 @backup_app.command("create")
 def create_cmd(
     scope: str = typer.Option("full", "--scope", help="full | delta"),
-    base: Optional[str] = typer.Option(None, "--base", help="Base backup id of a delta (default: the latest)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base backup id of a delta (default: the latest, or "
+                                       "with --push-url the latest that reached that node)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the header and payload (default $HN_HOME/backups)."),
     push_url: Optional[str] = typer.Option(None, "--push-url", help="Upload to this friend's node."),
     target: Optional[str] = typer.Option(None, "--target", help="DID of the node meant to hold it."),
@@ -75,7 +76,8 @@ def create_cmd(
         raise UsageError("--base only goes with --scope delta")
     base_header = None
     if scope == "delta":
-        record = local.find(home, base or "latest")
+        # Pushed deltas build on what that node holds, not on a local backup it never got.
+        record = local.latest_pushed(home, push_url) if push_url and base is None else local.find(home, base or "latest")
         base_header = local.read_header_file(Path(record["header"]))
         if base_header.get("owner") != me.did:
             raise InputError(f"base backup {record['id']} belongs to another identity")

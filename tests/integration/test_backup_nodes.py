@@ -58,6 +58,11 @@ def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path
     assert held["evidence_count"] == 1
     pushed = harness.hn_json(alice, "trust", "link", "derive", "--to", bob.did, "--evidence", f"backup:{full['id']}")
     assert pushed["evidence_count"] == 1
+    # A backup that stays on the laptop: the next pushed delta must not build on it.
+    harness.hn_json(alice, "vault", "backup", "create")
+    # A delta for a node that holds nothing yet is refused, with what to do instead.
+    refused = harness.hn(carol, "vault", "backup", "create", "--scope", "delta", "--push-url", bob.url, check=False)
+    assert refused.returncode != 0 and "push a full backup there first" in refused.stderr
     # A change after the full backup: one new document, one deleted file.
     (docs / "late.txt").write_text("written after the full backup")
     harness.hn(alice, "doc", "add", str(docs / "late.txt"))
