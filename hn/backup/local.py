@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,28 @@ def read_header_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
     return proto.parse_header(raw)
+
+
+def read_base(path: Path) -> dict[str, Any]:
+    """A delta's base header, for change detection only: its id, owner and entry digests.
+
+    Parsed without the signed-document checks, which cost more than the rest of a small
+    delta on a large vault: the file is this vault's own, it only decides which files the
+    delta stores, and every restore verifies the whole chain, signatures included.
+    """
+    try:
+        raw = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise MalformedDocument(f"{path} is not a backup@1 header: {exc}") from exc
+    entries = raw.get("entries") if isinstance(raw, dict) else None
+    if not (isinstance(raw, dict) and raw.get("type") == proto.BACKUP_TYPE and proto.is_backup_id(raw.get("id"))
+            and isinstance(raw.get("owner"), str) and isinstance(entries, list)
+            and all(isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("digest"), str)
+                    for e in entries)):
+        raise MalformedDocument(f"{path} is not a backup@1 header")
+    return raw
 
 
 def chain(items: list[dict[str, Any]], backup_id: str) -> list[str]:

@@ -128,7 +128,8 @@ def load_cache(home: Home) -> dict[str, list[int | str]]:
 
 def cached_digest(cache: dict[str, list[int | str]], info: FileInfo) -> str | None:
     row = cache.get(info.path)
-    if not isinstance(row, list) or len(row) != 5 or row[:4] != info.key:
+    if (type(row) is not list or len(row) != 5 or row[0] != info.size or row[1] != info.mtime_ns
+            or row[2] != info.ino or row[3] != info.ctime_ns):
         return None
     digest = row[4]
     return digest if isinstance(digest, str) and _HEX_DIGEST.fullmatch(digest) else None

@@ -78,7 +78,7 @@ def create_cmd(
     if scope == "delta":
         # Pushed deltas build on what that node holds, not on a local backup it never got.
         record = local.latest_pushed(home, push_url) if push_url and base is None else local.find(home, base or "latest")
-        base_header = local.read_header_file(Path(record["header"]))
+        base_header = local.read_base(Path(record["header"]))
         if base_header.get("owner") != me.did:
             raise InputError(f"base backup {record['id']} belongs to another identity")
     folder = out.expanduser() if out else local.default_dir(home)

@@ -172,12 +172,15 @@ def bench_dataset(work: Path, kind: str, scale: float, runs: int, tools: dict[st
     for _ in range(runs):
         for name, m in makers.items():
             creates[name].append(measure(m["create"](), m["env"]))
-    for _ in range(runs):
+    # Every restore goes into a folder of its own, and none is deleted until all have run:
+    # on some filesystems creating files right after deleting tens of thousands is many
+    # times slower, which would charge one tool for another's clean-up.
+    for run in range(runs):
         for name, m in makers.items():
-            target = work / f"restore-{name}-{kind}"
-            shutil.rmtree(target, ignore_errors=True)
+            target = work / "restored" / f"{name}-{kind}-{run}"
+            target.parent.mkdir(exist_ok=True)
             restores[name].append(measure(m["restore"](target), m["env"]))
-            shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(work / "restored", ignore_errors=True)
     results: dict[str, Any] = {
         name: {"create": median(creates[name]), "restore": median(restores[name]), "output_bytes": m["output"]()}
         for name, m in makers.items()}
