@@ -21,6 +21,7 @@ from hn.vault.atomic import DiskError
 from hn.vault.writer import BackgroundWriter
 
 READ_BLOCK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _disk_error(exc: OSError, path: str) -> DiskError:
@@ -50,6 +51,10 @@ class Extractor:
         self.made_dirs: set[str] = set()
         # Writes and closes run on their own thread, beside decryption and hashing.
         self.writer = BackgroundWriter()
+        self.staging_str = str(staging) if staging is not None else ""
+        # The process umask, read once: a file's mode needs a chmod only if the umask cut it.
+        self.umask = os.umask(0o077)
+        os.umask(self.umask)
 
     def run(self, header: dict[str, Any], archive: Any) -> int:
         """Returns the number of files checked."""
@@ -123,24 +128,30 @@ class Extractor:
 
     def _open(self, entry: dict[str, Any]) -> int:
         assert self.staging is not None
-        parts = entry["path"].split("/")
-        folder = self.staging
+        path = entry["path"]
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self.made_dirs:
+            self._make_parents(path)
+        fd = os.open(f"{self.staging_str}/{path}", _CREATE, entry["mode"])
+        if entry["mode"] & self.umask:
+            os.fchmod(fd, entry["mode"])  # exact mode whatever the umask
+        return fd
+
+    def _make_parents(self, path: str) -> None:
+        parts = path.split("/")
         for i in range(1, len(parts)):
             rel = "/".join(parts[:i])
-            folder = folder / parts[i - 1]
-            if rel not in self.made_dirs:
-                # lstat: a folder we make is never a link; refuse anything else in the way.
-                if os.path.lexists(folder):
-                    if not folder.is_dir() or folder.is_symlink():
-                        raise ArchiveError(f"{rel!r} is in the way in the staging folder")
-                else:
-                    os.mkdir(folder, snapshot.dir_mode(rel))
-                    os.chmod(folder, snapshot.dir_mode(rel))
-                self.made_dirs.add(rel)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.staging / entry["path"], flags, entry["mode"])
-        os.fchmod(fd, entry["mode"])  # exact mode whatever the umask
-        return fd
+            if rel in self.made_dirs:
+                continue
+            folder = f"{self.staging_str}/{rel}"
+            # lstat: a folder we make is never a link; refuse anything else in the way.
+            if os.path.lexists(folder):
+                if os.path.islink(folder) or not os.path.isdir(folder):
+                    raise ArchiveError(f"{rel!r} is in the way in the staging folder")
+            else:
+                os.mkdir(folder, snapshot.dir_mode(rel))
+                os.chmod(folder, snapshot.dir_mode(rel))
+            self.made_dirs.add(rel)
 
     def check_complete(self) -> None:
         missing = [p for p in self.final if p not in self.covered]

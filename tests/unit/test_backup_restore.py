@@ -218,3 +218,24 @@ def test_reader_that_stops_early_stops_the_decrypting_thread(alice: Identity, ho
         while block := stream.read(300_000):
             total += len(block)
     assert total == result.header["payload"]["compressed_size"]
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o000])
+def test_restored_modes_are_exact_whatever_the_umask(alice: Identity, home: Home, tmp_path: Path, umask: int) -> None:
+    shared = home.path("personal") / "shared.txt"
+    shared.write_bytes(b"readable by others")
+    shared.chmod(0o644)
+    private = home.path("personal") / "private.txt"
+    private.write_bytes(b"owner only")
+    private.chmod(0o600)
+    result = create.create(home, alice, tmp_path / "out")
+    old = os.umask(umask)
+    try:
+        _restore(home, result.header_path, tmp_path / "restored")
+    finally:
+        os.umask(old)
+    root = tmp_path / "restored"
+    assert (root / "personal" / "shared.txt").stat().st_mode & 0o777 == 0o644
+    assert (root / "personal" / "private.txt").stat().st_mode & 0o777 == 0o600
+    assert (root / "identities").stat().st_mode & 0o777 == 0o700
+    assert os.umask(old) == old  # the restore left the process umask as it found it
