@@ -31,7 +31,9 @@ def records(home: Home) -> list[dict[str, Any]]:
 
 
 def _save(home: Home, items: list[dict[str, Any]]) -> None:
-    items = sorted(items, key=lambda r: (r.get("created_at", ""), r["id"]))[-MAX_RECORDS:]
+    # Stable by creation time: backups made within the same second keep the order they
+    # were made in, so "latest" is the last one made.
+    items = sorted(items, key=lambda r: str(r.get("created_at", "")))[-MAX_RECORDS:]
     atomic.write_bytes(home.path(*snapshot.REGISTRY), canonical({"version": 1, "backups": items}), mode=0o600)
 
 

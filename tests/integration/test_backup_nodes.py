@@ -73,7 +73,8 @@ def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path
     assert 0 < delta["stored"] < delta["entries"]
     listed = harness.hn_json(alice, "vault", "backup", "list", "--from", bob.url)
     assert [b["id"] for b in listed["remote"]["backups"]] == [full["id"], delta["id"]]
-    assert listed["backups"][-1]["chain"] == [delta["id"], full["id"]]
+    chains = {b["id"]: b["chain"] for b in listed["backups"]}
+    assert chains[delta["id"]] == [delta["id"], full["id"]]
 
     harness.stop_node(alice)
     reference = _tree(alice.home)

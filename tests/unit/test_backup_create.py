@@ -150,3 +150,19 @@ def test_sealed_header_bytes_equal_plain_canonical(alice: Identity, home: Home, 
     splice = Splicer("entries", header["entries"])
     with pytest.raises(MalformedDocument):
         splice({**header, "target": splice.token})
+
+
+def test_latest_is_the_last_made_even_within_one_second(alice: Identity, home: Home, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hn.backup import local
+    from hn.proto import timefmt
+
+    monkeypatch.setattr(timefmt, "now_iso", lambda: "2026-01-01T00:00:00Z")
+    made = []
+    for i in range(4):
+        _fill(home, i + 1)
+        result = create.create(home, alice, tmp_path / "out")
+        local.record_created(home, result)
+        made.append(result.header["id"])
+    assert local.find(home, "latest")["id"] == made[-1]
+    assert [r["id"] for r in local.records(home)] == made
