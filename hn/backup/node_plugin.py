@@ -15,7 +15,7 @@ from collections import defaultdict
 from aiohttp import web
 
 from hn.backup.hosted import HostedStore, Limits
-from hn.errors import Forbidden, InputError, MalformedDocument, NotFound, Unauthorized
+from hn.errors import InputError, MalformedDocument, NotFound, Unauthorized
 from hn.node.context import NodeContext
 from hn.node.http import canonical_response, read_body
 from hn.node.httpsig import verify_request
@@ -31,9 +31,7 @@ def check_accept(ctx: NodeContext, did: str) -> None:
     """policy backup.accept: friends (roster or contacts), allowlist, or a reputation selector."""
     from hn.trust import selectors
 
-    allowed, reason = selectors.allows(ctx.home, "backup.accept", did)
-    if not allowed:
-        raise Forbidden(f"backup refused by policy: {reason}")
+    selectors.require(ctx.home, "backup.accept", did, "backup")
 
 
 async def setup(ctx: NodeContext) -> None:

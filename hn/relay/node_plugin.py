@@ -44,9 +44,7 @@ def check_accept(ctx: NodeContext, did: str) -> None:
     """policy relay.accept: friends (roster or contacts), allowlist, or a reputation selector."""
     from hn.trust import selectors
 
-    allowed, reason = selectors.allows(ctx.home, "relay.accept", did)
-    if not allowed:
-        raise Forbidden(f"relay push refused by policy: {reason}")
+    selectors.require(ctx.home, "relay.accept", did, "relay push")
 
 
 def _did_from_path(request: web.Request) -> str:

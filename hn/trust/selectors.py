@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hn.errors import InputError
+from hn.errors import Forbidden, InputError
 from hn.proto import trust as proto
 from hn.trust import links
 from hn.vault import identities, policy
@@ -102,6 +102,13 @@ def is_friend(home: Home, did: str) -> bool:
     from hn.federation import roster
 
     return roster.is_friend(home, did) or did in identities.contact_dids(home)
+
+
+def require(home: Home, policy_name: str, requester: str, refused: str) -> None:
+    """Raise Forbidden ("<refused> refused by policy: <reason>") unless the policy admits ``requester``."""
+    allowed, reason = allows(home, policy_name, requester)
+    if not allowed:
+        raise Forbidden(f"{refused} refused by policy: {reason}")
 
 
 def allows(home: Home, policy_name: str, requester: str | None) -> tuple[bool, str]:
