@@ -145,18 +145,8 @@ class Harness:
         return ""
 
     def stop_node(self, peer: Peer, timeout: float = 10) -> int | None:
-        proc = peer.proc
-        if proc is None or proc.poll() is not None:
-            peer.proc = None
-            return None if proc is None else proc.returncode
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait(timeout=5)
-        peer.proc = None
-        return code
+        proc, peer.proc = peer.proc, None
+        return None if proc is None else terminate(proc, timeout, group=True)
 
     def close(self) -> None:
         for peer in self.peers.values():
@@ -167,6 +157,19 @@ class Harness:
                     os.killpg(peer.proc.pid, signal.SIGKILL)
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 10, group: bool = False) -> int:
+    """Stop a node process as a user would (SIGTERM), killing it (and, with ``group``, its
+    process group) if it has not exited within ``timeout``; returns its exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+        return proc.wait(timeout=5)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hn.smoke.harness import terminate
 from tests.support import free_port, hn_env, run_hn, run_json
 
 
@@ -41,13 +41,7 @@ class ServedNode:
         self.ready = json.loads(box[0][len("MCP_READY "):])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def make_vault(root: Path, name: str) -> tuple[Path, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any
 
 import blake3
 
+from hn.smoke.harness import terminate
 from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -80,13 +80,7 @@ class NodeProcess:
         self.ready: dict[str, Any] = json.loads(line[len("MCP_READY "):])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
