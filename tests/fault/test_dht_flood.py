@@ -19,17 +19,15 @@ import umsgpack
 from hn.dht.node import DhtNode
 from hn.proto.dht_hint import dht_key
 from hn.vault.identities import Identity
-from tests.integration.test_dht_network import make_hint, start_network
+from tests.integration.test_dht_network import dht_network, make_hint
 
 FLOOD = 30_000
 
 
 @pytest.fixture
 async def network() -> AsyncIterator[list[DhtNode]]:
-    nodes = await start_network(20)
-    yield nodes
-    for node in nodes:
-        node.stop()
+    async with dht_network(20) as nodes:
+        yield nodes
 
 
 def flood_datagram(i: int, hint: bytes) -> bytes:

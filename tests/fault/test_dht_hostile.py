@@ -16,7 +16,7 @@ from hn.proto import timefmt
 from hn.proto.canonical import canonical
 from hn.proto.dht_hint import MAX_BYTES, dht_key
 from hn.vault.identities import Identity
-from tests.integration.test_dht_network import make_hint, start_network
+from tests.integration.test_dht_network import dht_network, make_hint
 
 
 class RawPeer(asyncio.DatagramProtocol):
@@ -63,10 +63,8 @@ async def raw_peer(answer: object = None) -> RawPeer:
 
 @pytest.fixture
 async def network() -> AsyncIterator[list[DhtNode]]:
-    nodes = await start_network(20)
-    yield nodes
-    for node in nodes:
-        node.stop()
+    async with dht_network(20) as nodes:
+        yield nodes
 
 
 async def test_poisoned_stores_are_refused_and_resolve_returns_the_newest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,23 +27,27 @@ def make_hint(ident: Identity, seq: int, issued: float | None = None, ttl: int =
                       issued_at=timefmt.now() if issued is None else issued, ttl=ttl)
 
 
-async def start_network(count: int, config: DhtConfig | None = None) -> list[DhtNode]:
-    nodes = []
-    for _ in range(count):
-        node = DhtNode(config)
-        await node.listen(0, "127.0.0.1")
-        nodes.append(node)
-    for start in range(1, count, 8):
-        await asyncio.gather(*(n.bootstrap([nodes[0].address]) for n in nodes[start:start + 8]))
-    return nodes
+@contextlib.asynccontextmanager
+async def dht_network(count: int, config: DhtConfig | None = None) -> AsyncIterator[list[DhtNode]]:
+    """``count`` real nodes on 127.0.0.1, all joined through the first; stopped on exit."""
+    nodes: list[DhtNode] = []
+    try:
+        for _ in range(count):
+            node = DhtNode(config)
+            nodes.append(node)
+            await node.listen(0, "127.0.0.1")
+        for start in range(1, count, 8):
+            await asyncio.gather(*(n.bootstrap([nodes[0].address]) for n in nodes[start:start + 8]))
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 @pytest.fixture
 async def network() -> AsyncIterator[list[DhtNode]]:
-    nodes = await start_network(24)
-    yield nodes
-    for node in nodes:
-        node.stop()
+    async with dht_network(24) as nodes:
+        yield nodes
 
 
 async def test_publish_then_resolve_newest(network: list[DhtNode], alice: Identity) -> None:
@@ -126,8 +131,7 @@ async def test_state_is_json_and_rejoins_from_saved_contacts(network: list[DhtNo
 
 
 async def test_dead_nodes_do_not_stall_lookups(alice: Identity) -> None:
-    nodes = await start_network(40)
-    try:
+    async with dht_network(40) as nodes:
         await nodes[1].publish(make_hint(alice, 7))
         for node in nodes[10:22]:
             node.stop()
@@ -143,6 +147,3 @@ async def test_dead_nodes_do_not_stall_lookups(alice: Identity) -> None:
         holding = [n for n in alive if n is not alive[3] and n.storage.get(key) == fresh]
         assert len(holding) >= 12
         assert {f"{n.address[0]}:{n.address[1]}" for n in holding} >= set(again.holders)  # type: ignore[index]
-    finally:
-        for node in nodes:
-            node.stop()
