@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 
 import aiohttp
@@ -16,20 +17,34 @@ DEFAULT_TIMEOUT = 10.0
 MAX_DOCUMENT = 4 * 1024 * 1024
 
 
+@contextlib.asynccontextmanager
+async def response(
+    session: aiohttp.ClientSession, method: str, url: str, *,
+    error: Callable[[str, int, bytes], Exception] | None = None, **kwargs: Any,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """One request, its response open for the ``with`` block. A network failure, in the
+    request or while the block reads, becomes a NetworkError naming the URL; with ``error``,
+    a status other than 200 becomes ``error(url, status, body)``."""
+    try:
+        async with session.request(method, url, **kwargs) as resp:
+            if error is not None and resp.status != 200:
+                raise error(url, resp.status, await resp.read())
+            yield resp
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
 async def fetch_bytes(
     session: aiohttp.ClientSession, url: str, *, max_bytes: int = MAX_DOCUMENT,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        async with session.get(url, headers=headers or {}, allow_redirects=False) as resp:
-            body = bytearray()
-            async for block in resp.content.iter_chunked(65536):
-                body.extend(block)
-                if len(body) > max_bytes:
-                    raise NetworkError(f"{url}: response larger than {max_bytes} bytes")
-            return resp.status, bytes(body), dict(resp.headers)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    async with response(session, "GET", url, headers=headers or {}, allow_redirects=False) as resp:
+        body = bytearray()
+        async for block in resp.content.iter_chunked(65536):
+            body.extend(block)
+            if len(body) > max_bytes:
+                raise NetworkError(f"{url}: response larger than {max_bytes} bytes")
+        return resp.status, bytes(body), dict(resp.headers)
 
 
 async def fetch_json(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:

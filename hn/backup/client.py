@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from hn.errors import HnError, NetworkError, NotFound, VerificationError
-from hn.netclient import copy_checked
+from hn.netclient import copy_checked, response
 from hn.node.httpsig import sign_request
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
@@ -44,13 +44,8 @@ async def _signed(session: aiohttp.ClientSession, keys: IdentityKeys, method: st
                   body: bytes) -> dict[str, Any]:
     headers = sign_request(keys, method, url, body)
     headers["Content-Type"] = "application/octet-stream" if method == "PUT" else "application/json"
-    try:
-        async with session.request(method, url, data=body, headers=headers) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise _error(url, resp.status, raw)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    async with response(session, method, url, error=_error, data=body, headers=headers) as resp:
+        raw = await resp.read()
     doc = loads_strict(raw, max_bytes=1 << 20)
     if not isinstance(doc, dict):
         raise NetworkError(f"{url}: unexpected answer")
@@ -84,13 +79,8 @@ async def push(keys: IdentityKeys, base_url: str, header: dict[str, Any], payloa
 async def listing(base_url: str, owner: str) -> list[dict[str, Any]]:
     url = f"{base_url.rstrip('/')}/backup?owner={owner}"
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        try:
-            async with session.get(url) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise _error(url, resp.status, raw)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        async with response(session, "GET", url, error=_error) as resp:
+            raw = await resp.read()
     doc = loads_strict(raw, max_bytes=16 << 20)
     items = doc.get("backups") if isinstance(doc, dict) else None
     if not isinstance(items, list):
@@ -101,17 +91,12 @@ async def listing(base_url: str, owner: str) -> list[dict[str, Any]]:
 async def fetch_header(base_url: str, backup_id: str) -> dict[str, Any]:
     url = f"{base_url.rstrip('/')}/backup/{backup_id}"
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        try:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    raise _error(url, resp.status, await resp.read())
-                body = bytearray()
-                async for block in resp.content.iter_chunked(1 << 16):
-                    body.extend(block)
-                    if len(body) > proto.MAX_HEADER:
-                        raise VerificationError(f"{url}: header larger than {proto.MAX_HEADER} bytes")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        async with response(session, "GET", url, error=_error) as resp:
+            body = bytearray()
+            async for block in resp.content.iter_chunked(1 << 16):
+                body.extend(block)
+                if len(body) > proto.MAX_HEADER:
+                    raise VerificationError(f"{url}: header larger than {proto.MAX_HEADER} bytes")
     header = proto.parse_header(bytes(body))
     if header.get("id") != backup_id:
         raise VerificationError(f"{url}: the node answered with another backup")
@@ -124,17 +109,12 @@ async def fetch_payload(base_url: str, header: dict[str, Any], target: Path,
     url = f"{base_url.rstrip('/')}/backup/{header['id']}/blob"
     limit = header["payload"]["size"]
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        try:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    raise _error(url, resp.status, await resp.read())
-                with atomic.atomic_writer(target, mode=0o600) as out:
-                    await copy_checked(
-                        resp.content, out, limit, header["payload"]["digest"], block=1 << 20, progress=progress,
-                        too_large=f"{url}: payload larger than its signed size of {limit} bytes",
-                        mismatch=f"{url}: the payload digest does not match the signed header")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        async with response(session, "GET", url, error=_error) as resp:
+            with atomic.atomic_writer(target, mode=0o600) as out:
+                await copy_checked(
+                    resp.content, out, limit, header["payload"]["digest"], block=1 << 20, progress=progress,
+                    too_large=f"{url}: payload larger than its signed size of {limit} bytes",
+                    mismatch=f"{url}: the payload digest does not match the signed header")
 
 
 class RemoteSource:

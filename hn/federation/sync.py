@@ -28,7 +28,7 @@ import blake3
 
 from hn.errors import HnError, NetworkError, VerificationError
 from hn.federation.peerindex import PeerIndex
-from hn.netclient import copy_checked
+from hn.netclient import copy_checked, fetch_bytes
 from hn.node.httpsig import sign_request
 from hn.node.state import NodeState
 from hn.proto import timefmt
@@ -106,16 +106,8 @@ class Fetcher:
                   max_bytes: int = MAX_SLICE_BYTES) -> tuple[int, bytes, dict[str, str]]:
         all_headers = dict(headers or {})
         all_headers.update(sign_request(self.me.keys, "GET", url, b""))
-        try:
-            async with self.session.get(url, headers=all_headers, allow_redirects=False) as resp:
-                body = bytearray()
-                async for block in resp.content.iter_chunked(1 << 16):
-                    body.extend(block)
-                    if len(body) > max_bytes:
-                        raise NetworkError(f"{url}: response larger than {max_bytes} bytes")
-                return resp.status, bytes(body), {k.lower(): v for k, v in resp.headers.items()}
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        status, body, got = await fetch_bytes(self.session, url, max_bytes=max_bytes, headers=all_headers)
+        return status, body, {k.lower(): v for k, v in got.items()}
 
     async def get_doc(self, url: str) -> tuple[dict[str, Any], bytes]:
         status, body, _ = await self.get(url)
