@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import pytest
 import umsgpack
@@ -139,6 +139,17 @@ async def test_stale_and_garbage_holders_lose_to_the_highest_seq(network: list[D
             peer.transport.close()
 
 
+async def send_all(sock: socket.socket, address: tuple[str, int], datagrams: Iterable[bytes]) -> None:
+    """Send as fast as the socket takes them, yielding to the nodes every 50 datagrams."""
+    for i, data in enumerate(datagrams):
+        try:
+            sock.sendto(data, address)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+
+
 async def test_random_datagram_flood_and_fake_id_stores(network: list[DhtNode], alice: Identity) -> None:
     target = network[0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -146,26 +157,12 @@ async def test_random_datagram_flood_and_fake_id_stores(network: list[DhtNode], 
     sock.setblocking(False)
     attacker = sock.getsockname()
     try:
-        for i in range(20_000):
-            size = 1 + (i * 7919) % 1500
-            data = os.urandom(size)
-            if i % 3 == 0:
-                data = b"\x00" + data  # looks like a request
-            try:
-                sock.sendto(data, target.address)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-            if i % 50 == 0:
-                await asyncio.sleep(0)
+        # Random bytes, a third of them starting like a request.
+        await send_all(sock, target.address, ((b"\x00" if i % 3 == 0 else b"") + os.urandom(1 + (i * 7919) % 1500)
+                                              for i in range(20_000)))
         hint = make_hint(alice, 3)
-        for i in range(20_000):
-            msg = b"\x00" + os.urandom(20) + umsgpack.packb(["store", [os.urandom(20), os.urandom(20), hint]])
-            try:
-                sock.sendto(msg, target.address)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-            if i % 50 == 0:
-                await asyncio.sleep(0)
+        await send_all(sock, target.address, (b"\x00" + os.urandom(20) + umsgpack.packb(
+            ["store", [os.urandom(20), os.urandom(20), hint]]) for _ in range(20_000)))
         await asyncio.sleep(0.5)
     finally:
         sock.close()
