@@ -18,10 +18,9 @@ import blake3
 from hn.backup import snapshot, tarball
 from hn.backup.tarball import ArchiveError
 from hn.vault.atomic import DiskError
-from hn.vault.writer import BackgroundWriter
+from hn.vault.writer import CREATE_FLAGS, BackgroundWriter
 
 READ_BLOCK = 1 << 20
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _disk_error(exc: OSError, path: str) -> DiskError:
@@ -48,6 +47,7 @@ class Extractor:
         self.written: set[str] = set()
         self.covered: set[str] = set()
         self.progress = progress
+        self.unreported = 0
         self.made_dirs: set[str] = set()
         # Writes and closes run on their own thread, beside decryption and hashing.
         self.writer = BackgroundWriter()
@@ -92,6 +92,26 @@ class Extractor:
             raise _disk_error(exc, entry["path"]) from exc
 
     def _copy(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
+        size = entry["size"]
+        path = entry["path"]
+        if size > READ_BLOCK:
+            self._copy_large(archive, entry, write)
+            return
+        # A small file is checked whole before anything is written, then created, written
+        # and closed on the writer thread.
+        data = archive.read(size)
+        if len(data) < size:
+            raise ArchiveError(f"archive is truncated inside {path}")
+        tarball.skip_padding(archive, size)
+        if blake3.blake3(data).hexdigest() != entry["digest"]:
+            raise ArchiveError(f"{path}: content digest does not match the manifest")
+        if write:
+            self._prepare(path)
+            mode = entry["mode"]
+            self.writer.create(f"{self.staging_str}/{path}", mode, data, path, chmod=bool(mode & self.umask))
+        self._advance(size)
+
+    def _copy_large(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
         hasher = blake3.blake3()
         remaining = entry["size"]
         path = entry["path"]
@@ -106,18 +126,29 @@ class Extractor:
                 remaining -= len(block)
                 if fd >= 0 and remaining:
                     self.writer.write(fd, block, path)
-                if self.progress:
-                    self.progress(len(block))
+                self._advance(len(block))
         finally:
             if fd >= 0:
-                # The last block goes with the close: one hand-over for a small file.
+                # The last block goes with the close: one hand-over for the tail.
                 self.writer.close(fd, path, block if not remaining else b"")
         tarball.skip_padding(archive, entry["size"])
         if hasher.hexdigest() != entry["digest"]:
             raise ArchiveError(f"{path}: content digest does not match the manifest")
 
+    def _advance(self, n: int) -> None:
+        # Reported in steps of about a block: a call per small file would cost more than the file.
+        if self.progress is None:
+            return
+        self.unreported += n
+        if self.unreported >= READ_BLOCK:
+            self.progress(self.unreported)
+            self.unreported = 0
+
     def finish(self) -> None:
         """Wait for every write; a failed one is reported here if not before."""
+        if self.progress is not None and self.unreported:
+            self.progress(self.unreported)
+            self.unreported = 0
         try:
             self.writer.finish()
         except OSError as exc:
@@ -126,13 +157,17 @@ class Extractor:
     def abandon(self) -> None:
         self.writer.abandon()
 
-    def _open(self, entry: dict[str, Any]) -> int:
+    def _prepare(self, path: str) -> None:
+        """Make the folders above ``path`` in the staging tree."""
         assert self.staging is not None
-        path = entry["path"]
         parent = path.rpartition("/")[0]
         if parent and parent not in self.made_dirs:
             self._make_parents(path)
-        fd = os.open(f"{self.staging_str}/{path}", _CREATE, entry["mode"])
+
+    def _open(self, entry: dict[str, Any]) -> int:
+        path = entry["path"]
+        self._prepare(path)
+        fd = os.open(f"{self.staging_str}/{path}", CREATE_FLAGS, entry["mode"])
         if entry["mode"] & self.umask:
             os.fchmod(fd, entry["mode"])  # exact mode whatever the umask
         return fd

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, cast
 import blake3
 import zstandard
 
+from hn.backup.tarball import Buffered
 from hn.errors import NotFound, TooLarge, VerificationError
 from hn.proto import backup as proto
 from hn.proto import chunked
@@ -197,19 +198,21 @@ def open_compressed(header: dict[str, Any], private_key: bytes, src: BinaryIO) -
 
 
 @contextlib.contextmanager
-def open_archive(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> Iterator[Bounded]:
-    """Yield the decrypted, decompressed archive stream, bounded by ``archive_size``."""
+def open_archive(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> Iterator[Buffered]:
+    """Yield the decrypted, decompressed archive stream, bounded by ``archive_size``.
+
+    Reads of it return exactly the size asked for (fewer only at the end)."""
     with open_compressed(header, private_key, src) as compressed:
         dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
         try:
             reader = dctx.stream_reader(compressed, read_size=chunked.DEFAULT_CHUNK, read_across_frames=False, closefd=False)
         except zstandard.ZstdError as exc:
             raise VerificationError(f"the payload is not valid zstd: {exc}") from exc
-        bounded = Bounded(reader, header["payload"]["archive_size"])
+        archive = Buffered(Bounded(reader, header["payload"]["archive_size"]))
         try:
-            yield bounded
+            yield archive
             while True:
-                rest = bounded.read(1 << 16)
+                rest = archive.read(1 << 16)
                 if not rest:
                     break
                 if rest.count(0) != len(rest):

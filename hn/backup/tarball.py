@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto.backup import check_path
@@ -126,9 +126,47 @@ def _parse_octal(field: bytes, what: str) -> int:
     text = field.rstrip(b"\x00 ").lstrip(b" ")
     if not text:
         return 0
-    if not all(48 <= c <= 55 for c in text):
+    if text.translate(None, b"01234567"):
         raise ArchiveError(f"archive header field {what} is not octal")
     return int(text, 8)
+
+
+class Buffered:
+    """A stream read in large blocks, handed out in pieces of exactly the size asked for.
+
+    The archive reader asks for one 512-byte header, then one member's data, then its
+    padding: three calls per file, each a slice of a block here instead of a trip
+    through the decompressor. ``read(n)`` returns fewer than ``n`` bytes only at the end.
+    """
+
+    def __init__(self, src: Any, block: int = 1 << 20) -> None:
+        self.src = src
+        self.block = block
+        self.buf = b""
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.pos
+        end = pos + n
+        if 0 <= n and end <= len(self.buf):
+            self.pos = end
+            return self.buf[pos:end]
+        parts = [self.buf[pos:]]
+        have = len(parts[0])
+        self.buf, self.pos = b"", 0
+        while n < 0 or have < n:
+            # A large request passes through in one read instead of block by block.
+            block = self.src.read(self.block if n < 0 else max(self.block, n - have))
+            if not block:
+                break
+            need = n - have
+            if 0 <= n < have + len(block):
+                parts.append(block[:need])
+                self.buf, self.pos = block, need
+                break
+            parts.append(block)
+            have += len(block)
+        return b"".join(parts)
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:

@@ -51,7 +51,7 @@ def seal(header: dict[str, Any], keys: IdentityKeys) -> tuple[dict[str, Any], by
 
 
 def is_backup_id(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == ID_CHARS and all(c in "0123456789abcdef" for c in value)
+    return type(value) is str and len(value) == ID_CHARS and not value.strip("0123456789abcdef")
 
 
 def payload_aad(header: dict[str, Any]) -> bytes:
@@ -76,12 +76,14 @@ def check_path(path: Any) -> str:
     """A vault-relative path: no absolute paths, no `..`, no empty parts, no NUL or backslash."""
     if not isinstance(path, str) or not path or len(path.encode("utf-8")) > MAX_PATH:
         raise MalformedDocument(f"backup@1: bad entry path {path!r}")
-    if path.startswith("/") or "\\" in path or "\x00" in path:
+    # Framed in slashes, an empty, `.` or `..` part (or a leading slash) shows as one of these.
+    framed = f"/{path}/"
+    if "\\" in path or "\x00" in path or "//" in framed or "/./" in framed or "/../" in framed:
         raise MalformedDocument(f"backup@1: unsafe entry path {path!r}")
-    for part in path.split("/"):
-        if part in ("", ".", ".."):
-            raise MalformedDocument(f"backup@1: unsafe entry path {path!r}")
     return path
+
+
+ENTRY_FIELDS = frozenset(("path", "digest", "size", "mode", "stored"))
 
 
 def _check_entries(entries: Any) -> None:
@@ -91,32 +93,42 @@ def _check_entries(entries: Any) -> None:
         raise TooLarge(f"backup@1: more than {MAX_ENTRIES} entries")
     previous = b""
     for index, entry in enumerate(entries):
-        what = f"backup@1 entry {index}"
-        if not isinstance(entry, dict) or set(entry) != {"path", "digest", "size", "mode", "stored"}:
-            raise MalformedDocument(f"{what}: expected path, digest, size, mode, stored")
+        if type(entry) is not dict or entry.keys() != ENTRY_FIELDS:
+            raise MalformedDocument(f"backup@1 entry {index}: expected path, digest, size, mode, stored")
         name = check_path(entry["path"]).encode("utf-8")
         if name <= previous:
-            raise MalformedDocument(f"{what}: entries must be sorted by path, without duplicates")
+            raise MalformedDocument(f"backup@1 entry {index}: entries must be sorted by path, without duplicates")
         previous = name
-        if not is_hex_digest(entry["digest"]):
-            raise MalformedDocument(f"{what}: digest is not BLAKE3 hex")
-        size = require(entry, "size", int, what)
-        if size < 0:
-            raise MalformedDocument(f"{what}: negative size")
-        if require(entry, "mode", int, what) not in MODES:
-            raise MalformedDocument(f"{what}: mode {entry['mode']:o} is not one of 644, 600, 755")
-        require(entry, "stored", bool, what)
-    # A directory and a file of the same name cannot both exist.
+        digest, size, mode = entry["digest"], entry["size"], entry["mode"]
+        if type(digest) is not str or len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise MalformedDocument(f"backup@1 entry {index}: digest is not BLAKE3 hex")
+        if type(size) is not int or size < 0:
+            raise MalformedDocument(f"backup@1 entry {index}: size must be a non-negative integer")
+        if type(mode) is not int or mode not in MODES:
+            raise MalformedDocument(f"backup@1 entry {index}: mode must be one of 644, 600, 755 (octal)")
+        if type(entry["stored"]) is not bool:
+            raise MalformedDocument(f"backup@1 entry {index}: stored must be true or false")
+    # A directory and a file of the same name cannot both exist. Sorted paths share
+    # parents with their neighbours, so each folder is looked at about once.
     names = {e["path"] for e in entries}
+    folders: set[str] = set()
     for entry in entries:
-        parts = entry["path"].split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in names:
-                raise MalformedDocument(f"backup@1: {entry['path']!r} lies under the file {'/'.join(parts[:i])!r}")
+        parent = entry["path"].rpartition("/")[0]
+        while parent and parent not in folders:
+            if parent in names:
+                raise MalformedDocument(f"backup@1: {entry['path']!r} lies under the file {parent!r}")
+            folders.add(parent)
+            parent = parent.rpartition("/")[0]
 
 
 def check_shape(header: Any) -> dict[str, Any]:
     """Every structural rule of backup@1, before any signature check."""
+    _check_shape(header)
+    return header
+
+
+def _check_shape(header: Any) -> Splicer:
+    """check_shape; returns the encoder that shares the encoded entries with the signature check."""
     check_envelope(header, BACKUP_TYPE)
     what = BACKUP_TYPE
     owner = require(header, "owner", str, what)
@@ -174,9 +186,10 @@ def check_shape(header: Any) -> dict[str, Any]:
     identity = require(header, "identity", dict, what)
     if identity.get("did") != owner:
         raise VerificationError("backup@1: the embedded identity is not the owner's")
-    if require(header, "id", str, what) != compute_id(header):
+    encode = Splicer("entries", entries)
+    if require(header, "id", str, what) != compute_id(header, encode):
         raise VerificationError("backup@1: id does not match the header")
-    return header
+    return encode
 
 
 def owner_history(header: dict[str, Any], pinned: KeyHistory | None) -> KeyHistory:
@@ -195,11 +208,11 @@ def owner_history(header: dict[str, Any], pinned: KeyHistory | None) -> KeyHisto
 
 def verify_header(header: Any, pinned: KeyHistory | None = None, expected_owner: str | None = None) -> KeyHistory:
     """Shape, owner and signature; returns the owner's key history."""
-    check_shape(header)
+    encode = _check_shape(header)
     if expected_owner is not None and header["owner"] != expected_owner:
         raise VerificationError(f"backup belongs to {header['owner']}, expected {expected_owner}")
     history = owner_history(header, pinned)
-    verify_document(header, history, BACKUP_TYPE, time_field="created_at")
+    verify_document(header, history, BACKUP_TYPE, time_field="created_at", encode=encode)
     return history
 
 

@@ -179,8 +179,5 @@ def b64d(text: Any, *, length: int | None = None, what: str = "value") -> bytes:
 
 
 def is_hex_digest(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) == 64
-        and all(c in "0123456789abcdef" for c in value)
-    )
+    # strip() leaves nothing exactly when every character is a lowercase hex digit.
+    return type(value) is str and len(value) == 64 and not value.strip("0123456789abcdef")

@@ -70,7 +70,8 @@ def check_envelope(doc: Any, expected_type: str) -> None:
 
 
 def verify_document(
-    doc: Any, history: KeyHistory, expected_type: str, *, time_field: str = "issued_at"
+    doc: Any, history: KeyHistory, expected_type: str, *, time_field: str = "issued_at",
+    encode: Callable[[Any], bytes] = canonical,
 ) -> dict[str, Any]:
     """Verify a signed document against the signer's key history.
 
@@ -91,7 +92,7 @@ def verify_document(
         )
     public = history.keys[key_seq].signing_public_key
     signature = b64d(doc["signature"], length=64, what="signature")
-    if not verify_ed25519(public, signing_bytes(doc), signature):
+    if not verify_ed25519(public, signing_bytes(doc, encode), signature):
         raise VerificationError(f"{expected_type} signature does not verify (key {key_seq})")
     if key_seq + 1 < len(history.keys):
         issued = timefmt.parse(require(doc, time_field, str, expected_type), time_field)

@@ -239,3 +239,28 @@ def test_restored_modes_are_exact_whatever_the_umask(alice: Identity, home: Home
     assert (root / "personal" / "private.txt").stat().st_mode & 0o777 == 0o600
     assert (root / "identities").stat().st_mode & 0o777 == 0o700
     assert os.umask(old) == old  # the restore left the process umask as it found it
+
+
+@given(st.binary(max_size=5000), st.lists(st.integers(min_value=0, max_value=700), max_size=40),
+       st.integers(min_value=1, max_value=600))
+def test_buffered_reads_give_exactly_the_bytes_asked_for(data: bytes, sizes: list[int], block: int) -> None:
+    from hn.backup.tarball import Buffered
+
+    class Trickle:
+        """A source that hands out at most 97 bytes a call, like a stream would."""
+
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def read(self, n: int) -> bytes:
+            out = data[self.pos:self.pos + min(n, 97)]
+            self.pos += len(out)
+            return out
+
+    reader, pos = Buffered(Trickle(), block), 0
+    for size in sizes:
+        piece = reader.read(size)
+        assert piece == data[pos:pos + size]
+        pos += len(piece)
+    assert reader.read() == data[pos:]
+    assert reader.read(10) == b""

@@ -101,3 +101,39 @@ def test_a_sink_whose_caller_fails_stops_its_thread(tmp_path: Path) -> None:
         raise ValueError("caller failed")
     os.close(fd)
     assert (tmp_path / "x").read_bytes() == b"abc"
+
+
+def test_create_makes_new_files_with_exact_modes_and_closes_them(tmp_path: Path) -> None:
+    before = _open_fds()
+    w = BackgroundWriter(depth=2)
+    old = os.umask(0o077)
+    try:
+        for i in range(600):
+            mode = (0o644, 0o600)[i % 2]
+            w.create(str(tmp_path / f"n{i}"), mode, b"x" * i, f"n{i}", chmod=bool(mode & 0o077))
+        w.finish()
+    finally:
+        os.umask(old)
+    for i in range(600):
+        path = tmp_path / f"n{i}"
+        assert path.read_bytes() == b"x" * i
+        assert path.stat().st_mode & 0o777 == (0o644, 0o600)[i % 2]
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("in_the_way", ["file", "link"])
+def test_create_never_replaces_a_file_or_follows_a_link(tmp_path: Path, in_the_way: str) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    target = tmp_path / "target"
+    if in_the_way == "file":
+        target.write_bytes(b"keep")
+    else:
+        target.symlink_to(outside)
+    w = BackgroundWriter()
+    w.create(str(target), 0o600, b"new", "target")
+    with pytest.raises(OSError) as caught:
+        w.finish()
+    assert caught.value.filename == "target"
+    assert outside.read_bytes() == b"keep"
+    assert in_the_way == "link" or target.read_bytes() == b"keep"
