@@ -51,7 +51,7 @@ def root(
 
 
 def build(only: str | None = None) -> typer.Typer:
-    """The `hn` app with every command, or with the one top-level command ``only``."""
+    """The `hn` app with every command, or with the one top-level command ``only`` ("": none)."""
     if only in _BUILT:
         return _BUILT[only]
     from hn.optional import import_optional
@@ -98,7 +98,11 @@ def main() -> None:
     try:
         # Standalone mode: Typer reports usage errors itself (exit 2) and turns
         # typer.Exit into the exit code; every hn error reaches the handlers below.
-        build(command_of(sys.argv[1:]))(prog_name="hn")
+        argv = sys.argv[1:]
+        only = command_of(argv)
+        if only is None and "--version" in argv:
+            only = ""  # the eager --version answers before any command is needed
+        build(only)(prog_name="hn")
     except HnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

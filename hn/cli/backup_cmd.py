@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, err_console, kv, table
+from hn.cli.output import console, emit, err_console, kv, real, table
 from hn.errors import InputError, UsageError
 from hn.proto import timefmt
 
@@ -35,7 +35,7 @@ def _bar(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None], Calla
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=real(err_console), transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield (lambda n: progress.advance(task, n)), (lambda n: progress.update(task, total=n))
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, table
+from hn.cli.output import console, emit, real, table
 from hn.vault import identities, presence, shards, store
 
 app = typer.Typer(help="Documents: content-addressed artefacts, shares and shards.", no_args_is_help=True)
@@ -40,7 +40,7 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
     todo = store.expand_inputs(files)
     show = not as_json and len(todo) > 20
     with Progress(TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not show, transient=True) as bar:
+                  console=real(console), disable=not show, transient=True) as bar:
         task = bar.add_task("add", total=len(todo))
         entries = store.add_files(home, me.keys, todo, publish, progress=lambda n: bar.advance(task, n))
     doc, changed = presence.refresh(home, me)
