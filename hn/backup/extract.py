@@ -15,7 +15,7 @@ from typing import Any
 
 import blake3
 
-from hn.backup import snapshot, tarball
+from hn.backup import snapshot, swap, tarball
 from hn.backup.tarball import ArchiveError
 from hn.vault.atomic import DiskError
 from hn.vault.writer import CREATE_FLAGS, BackgroundWriter
@@ -52,6 +52,8 @@ class Extractor:
         # Writes and closes run on their own thread, beside decryption and hashing.
         self.writer = BackgroundWriter()
         self.staging_str = str(staging) if staging is not None else ""
+        # The disk starts on the files while later ones are still being extracted.
+        self.early = swap.EarlySync(staging) if staging is not None else None
         # The process umask, read once: a file's mode needs a chmod only if the umask cut it.
         self.umask = os.umask(0o077)
         os.umask(self.umask)
@@ -106,6 +108,8 @@ class Extractor:
         if blake3.blake3(data).hexdigest() != entry["digest"]:
             raise ArchiveError(f"{path}: content digest does not match the manifest")
         if write:
+            if self.early is not None:
+                self.early.wrote(size)
             self._prepare(path)
             mode = entry["mode"]
             self.writer.create(f"{self.staging_str}/{path}", mode, data, path, chmod=bool(mode & self.umask))
@@ -124,6 +128,8 @@ class Extractor:
                     raise ArchiveError(f"archive is truncated inside {path}")
                 hasher.update(block)
                 remaining -= len(block)
+                if fd >= 0 and self.early is not None:
+                    self.early.wrote(len(block))
                 if fd >= 0 and remaining:
                     self.writer.write(fd, block, path)
                 self._advance(len(block))
@@ -146,6 +152,7 @@ class Extractor:
 
     def finish(self) -> None:
         """Wait for every write; a failed one is reported here if not before."""
+        self._stop_early()
         if self.progress is not None and self.unreported:
             self.progress(self.unreported)
             self.unreported = 0
@@ -155,7 +162,13 @@ class Extractor:
             raise _disk_error(exc, exc.filename or "a file") from exc
 
     def abandon(self) -> None:
+        self._stop_early()
         self.writer.abandon()
+
+    def _stop_early(self) -> None:
+        if self.early is not None:
+            self.early.stop()
+            self.early = None
 
     def _prepare(self, path: str) -> None:
         """Make the folders above ``path`` in the staging tree."""

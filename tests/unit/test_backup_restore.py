@@ -264,3 +264,27 @@ def test_buffered_reads_give_exactly_the_bytes_asked_for(data: bytes, sizes: lis
         pos += len(piece)
     assert reader.read() == data[pos:]
     assert reader.read(10) == b""
+
+
+def test_early_sync_flushes_while_extracting_and_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hn.backup import swap
+
+    calls: list[int] = []
+    flushed = threading.Event()
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        flushed.set()
+        return 0
+
+    monkeypatch.setattr(swap, "_syncfs", lambda: syncfs)
+    before = len(os.listdir("/proc/self/fd"))
+    early = swap.EarlySync(tmp_path, every=1000)
+    early.wrote(999)
+    assert not flushed.wait(0.2)  # below the step: nothing yet
+    early.wrote(1)
+    assert flushed.wait(5)
+    early.stop()
+    early.stop()  # twice is harmless
+    assert len(calls) == 1
+    assert len(os.listdir("/proc/self/fd")) == before
