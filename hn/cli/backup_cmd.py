@@ -131,7 +131,7 @@ def verify_cmd(
     data["scope"] = header["scope"]
     if deep:
         with _bar("verifying", as_json) as (advance, total):
-            outcome = restore.restore(restore.FileSource(path.parent), header["id"], home, None,
+            outcome = restore.restore(restore.FileSource(path.parent, header), header["id"], home, None,
                                       expected_owner=owner, progress=advance, on_total=total)
         data["deep"] = {"files": outcome.files, "bytes": outcome.bytes, "chain": outcome.chain}
     data["ok"] = True
@@ -192,7 +192,7 @@ def restore_cmd(
         with _bar("restoring", as_json) as (advance, total):
             if path is not None:
                 header = local.read_header_file(path)
-                source = restore.FileSource(path.parent)
+                source = restore.FileSource(path.parent, header)
                 wanted = str(header["id"])
             else:
                 if not backup_id:
