@@ -98,6 +98,20 @@ class Harness:
         self.peers[name] = peer
         return peer
 
+    def add_people(self, *names: str) -> list[Peer]:
+        """A peer per name, each with an identity of that name (``peer.did`` set)."""
+        peers = [self.add_peer(name) for name in names]
+        for peer in peers:
+            peer.did = self.hn_json(peer, "id", "create", peer.name)["did"]
+        return peers
+
+    def federate_all(self, peers: list[Peer]) -> None:
+        """Every peer adds every other as a federation peer (their nodes must be up)."""
+        for peer in peers:
+            for other in peers:
+                if other is not peer:
+                    self.hn_json(peer, "mcp", "federate", "add", other.did, other.url)
+
     def start_node(self, peer: Peer, *extra: str, dht: bool = True, bootstrap: list[str] | None = None,
                    timeout: float = 30, env: dict[str, str] | None = None, public_url: bool = True) -> dict[str, Any]:
         args = [sys.executable, "-m", "hn", "mcp", "serve", "--listen", f"127.0.0.1:{peer.http_port}"]

@@ -35,9 +35,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path) -> None:
-    alice, bob, carol = harness.add_peer("alice"), harness.add_peer("bob"), harness.add_peer("carol")
-    for peer in (alice, bob, carol):
-        peer.did = harness.hn_json(peer, "id", "create", peer.name)["did"]
+    alice, bob, carol = harness.add_people("alice", "bob", "carol")
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(30):

@@ -14,20 +14,14 @@ from tests.integration.hostile import Proxy
 
 
 def setup_three(h: Harness, tmp: Path) -> dict[str, Peer]:
-    peers = {}
-    for name in ("alice", "bob", "carol"):
-        p = h.add_peer(name)
-        p.did = h.hn_json(p, "id", "create", name)["did"]
-        note = tmp / f"{name}.md"
-        note.write_text(f"{name}'s published note\n")
+    people = h.add_people("alice", "bob", "carol")
+    for p in people:
+        note = tmp / f"{p.name}.md"
+        note.write_text(f"{p.name}'s published note\n")
         h.hn_json(p, "doc", "add", str(note), "--publish")
         h.start_node(p, dht=False)
-        peers[name] = p
-    for name, p in peers.items():
-        for other, q in peers.items():
-            if other != name:
-                h.hn_json(p, "mcp", "federate", "add", q.did, q.url)
-    return peers
+    h.federate_all(people)
+    return {p.name: p for p in people}
 
 
 def peer_row(h: Harness, who: Peer, did: str) -> dict:
@@ -70,11 +64,7 @@ def test_three_nodes_federate(harness: Harness, tmp_path: Path) -> None:
 
 def test_bad_peers_refused_with_reason(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    alice = h.add_peer("alice")
-    bob = h.add_peer("bob")
-    mallory = h.add_peer("mallory")
-    for peer in (alice, bob, mallory):
-        peer.did = h.hn_json(peer, "id", "create", peer.name)["did"]
+    alice, bob, mallory = h.add_people("alice", "bob", "mallory")
     note = tmp_path / "b.md"
     note.write_text("bob\n")
     h.hn_json(bob, "doc", "add", str(note), "--publish")
@@ -152,9 +142,8 @@ def test_replayed_signed_request_refused(harness: Harness, tmp_path: Path) -> No
     from hn.vault.home import Home
 
     h = harness
-    alice, bob, carol = h.add_peer("alice"), h.add_peer("bob"), h.add_peer("carol")
+    alice, bob, carol = h.add_people("alice", "bob", "carol")
     for peer in (alice, bob, carol):
-        peer.did = h.hn_json(peer, "id", "create", peer.name)["did"]
         h.start_node(peer, dht=False)
     for peer in (bob, carol):
         h.hn_json(peer, "mcp", "federate", "add", alice.did, alice.url)

@@ -110,9 +110,7 @@ def test_deployment_files_parse() -> None:
 
 def test_profile_node_publishes_its_hint_on_start(harness: Harness) -> None:
     h = harness
-    nas, laptop = h.add_peer("nas"), h.add_peer("laptop")
-    for peer in (nas, laptop):
-        peer.did = h.hn_json(peer, "id", "create", peer.name)["did"]
+    nas, laptop = h.add_people("nas", "laptop")
     ready = h.start_node(nas, "--profile", "federation")
     assert ready["dht"] == nas.dht
     h.start_node(laptop, bootstrap=[nas.dht])

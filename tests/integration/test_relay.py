@@ -37,20 +37,15 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
 
 def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    peers = {n: h.add_peer(n) for n in ("alice", "bob", "carol", "dora")}
-    alice, bob, carol, dora = peers.values()
-    for p in peers.values():
-        p.did = h.hn_json(p, "id", "create", p.name)["did"]
+    peers = h.add_people("alice", "bob", "carol", "dora")
+    alice, bob, carol, dora = peers
     note = tmp_path / "bob.md"
     note.write_text("bob's note\n")
     bob_doc = h.hn_json(bob, "doc", "add", str(note), "--publish")["added"][0]["id"]
     h.start_node(alice, "--relay-ttl", str(TTL), dht=False)
     for p in (bob, carol, dora):
         h.start_node(p, dht=False)
-    for p in peers.values():
-        for q in peers.values():
-            if p is not q:
-                h.hn_json(p, "mcp", "federate", "add", q.did, q.url)
+    h.federate_all(peers)
     shard = h.hn_json(bob, "doc", "share", bob_doc, "--to", carol.did)["id"]
     h.hn_json(alice, "mcp", "federate", "refresh", "--mirror")
     h.hn_json(carol, "mcp", "federate", "refresh")
@@ -89,16 +84,10 @@ def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path)
 
 def test_relay_refuses_bad_pushes(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    alice, bob, carol = h.add_peer("alice"), h.add_peer("bob"), h.add_peer("carol")
+    alice, bob, carol = h.add_people("alice", "bob", "carol")
     for p in (alice, bob, carol):
-        p.did = h.hn_json(p, "id", "create", p.name)["did"]
-    h.start_node(alice, dht=False)
-    h.start_node(bob, dht=False)
-    h.start_node(carol, dht=False)
-    for p in (alice, bob, carol):
-        for q in (alice, bob, carol):
-            if p is not q:
-                h.hn_json(p, "mcp", "federate", "add", q.did, q.url)
+        h.start_node(p, dht=False)
+    h.federate_all([alice, bob, carol])
     h.hn_json(bob, "mcp", "relay", "register", alice.did, "--url", alice.url)
     h.hn_json(carol, "mcp", "relay", "register", alice.did, "--url", alice.url)
     assert h.hn_json(bob, "mcp", "relay", "push")["ok"] is True
