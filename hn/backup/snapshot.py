@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sqlite3
 import stat
 import tempfile
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from hn.proto.canonical import is_hex_digest
 from hn.vault import atomic
 from hn.vault.home import Home
 
@@ -29,8 +29,6 @@ EXCLUDED_TOP = ("backups", "hosted", "run", ".lock")
 EXCLUDED_FILES = ("sync/backup-cache.json", "sync/backups.json")
 EXCLUDED_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp")
 SQLITE_SUFFIX = ".sqlite3"
-# One match per cached file: a delta checks every row of the cache.
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class FileInfo(NamedTuple):
@@ -132,7 +130,7 @@ def cached_digest(cache: dict[str, list[int | str]], info: FileInfo) -> str | No
             or row[2] != info.ino or row[3] != info.ctime_ns):
         return None
     digest = row[4]
-    return digest if isinstance(digest, str) and _HEX_DIGEST.fullmatch(digest) else None
+    return digest if isinstance(digest, str) and is_hex_digest(digest) else None
 
 
 def save_cache(home: Home, files: dict[str, list[int | str]]) -> None:

@@ -100,7 +100,7 @@ def _check_entries(entries: Any) -> None:
             raise MalformedDocument(f"backup@1 entry {index}: entries must be sorted by path, without duplicates")
         previous = name
         digest, size, mode = entry["digest"], entry["size"], entry["mode"]
-        if type(digest) is not str or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        if not is_hex_digest(digest):
             raise MalformedDocument(f"backup@1 entry {index}: digest is not BLAKE3 hex")
         if type(size) is not int or size < 0:
             raise MalformedDocument(f"backup@1 entry {index}: size must be a non-negative integer")
