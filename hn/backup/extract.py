@@ -18,7 +18,7 @@ import blake3
 from hn.backup import snapshot, swap, tarball
 from hn.backup.tarball import ArchiveError
 from hn.vault.atomic import DiskError
-from hn.vault.writer import CREATE_FLAGS, BackgroundWriter
+from hn.vault.writer import CREATE_FLAGS, BackgroundWriter, ForkedCreator, creator
 
 READ_BLOCK = 1 << 20
 
@@ -49,8 +49,11 @@ class Extractor:
         self.progress = progress
         self.unreported = 0
         self.made_dirs: set[str] = set()
-        # Writes and closes run on their own thread, beside decryption and hashing.
-        self.writer = BackgroundWriter()
+        # Small files are created by a child process and large ones written by a thread,
+        # beside decryption and hashing; each starts when first needed, so a verify-only
+        # pass starts neither.
+        self._creator: ForkedCreator | BackgroundWriter | None = None
+        self._writer: BackgroundWriter | None = None
         self.staging_str = str(staging) if staging is not None else ""
         # The disk starts on the files while later ones are still being extracted.
         self.early = swap.EarlySync(staging) if staging is not None else None
@@ -62,8 +65,15 @@ class Extractor:
         """Returns the number of files checked."""
         stored = [e for e in header["entries"] if e["stored"]]
         dirs = parent_dirs(stored)
-        members = tarball.iter_members(archive, len(stored) + len(dirs))
         index = 0
+
+        def expect() -> tarball.Member | None:
+            if index < len(stored):
+                entry = stored[index]
+                return tarball.Member(entry["path"], entry["size"], entry["mode"], False)
+            return None
+
+        members = tarball.iter_members(archive, len(stored) + len(dirs), expect)
         for member in members:
             if member.directory:
                 if member.path not in dirs:
@@ -112,7 +122,9 @@ class Extractor:
                 self.early.wrote(size)
             self._prepare(path)
             mode = entry["mode"]
-            self.writer.create(f"{self.staging_str}/{path}", mode, data, path, chmod=bool(mode & self.umask))
+            if self._creator is None:
+                self._creator = creator()
+            self._creator.create(f"{self.staging_str}/{path}", mode, data, path, chmod=bool(mode & self.umask))
         self._advance(size)
 
     def _copy_large(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
@@ -120,6 +132,9 @@ class Extractor:
         remaining = entry["size"]
         path = entry["path"]
         fd = self._open(entry) if write else -1
+        if fd >= 0 and self._writer is None:
+            self._writer = BackgroundWriter()
+        writer = self._writer
         block = b""
         try:
             while remaining:
@@ -130,13 +145,13 @@ class Extractor:
                 remaining -= len(block)
                 if fd >= 0 and self.early is not None:
                     self.early.wrote(len(block))
-                if fd >= 0 and remaining:
-                    self.writer.write(fd, block, path)
+                if writer is not None and fd >= 0 and remaining:
+                    writer.write(fd, block, path)
                 self._advance(len(block))
         finally:
-            if fd >= 0:
+            if writer is not None and fd >= 0:
                 # The last block goes with the close: one hand-over for the tail.
-                self.writer.close(fd, path, block if not remaining else b"")
+                writer.close(fd, path, block if not remaining else b"")
         tarball.skip_padding(archive, entry["size"])
         if hasher.hexdigest() != entry["digest"]:
             raise ArchiveError(f"{path}: content digest does not match the manifest")
@@ -157,13 +172,17 @@ class Extractor:
             self.progress(self.unreported)
             self.unreported = 0
         try:
-            self.writer.finish()
+            for writer in (self._creator, self._writer):
+                if writer is not None:
+                    writer.finish()
         except OSError as exc:
             raise _disk_error(exc, exc.filename or "a file") from exc
 
     def abandon(self) -> None:
         self._stop_early()
-        self.writer.abandon()
+        for writer in (self._creator, self._writer):
+            if writer is not None:
+                writer.abandon()
 
     def _stop_early(self) -> None:
         if self.early is not None:

@@ -10,7 +10,7 @@ paths) before a byte of the member reaches the disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -197,15 +197,29 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     return out
 
 
-def iter_members(src: BinaryIO, max_members: int) -> Iterator[Member]:
+def iter_members(src: BinaryIO, max_members: int,
+                 expect: Callable[[], Member | None] | None = None) -> Iterator[Member]:
     """Yield members; the caller must consume exactly ``member.size`` bytes (plus padding)
-    via ``read_data`` before asking for the next one."""
+    via ``read_data`` before asking for the next one.
+
+    ``expect`` names the file member the caller wants next, if it knows: a header that
+    equals, byte for byte, the one this module writes for that member is taken without
+    being parsed (the common case, and a fifth of a restore's per-file cost otherwise).
+    Anything else goes through every check below.
+    """
     count = 0
     pax: dict[str, str] = {}
     while True:
         head = read_exact(src, BLOCK)
         if len(head) < BLOCK:
             raise ArchiveError("archive is truncated (no end-of-archive marker)")
+        guess = expect() if expect is not None and not pax else None
+        if guess is not None and head == member_header(guess.path, guess.size, guess.mode):
+            count += 1
+            if count > max_members:
+                raise TooLarge(f"archive has more members than the manifest allows ({max_members})")
+            yield guess
+            continue
         if head == b"\x00" * BLOCK:
             if pax:
                 raise ArchiveError("pax header without a member")

@@ -14,8 +14,16 @@ final ``fsync``/``syncfs`` that makes them durable finds little left to do.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import gc
+import json
 import os
+import pickle
 import queue
+import select
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -50,9 +58,8 @@ class BackgroundWriter:
         self._queue: queue.Queue[list[_Op] | None] = queue.Queue(maxsize=depth)
         self._batch: list[_Op] = []
         self._batch_bytes = 0
-        self._error: OSError | None = None
+        self._applier = _Applier()  # used by the writer thread only
         self._done = False
-        self._advised: dict[int, tuple[int, int]] = {}  # writer thread only: fd -> (advised up to, written)
         self._thread = threading.Thread(target=self._run, name="hn-writer", daemon=True)
         self._thread.start()
 
@@ -84,6 +91,10 @@ class BackgroundWriter:
         the exact mode when the umask would cut it. The parent folder must exist already.
         """
         self._add(_Op(-1, data, True, label, path, mode, chmod), len(data))
+
+    @property
+    def _error(self) -> OSError | None:
+        return self._applier.error
 
     def finish(self) -> None:
         """Wait until every queued write is done; raises the first failure."""
@@ -120,18 +131,32 @@ class BackgroundWriter:
     # -- writer thread ----------------------------------------------------------------
     def _run(self) -> None:
         while (batch := self._queue.get()) is not None:
-            for op in batch:
-                if op.path is not None:
-                    if self._error is None:
-                        self._create(op)
-                    continue
-                if op.data and self._error is None:
-                    try:
-                        self._write_all(op.fd, op.data)
-                    except OSError as exc:
-                        self._fail(exc, op.label)
-                if op.close:
-                    self._close(op.fd, op.label)
+            self._applier.apply(batch)
+
+
+class _Applier:
+    """Carries out batches of operations in order, on whichever thread or process runs it.
+
+    The first failure stops further writes and creations; descriptors are still closed.
+    """
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+        self._advised: dict[int, tuple[int, int]] = {}  # fd -> (advised up to, written)
+
+    def apply(self, batch: list[_Op]) -> None:
+        for op in batch:
+            if op.path is not None:
+                if self.error is None:
+                    self._create(op)
+                continue
+            if op.data and self.error is None:
+                try:
+                    self._write_all(op.fd, op.data)
+                except OSError as exc:
+                    self._fail(exc, op.label)
+            if op.close:
+                self._close(op.fd, op.label)
 
     def _create(self, op: _Op) -> None:
         assert op.path is not None
@@ -150,10 +175,10 @@ class BackgroundWriter:
         self._close(fd, op.label)
 
     def _fail(self, exc: OSError, label: str) -> None:
-        if self._error is None:
+        if self.error is None:
             error = OSError(exc.errno, exc.strerror or str(exc), label)
             error.__cause__ = exc
-            self._error = error
+            self.error = error
 
     def _write_all(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
@@ -169,12 +194,155 @@ class BackgroundWriter:
     def _close(self, fd: int, label: str) -> None:
         advised, written = self._advised.pop(fd, (0, 0))
         # Small files are left to the final sync, which batches them better.
-        if written >= ADVISE_FROM and written > advised and self._error is None:
+        if written >= ADVISE_FROM and written > advised and self.error is None:
             _start_writeback(fd, advised, written - advised)
         try:
             os.close(fd)
         except OSError as exc:
             self._fail(exc, label)
+
+
+class ForkedCreator:
+    """``create`` as BackgroundWriter has it, carried out by a child process.
+
+    A thread that creates files shares the GIL with the caller: each of its system calls
+    waits for the caller to let go, and a restore of 20,000 small files spends more time
+    handing the GIL back and forth than creating them. A forked child has a GIL of its
+    own. Batches go to it pickled, through a pipe (both ends are this program); the child
+    reports the first failure as soon as it happens and a last line when it is done.
+    Memory stays bounded: the pipe holds at most about one batch and the caller blocks
+    while it is full.
+    """
+
+    def __init__(self) -> None:
+        self._batch: list[_Op] = []
+        self._batch_bytes = 0
+        self._error: OSError | None = None
+        self._done = False
+        self._replies = b""
+        data_r, data_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(data_w, fcntl.F_SETPIPE_SZ, BATCH_BYTES)  # type: ignore[attr-defined]
+        # No collection may run in the child: a finaliser there could flush a file
+        # object the parent still owns.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            pid = os.fork()
+        except BaseException:
+            for fd in (data_r, data_w, reply_r, reply_w):
+                os.close(fd)
+            raise
+        finally:
+            if collecting:
+                gc.enable()
+        if pid == 0:  # pragma: no cover - the child; its work is checked through the parent
+            gc.disable()
+            status = 1
+            try:
+                os.close(data_w)
+                os.close(reply_r)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+                _creator_child(data_r, reply_w)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(data_r)
+        os.close(reply_w)
+        self._pid, self._in = pid, reply_r
+        self._out = os.fdopen(data_w, "wb", buffering=BATCH_BYTES)
+
+    def create(self, path: str, mode: int, data: bytes, label: str, *, chmod: bool = False) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._done:
+            raise RuntimeError("writer already finished")
+        self._batch.append(_Op(-1, data, True, label, path, mode, chmod))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPS:
+            self._send()
+
+    def finish(self) -> None:
+        """Wait until every file is created; raises the first failure."""
+        if not self._done:
+            self._send()
+            self._put(b"")
+            self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Stop the child (files already created stay) and drop any failure."""
+        self._stop()
+        self._error = None
+
+    def _send(self) -> None:
+        if self._batch:
+            self._check_replies()
+            self._put(pickle.dumps(self._batch, protocol=pickle.HIGHEST_PROTOCOL))
+            self._batch, self._batch_bytes = [], 0
+
+    def _put(self, frame: bytes) -> None:
+        try:
+            self._out.write(len(frame).to_bytes(8, "little"))
+            self._out.write(frame)
+            self._out.flush()
+        except BrokenPipeError:
+            self._stop()
+            if self._error is None:
+                self._error = OSError(errno.EIO, "the file-creating process stopped unexpectedly")
+            raise self._error from None
+
+    def _check_replies(self) -> None:
+        if select.select([self._in], [], [], 0)[0]:
+            self._replies += os.read(self._in, 65536)
+            self._read_error()
+            if self._error is not None:
+                raise self._error
+
+    def _read_error(self) -> None:
+        for line in self._replies[: self._replies.rfind(b"\n") + 1].splitlines():
+            reply = json.loads(line)
+            if "errno" in reply and self._error is None:
+                self._error = OSError(reply["errno"], reply["strerror"], reply["label"])
+
+    def _stop(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(BrokenPipeError):
+            self._out.close()  # the child sees the end of its input and exits
+        while chunk := os.read(self._in, 65536):
+            self._replies += chunk
+        os.close(self._in)
+        os.waitpid(self._pid, 0)
+        self._read_error()
+        if self._error is None and not self._replies.endswith(b'{"done": true}\n'):
+            self._error = OSError(errno.EIO, "the file-creating process stopped unexpectedly")
+
+
+def _creator_child(data_r: int, reply_w: int) -> None:
+    """The child's loop: batches in, files created, one line per event out."""
+    applier = _Applier()
+    reported = False
+    # File objects, not os.write: the pipes are not the files whose writes can fail.
+    reply = os.fdopen(reply_w, "wb", buffering=0)
+    with os.fdopen(data_r, "rb", buffering=BATCH_BYTES) as source, reply:
+        while len(head := source.read(8)) == 8 and (size := int.from_bytes(head, "little")):
+            applier.apply(pickle.loads(source.read(size)))
+            if applier.error is not None and not reported:
+                reported = True
+                error = applier.error
+                reply.write(json.dumps({"errno": error.errno, "strerror": error.strerror,
+                                               "label": error.filename}).encode() + b"\n")
+        if len(head) == 8:  # the parent's end marker, not a broken pipe
+            reply.write(b'{"done": true}\n')
+
+
+def creator() -> ForkedCreator | BackgroundWriter:
+    """A file creator for many small files: a child process where fork is safe (Linux)."""
+    return ForkedCreator() if sys.platform.startswith("linux") else BackgroundWriter()
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

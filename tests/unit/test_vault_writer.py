@@ -1,15 +1,19 @@
-"""The background writer: order, every descriptor closed, failures named, early writeback."""
+"""The background writer and the forked creator: order, every descriptor closed, failures
+named, early writeback, and a child process that never outlives its work."""
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from hn.vault import writer as writer_mod
-from hn.vault.writer import ADVISE_EVERY, BackgroundWriter
+from hn.vault.writer import ADVISE_EVERY, BackgroundWriter, ForkedCreator
+
+CREATORS = [BackgroundWriter, ForkedCreator]
 
 
 def _open_fds() -> int:
@@ -103,9 +107,10 @@ def test_a_sink_whose_caller_fails_stops_its_thread(tmp_path: Path) -> None:
     assert (tmp_path / "x").read_bytes() == b"abc"
 
 
-def test_create_makes_new_files_with_exact_modes_and_closes_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", CREATORS)
+def test_create_makes_new_files_with_exact_modes_and_closes_them(tmp_path: Path, make: type) -> None:
     before = _open_fds()
-    w = BackgroundWriter(depth=2)
+    w = make()
     old = os.umask(0o077)
     try:
         for i in range(600):
@@ -121,8 +126,9 @@ def test_create_makes_new_files_with_exact_modes_and_closes_them(tmp_path: Path)
     assert _open_fds() == before
 
 
+@pytest.mark.parametrize("make", CREATORS)
 @pytest.mark.parametrize("in_the_way", ["file", "link"])
-def test_create_never_replaces_a_file_or_follows_a_link(tmp_path: Path, in_the_way: str) -> None:
+def test_create_never_replaces_a_file_or_follows_a_link(tmp_path: Path, in_the_way: str, make: type) -> None:
     outside = tmp_path / "outside"
     outside.write_bytes(b"keep")
     target = tmp_path / "target"
@@ -130,10 +136,64 @@ def test_create_never_replaces_a_file_or_follows_a_link(tmp_path: Path, in_the_w
         target.write_bytes(b"keep")
     else:
         target.symlink_to(outside)
-    w = BackgroundWriter()
+    w = make()
     w.create(str(target), 0o600, b"new", "target")
     with pytest.raises(OSError) as caught:
         w.finish()
     assert caught.value.filename == "target"
     assert outside.read_bytes() == b"keep"
     assert in_the_way == "link" or target.read_bytes() == b"keep"
+
+
+def _child_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_forked_creator_reports_a_failure_before_the_end_and_stops_creating(tmp_path: Path) -> None:
+    before = _open_fds()
+    w = ForkedCreator()
+    # The fifth file's folder does not exist: its creation fails in the child.
+    raised = None
+    for i in range(5000):
+        folder = tmp_path if i != 4 else tmp_path / "missing"
+        try:
+            w.create(str(folder / f"n{i}"), 0o600, b"y" * 2000, f"n{i}")
+        except OSError as exc:
+            raised = exc
+            break
+    # The failure came back while files were still being handed over, not only at the end.
+    assert raised is not None and raised.filename == "n4" and raised.errno == errno.ENOENT
+    with pytest.raises(OSError) as info:
+        w.finish()
+    assert info.value.filename == "n4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"n{i}" for i in range(4)]
+    assert _child_gone(w._pid)
+    assert _open_fds() == before
+
+
+def test_forked_creator_whose_child_dies_says_so(tmp_path: Path) -> None:
+    w = ForkedCreator()
+    os.kill(w._pid, signal.SIGKILL)
+    with pytest.raises(OSError, match="file-creating process stopped unexpectedly"):
+        for i in range(2000):
+            w.create(str(tmp_path / f"n{i}"), 0o600, b"z" * 4000, f"n{i}")
+        w.finish()
+    w.abandon()
+    assert _child_gone(w._pid)
+
+
+def test_abandoned_forked_creator_leaves_no_process_or_descriptor(tmp_path: Path) -> None:
+    before = _open_fds()
+    w = ForkedCreator()
+    for i in range(10):
+        w.create(str(tmp_path / f"n{i}"), 0o600, b"a", f"n{i}")
+    w.abandon()
+    w.abandon()
+    assert _child_gone(w._pid)
+    assert _open_fds() == before
+    with pytest.raises(RuntimeError):
+        w.create(str(tmp_path / "late"), 0o600, b"a", "late")
