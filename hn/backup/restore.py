@@ -67,9 +67,14 @@ def check_owner(keys_home: Home, header: dict[str, Any], expected_owner: str | N
     return history
 
 
-def load_chain(source: Source, top: dict[str, Any], keys_home: Home, expected_owner: str | None) -> list[dict[str, Any]]:
-    """The verified chain, oldest (the full backup) first."""
-    check_owner(keys_home, top, expected_owner)
+def load_chain(source: Source, top: dict[str, Any], keys_home: Home, expected_owner: str | None,
+               top_checked: bool = False) -> list[dict[str, Any]]:
+    """The verified chain, oldest (the full backup) first.
+
+    ``top_checked``: the caller has just passed ``top`` through ``check_owner`` itself.
+    """
+    if not top_checked:
+        check_owner(keys_home, top, expected_owner)
     chain = [top]
     while chain[-1]["scope"] == "delta":
         if len(chain) >= MAX_CHAIN:
@@ -134,11 +139,16 @@ def restore(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    top_checked: bool = False,
 ) -> Outcome:
-    """Restore ``backup_id`` (and its bases) into ``into``; with ``into`` None only verify deeply."""
+    """Restore ``backup_id`` (and its bases) into ``into``; with ``into`` None only verify deeply.
+
+    ``top_checked``: the source's header for ``backup_id`` has passed ``check_owner``
+    already (``verify_quick`` does that), so it is not checked twice.
+    """
     recovered = swap.recover(into) if into is not None else None
     top = source.header(backup_id)
-    chain = load_chain(source, top, keys_home, expected_owner)
+    chain = load_chain(source, top, keys_home, expected_owner, top_checked)
     keys = [recipient_key(keys_home, h) for h in chain]
     final = {e["path"]: e for e in top["entries"]}
     if on_total:

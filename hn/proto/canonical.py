@@ -153,10 +153,20 @@ def loads_canonical(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     Signed documents travel as their canonical bytes; re-encoding and comparing closes
     the door on `1.0` vs `1`, `-0`, reordered keys and other ambiguous encodings.
     """
-    obj = loads_strict(data, max_bytes=max_bytes)
-    if canonical(obj) != data:
-        raise MalformedDocument("document is not in canonical JSON form (RFC 8785)")
-    return obj
+    if len(data) > max_bytes:
+        raise TooLarge(f"JSON document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    # Input equal to its own re-encoding cannot hold a duplicate key (the re-encoding
+    # keeps one) or NaN/Infinity (canonical() refuses them), so the plain parser suffices
+    # when the bytes match; anything else is parsed again strictly, to name the fault.
+    try:
+        obj = json.loads(data, parse_constant=_no_constants)
+        _check_depth(obj, MAX_DEPTH)
+        if canonical(obj) == data:
+            return obj
+    except (MalformedDocument, RecursionError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    loads_strict(data, max_bytes=max_bytes)
+    raise MalformedDocument("document is not in canonical JSON form (RFC 8785)")
 
 
 def b64e(data: bytes) -> str:

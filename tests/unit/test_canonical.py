@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import rfc8785
@@ -39,16 +40,18 @@ def test_non_canonical_encodings_rejected(value: dict[str, int]) -> None:
             loads_canonical(reordered)
 
 
-@pytest.mark.parametrize("text", [b'{"a":1,"a":2}', b'{"x":{"k":1,"k":1}}'])
-def test_duplicate_keys_rejected(text: bytes) -> None:
+@pytest.mark.parametrize("load", [loads_strict, loads_canonical])
+@pytest.mark.parametrize("text", [b'{"a":1,"a":2}', b'{"x":{"k":1,"k":1}}', b'{"a":1,"a":1}'])
+def test_duplicate_keys_rejected(text: bytes, load: Callable[[bytes], object]) -> None:
     with pytest.raises(MalformedDocument, match="duplicate key"):
-        loads_strict(text)
+        load(text)
 
 
+@pytest.mark.parametrize("load", [loads_strict, loads_canonical])
 @pytest.mark.parametrize("text", [b'{"a":NaN}', b'{"a":Infinity}', b"[-Infinity]"])
-def test_nan_and_infinity_rejected(text: bytes) -> None:
-    with pytest.raises(MalformedDocument):
-        loads_strict(text)
+def test_nan_and_infinity_rejected(text: bytes, load: Callable[[bytes], object]) -> None:
+    with pytest.raises(MalformedDocument, match="not allowed"):
+        load(text)
 
 
 @pytest.mark.parametrize("text", [b'{"a":1.0}', b'{"a":-0}', b'{"a":1e2}', b'{"b":1,"a":2}', b'{ "a":1}'])
@@ -58,16 +61,24 @@ def test_ambiguous_numbers_and_order_not_canonical(text: bytes) -> None:
         loads_canonical(text)
 
 
-def test_deep_nesting_is_a_clean_error() -> None:
+@pytest.mark.parametrize("load", [loads_strict, loads_canonical])
+def test_deep_nesting_is_a_clean_error(load: Callable[[bytes], object]) -> None:
     with pytest.raises(MalformedDocument, match="nested"):
-        loads_strict(b"[" * 100_000 + b"]" * 100_000)
+        load(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(MalformedDocument, match="nested"):
-        loads_strict(b"[" * 70 + b"]" * 70)
+        load(b"[" * 70 + b"]" * 70)
 
 
-def test_oversize_rejected() -> None:
+@pytest.mark.parametrize("load", [loads_strict, loads_canonical])
+def test_oversize_rejected(load: Callable[..., object]) -> None:
     with pytest.raises(TooLarge):
-        loads_strict(b"[" + b"1," * 100 + b"1]", max_bytes=50)
+        load(b"[" + b"1," * 100 + b"1]", max_bytes=50)
+
+
+def test_canonical_bytes_in_another_encoding_are_refused() -> None:
+    # The plain parser would read UTF-16; canonical JSON is UTF-8 only.
+    with pytest.raises(MalformedDocument):
+        loads_canonical('{"a":"b"}'.encode("utf-16"))
 
 
 def test_strict_base64() -> None:
