@@ -28,6 +28,10 @@ def _disk_error(exc: OSError, path: str) -> DiskError:
                      "the vault was not changed")
 
 
+def _truncated(path: str) -> ArchiveError:
+    return ArchiveError(f"archive is truncated inside {path}")
+
+
 def parent_dirs(entries: list[dict[str, Any]]) -> set[str]:
     out: set[str] = set()
     for entry in entries:
@@ -106,17 +110,21 @@ class Extractor:
     def _copy(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
         size = entry["size"]
         path = entry["path"]
+        data = None
         if size > READ_BLOCK:
-            self._copy_large(archive, entry, write)
-            return
-        # A small file is checked whole before anything is written, then created, written
-        # and closed on the writer thread.
-        data = archive.read(size)
-        if len(data) < size:
-            raise ArchiveError(f"archive is truncated inside {path}")
+            # Streamed to the staging tree as it is hashed (a mismatch discards the tree).
+            digest = self._stream_large(archive, entry, write)
+        else:
+            # Checked whole before anything is written.
+            data = archive.read(size)
+            if len(data) < size:
+                raise _truncated(path)
+            digest = blake3.blake3(data).hexdigest()
         tarball.skip_padding(archive, size)
-        if blake3.blake3(data).hexdigest() != entry["digest"]:
+        if digest != entry["digest"]:
             raise ArchiveError(f"{path}: content digest does not match the manifest")
+        if data is None:
+            return
         if write:
             if self.early is not None:
                 self.early.wrote(size)
@@ -127,7 +135,8 @@ class Extractor:
             self._creator.create(f"{self.staging_str}/{path}", mode, data, path, chmod=bool(mode & self.umask))
         self._advance(size)
 
-    def _copy_large(self, archive: Any, entry: dict[str, Any], write: bool) -> None:
+    def _stream_large(self, archive: Any, entry: dict[str, Any], write: bool) -> str:
+        """Hash (and with ``write`` copy) a large member's data; returns its digest."""
         hasher = blake3.blake3()
         remaining = entry["size"]
         path = entry["path"]
@@ -140,7 +149,7 @@ class Extractor:
             while remaining:
                 block = archive.read(min(READ_BLOCK, remaining))
                 if not block:
-                    raise ArchiveError(f"archive is truncated inside {path}")
+                    raise _truncated(path)
                 hasher.update(block)
                 remaining -= len(block)
                 if fd >= 0 and self.early is not None:
@@ -152,9 +161,7 @@ class Extractor:
             if writer is not None and fd >= 0:
                 # The last block goes with the close: one hand-over for the tail.
                 writer.close(fd, path, block if not remaining else b"")
-        tarball.skip_padding(archive, entry["size"])
-        if hasher.hexdigest() != entry["digest"]:
-            raise ArchiveError(f"{path}: content digest does not match the manifest")
+        return hasher.hexdigest()
 
     def _advance(self, n: int) -> None:
         # Reported in steps of about a block: a call per small file would cost more than the file.

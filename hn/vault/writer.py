@@ -25,6 +25,7 @@ import select
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -229,7 +230,12 @@ class ForkedCreator:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12 warns that a fork beside other threads may deadlock the child
+                # on a lock one of them held. This child takes no such lock: it makes
+                # system calls, unpickles plain tuples and exits with os._exit.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except BaseException:
             for fd in (data_r, data_w, reply_r, reply_w):
                 os.close(fd)
