@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import gc
 import json
 import os
 import pickle
 import queue
 import select
-import signal
-import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from typing import NamedTuple
+
+from hn.vault import forked
 
 BATCH_BYTES = 1 << 20
 BATCH_OPS = 512
@@ -204,15 +201,13 @@ class _Applier:
 
 
 class ForkedCreator:
-    """``create`` as BackgroundWriter has it, carried out by a child process.
+    """``create`` as BackgroundWriter has it, carried out by a forked child (hn.vault.forked).
 
-    A thread that creates files shares the GIL with the caller: each of its system calls
-    waits for the caller to let go, and a restore of 20,000 small files spends more time
-    handing the GIL back and forth than creating them. A forked child has a GIL of its
-    own. Batches go to it pickled, through a pipe (both ends are this program); the child
+    A thread that creates files waits for the caller's GIL at each of its system calls: a
+    restore of 20,000 small files spent more time handing the GIL back and forth than
+    creating them. Batches go to the child pickled (both ends are this program); it
     reports the first failure as soon as it happens and a last line when it is done.
-    Memory stays bounded: the pipe holds at most about one batch and the caller blocks
-    while it is full.
+    Memory stays bounded: the pipe holds about one batch and the caller waits while full.
     """
 
     def __init__(self) -> None:
@@ -221,43 +216,9 @@ class ForkedCreator:
         self._error: OSError | None = None
         self._done = False
         self._replies = b""
-        data_r, data_w = os.pipe()
-        reply_r, reply_w = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(data_w, fcntl.F_SETPIPE_SZ, BATCH_BYTES)  # type: ignore[attr-defined]
-        # No collection may run in the child: a finaliser there could flush a file
-        # object the parent still owns.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with warnings.catch_warnings():
-                # Python 3.12 warns that a fork beside other threads may deadlock the child
-                # on a lock one of them held. This child takes no such lock: it makes
-                # system calls, unpickles plain tuples and exits with os._exit.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-        except BaseException:
-            for fd in (data_r, data_w, reply_r, reply_w):
-                os.close(fd)
-            raise
-        finally:
-            if collecting:
-                gc.enable()
-        if pid == 0:  # pragma: no cover - the child; its work is checked through the parent
-            gc.disable()
-            status = 1
-            try:
-                os.close(data_w)
-                os.close(reply_r)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-                _creator_child(data_r, reply_w)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(data_r)
-        os.close(reply_w)
-        self._pid, self._in = pid, reply_r
-        self._out = os.fdopen(data_w, "wb", buffering=BATCH_BYTES)
+        child = forked.spawn(_creator_child)
+        self._pid, self._in = child.pid, child.from_child
+        self._out = os.fdopen(child.to_child, "wb", buffering=BATCH_BYTES)
 
     def create(self, path: str, mode: int, data: bytes, label: str, *, chmod: bool = False) -> None:
         if self._error is not None:
@@ -273,7 +234,7 @@ class ForkedCreator:
         """Wait until every file is created; raises the first failure."""
         if not self._done:
             self._send()
-            self._put(b"")
+            self._put(b"")  # the end marker
             self._stop()
         if self._error is not None:
             raise self._error
@@ -291,9 +252,7 @@ class ForkedCreator:
 
     def _put(self, frame: bytes) -> None:
         try:
-            self._out.write(len(frame).to_bytes(8, "little"))
-            self._out.write(frame)
-            self._out.flush()
+            forked.write_frame(self._out, frame)
         except BrokenPipeError:
             self._stop()
             if self._error is None:
@@ -335,20 +294,20 @@ def _creator_child(data_r: int, reply_w: int) -> None:
     # File objects, not os.write: the pipes are not the files whose writes can fail.
     reply = os.fdopen(reply_w, "wb", buffering=0)
     with os.fdopen(data_r, "rb", buffering=BATCH_BYTES) as source, reply:
-        while len(head := source.read(8)) == 8 and (size := int.from_bytes(head, "little")):
-            applier.apply(pickle.loads(source.read(size)))
+        while frame := forked.read_frame(source):
+            applier.apply(pickle.loads(frame))
             if applier.error is not None and not reported:
                 reported = True
                 error = applier.error
                 reply.write(json.dumps({"errno": error.errno, "strerror": error.strerror,
-                                               "label": error.filename}).encode() + b"\n")
-        if len(head) == 8:  # the parent's end marker, not a broken pipe
+                                        "label": error.filename}).encode() + b"\n")
+        if frame is not None:  # the parent's end marker, not a closed pipe
             reply.write(b'{"done": true}\n')
 
 
 def creator() -> ForkedCreator | BackgroundWriter:
     """A file creator for many small files: a child process where fork is safe (Linux)."""
-    return ForkedCreator() if sys.platform.startswith("linux") else BackgroundWriter()
+    return ForkedCreator() if forked.AVAILABLE else BackgroundWriter()
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
