@@ -4,12 +4,14 @@ named, early writeback, and a child process that never outlives its work."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from hn.vault import forked
 from hn.vault import writer as writer_mod
 from hn.vault.writer import ADVISE_EVERY, BackgroundWriter, ForkedCreator
 
@@ -197,3 +199,18 @@ def test_abandoned_forked_creator_leaves_no_process_or_descriptor(tmp_path: Path
     assert _open_fds() == before
     with pytest.raises(RuntimeError):
         w.create(str(tmp_path / "late"), 0o600, b"a", "late")
+
+
+def test_frames_round_trip_and_a_cut_frame_is_an_error() -> None:
+    out = io.BytesIO()
+    for body in (b"one", b"", b"x" * 70_000):
+        forked.write_frame(out, body)
+    whole = out.getvalue()
+    source = io.BytesIO(whole)
+    assert [forked.read_frame(source) for _ in range(3)] == [b"one", b"", b"x" * 70_000]
+    assert forked.read_frame(source) is None  # a clean end
+    for cut in (3, 8 + 2, len(whole) - 1):
+        source = io.BytesIO(whole[:cut] if cut < 11 else whole[11:cut])
+        with pytest.raises(EOFError):
+            while forked.read_frame(source) is not None:
+                pass
