@@ -140,10 +140,13 @@ class Extractor:
         hasher = blake3.blake3()
         remaining = entry["size"]
         path = entry["path"]
-        fd = self._open(entry) if write else -1
-        if fd >= 0 and self._writer is None:
-            self._writer = BackgroundWriter()
-        writer = self._writer
+        writer, fd = None, -1
+        if write:
+            fd = self._open(entry)
+            if self._writer is None:
+                self._writer = BackgroundWriter()
+            writer = self._writer
+        early = self.early if write else None
         block = b""
         try:
             while remaining:
@@ -152,13 +155,13 @@ class Extractor:
                     raise _truncated(path)
                 hasher.update(block)
                 remaining -= len(block)
-                if fd >= 0 and self.early is not None:
-                    self.early.wrote(len(block))
-                if writer is not None and fd >= 0 and remaining:
+                if early is not None:
+                    early.wrote(len(block))
+                if writer is not None and remaining:
                     writer.write(fd, block, path)
                 self._advance(len(block))
         finally:
-            if writer is not None and fd >= 0:
+            if writer is not None:
                 # The last block goes with the close: one hand-over for the tail.
                 writer.close(fd, path, block if not remaining else b"")
         return hasher.hexdigest()
