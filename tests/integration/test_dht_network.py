@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,21 +27,29 @@ def make_hint(ident: Identity, seq: int, issued: float | None = None, ttl: int =
                       issued_at=timefmt.now() if issued is None else issued, ttl=ttl)
 
 
+async def join_through_first(nodes: list[DhtNode]) -> None:
+    """Every node bootstraps through the first, eight at a time."""
+    for start in range(1, len(nodes), 8):
+        await asyncio.gather(*(n.bootstrap([nodes[0].address]) for n in nodes[start:start + 8]))  # type: ignore[list-item]
+
+
 @contextlib.asynccontextmanager
-async def dht_network(count: int, config: DhtConfig | None = None) -> AsyncIterator[list[DhtNode]]:
-    """``count`` real nodes on 127.0.0.1, all joined through the first; stopped on exit."""
-    nodes: list[DhtNode] = []
+async def running(nodes: list[DhtNode],
+                  join: Callable[[list[DhtNode]], Awaitable[None]] = join_through_first) -> AsyncIterator[list[DhtNode]]:
+    """``nodes`` listening on 127.0.0.1 and joined by ``join``; every one stopped on exit."""
     try:
-        for _ in range(count):
-            node = DhtNode(config)
-            nodes.append(node)
+        for node in nodes:
             await node.listen(0, "127.0.0.1")
-        for start in range(1, count, 8):
-            await asyncio.gather(*(n.bootstrap([nodes[0].address]) for n in nodes[start:start + 8]))
+        await join(nodes)
         yield nodes
     finally:
         for node in nodes:
             node.stop()
+
+
+def dht_network(count: int, config: DhtConfig | None = None) -> contextlib.AbstractAsyncContextManager[list[DhtNode]]:
+    """``count`` real nodes on 127.0.0.1, all joined through the first; stopped on exit."""
+    return running([DhtNode(config) for _ in range(count)])
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ monotonic clock either way.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -22,7 +21,7 @@ from hn.proto.dht_hint import MAX_SKEW, MAX_TTL, dht_key, parse_hint
 from hn.vault import presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.integration.test_dht_network import make_hint
+from tests.integration.test_dht_network import make_hint, running
 
 MIN, HOUR, DAY = 60, 3600, 86400
 # Offsets of the nodes' clocks from the test's clock: ±10 min, ±2 h, and one 3 h slow.
@@ -33,7 +32,8 @@ def offset_clock(offset: float) -> Callable[[], float]:
     return lambda: timefmt.now() + offset
 
 
-async def join(nodes: list[DhtNode]) -> None:
+async def join_both_ways(nodes: list[DhtNode]) -> None:
+    """Through the first node, then again through the last, so every table holds every node."""
     for node in nodes[1:]:
         assert node.address is not None
         await node.bootstrap([nodes[0].address])  # type: ignore[list-item]
@@ -41,22 +41,9 @@ async def join(nodes: list[DhtNode]) -> None:
         await node.bootstrap([nodes[-1].address])  # type: ignore[list-item]
 
 
-@contextlib.asynccontextmanager
-async def running(nodes: list[DhtNode]) -> AsyncIterator[list[DhtNode]]:
-    """Nodes listening on loopback and joined to each other; stopped afterwards."""
-    try:
-        for node in nodes:
-            await node.listen(0, "127.0.0.1")
-        await join(nodes)
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-
-
 @pytest.fixture
 async def skewed() -> AsyncIterator[list[DhtNode]]:
-    async with running([DhtNode(clock=offset_clock(o)) for o in OFFSETS]) as nodes:
+    async with running([DhtNode(clock=offset_clock(o)) for o in OFFSETS], join_both_ways) as nodes:
         yield nodes
 
 
@@ -151,7 +138,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 @pytest.fixture
 async def network(clock: FakeClock) -> AsyncIterator[list[DhtNode]]:
-    async with running([DhtNode() for _ in range(12)]) as nodes:
+    async with running([DhtNode() for _ in range(12)], join_both_ways) as nodes:
         yield nodes
 
 

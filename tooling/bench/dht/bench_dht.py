@@ -53,22 +53,43 @@ def summary(latencies: list[float], ok: int, total: int) -> dict[str, Any]:
             "max_ms": round(max(latencies) * 1000, 2) if latencies else None}
 
 
-class Ours:
-    name = "hn"
+class Swarm:
+    """N nodes of one implementation on 127.0.0.1, joined through the first in batches."""
+
+    name = ""
 
     def __init__(self) -> None:
-        self.nodes: list[DhtNode] = []
+        self.nodes: list[Any] = []
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def address(self, node: Any) -> tuple[str, int]:
+        raise NotImplementedError
 
     async def start(self, n: int) -> None:
         for _ in range(n):
-            node = DhtNode()
+            node = self.make()
             await node.listen(0, "127.0.0.1")
             self.nodes.append(node)
 
     async def join(self) -> None:
-        boot = self.nodes[0].address
+        boot = self.address(self.nodes[0])
         for i in range(1, len(self.nodes), JOIN_BATCH):
             await asyncio.gather(*(n.bootstrap([boot]) for n in self.nodes[i:i + JOIN_BATCH]))
+
+    def kill(self, node: Any) -> None:
+        node.stop()
+
+
+class Ours(Swarm):
+    name = "hn"
+
+    def make(self) -> DhtNode:
+        return DhtNode()
+
+    def address(self, node: Any) -> tuple[str, int]:
+        return node.address
 
     async def publish(self, node: Any, key: bytes, raw: bytes) -> tuple[int, float]:
         started = time.monotonic()
@@ -80,26 +101,15 @@ class Ours:
         got = await node.get_hints(did)
         return got.hint is not None and got.hint.seq == seq, time.monotonic() - started
 
-    def kill(self, node: Any) -> None:
-        node.stop()
 
-
-class Stock:
+class Stock(Swarm):
     name = "stock kademlia 2.2.3"
 
-    def __init__(self) -> None:
-        self.nodes: list[Server] = []
+    def make(self) -> Server:
+        return Server()
 
-    async def start(self, n: int) -> None:
-        for _ in range(n):
-            server = Server()
-            await server.listen(0, "127.0.0.1")
-            self.nodes.append(server)
-
-    async def join(self) -> None:
-        boot = self.nodes[0].transport.get_extra_info("sockname")[:2]
-        for i in range(1, len(self.nodes), JOIN_BATCH):
-            await asyncio.gather(*(s.bootstrap([boot]) for s in self.nodes[i:i + JOIN_BATCH]))
+    def address(self, node: Any) -> tuple[str, int]:
+        return node.transport.get_extra_info("sockname")[:2]
 
     async def publish(self, server: Any, key: bytes, raw: bytes) -> tuple[int, float]:
         started = time.monotonic()
@@ -117,9 +127,6 @@ class Stock:
         value = await ValueSpiderCrawl(server.protocol, target, nearest, server.ksize, server.alpha).find()
         ok = isinstance(value, bytes) and json.loads(value).get("seq") == seq
         return ok, time.monotonic() - started
-
-    def kill(self, server: Any) -> None:
-        server.stop()
 
 
 async def run_impl(impl: Any, n: int, resolves: int, ident: identities.Identity, concurrency: int) -> dict[str, Any]:
