@@ -1,14 +1,20 @@
-"""Helpers shared by the test suites: run the real `hn` entry point, pick free ports."""
+"""Helpers shared by the test suites: run the real `hn` entry point and `hn mcp serve`
+nodes, pick free ports."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+from hn.smoke.harness import free_port, terminate
+
+__all__ = ["ROOT", "ServedNode", "free_port", "hn_env", "run_hn", "run_json"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +46,29 @@ def run_json(home: Path | None, *args: str, input: str | None = None) -> Any:
     return json.loads(proc.stdout)
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ServedNode:
+    """`hn mcp serve ARGS` as a child process, ready (its MCP_READY line read) when made."""
+
+    def __init__(self, home: Path, args: list[str]) -> None:
+        self.home = home
+        self.proc = subprocess.Popen([sys.executable, "-m", "hn", "mcp", "serve", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=hn_env(home))
+        self.ready: dict[str, Any] = {}
+        box: list[str] = []
+
+        def reader() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if line.startswith("MCP_READY "):
+                    box.append(line)
+
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not box:
+            assert self.proc.poll() is None, "node exited early"
+            assert time.monotonic() < deadline, "node did not become ready"
+            time.sleep(0.05)
+        self.ready = json.loads(box[0][len("MCP_READY "):])
+
+    def stop(self) -> None:
+        terminate(self.proc)

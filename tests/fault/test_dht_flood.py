@@ -11,23 +11,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
 
-import pytest
 import umsgpack
 
 from hn.dht.node import DhtNode
 from hn.proto.dht_hint import dht_key
 from hn.vault.identities import Identity
-from tests.integration.test_dht_network import dht_network, make_hint
+from tests.fault.test_dht_hostile import send_all
+from tests.integration.test_dht_network import make_hint
 
 FLOOD = 30_000
-
-
-@pytest.fixture
-async def network() -> AsyncIterator[list[DhtNode]]:
-    async with dht_network(20) as nodes:
-        yield nodes
 
 
 def flood_datagram(i: int, hint: bytes) -> bytes:
@@ -42,25 +35,14 @@ def flood_datagram(i: int, hint: bytes) -> bytes:
     return b"\x00" + os.urandom(20) + umsgpack.packb(["ping", [os.urandom(20)]])
 
 
-async def flood(target: tuple[str, int], hint: bytes, stop: asyncio.Event) -> int:
+async def flood(target: tuple[str, int], hint: bytes) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
-    sent = 0
     try:
-        for i in range(FLOOD):
-            if stop.is_set():
-                break
-            try:
-                sock.sendto(flood_datagram(i, hint), target)
-                sent += 1
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-            if i % 50 == 0:
-                await asyncio.sleep(0)
+        return await send_all(sock, target, (flood_datagram(i, hint) for i in range(FLOOD)))
     finally:
         sock.close()
-    return sent
 
 
 async def join_and_find(through: tuple[str, int], did: str) -> tuple[DhtNode, int, int | None]:
@@ -89,8 +71,7 @@ async def test_bootstrap_through_a_flooded_node_costs_no_extra_rounds(
     assert target.address is not None and quiet.address is not None
     assert (await network[5].publish(make_hint(alice, 2))).acks >= 10
     before = len(target.proto.router)
-    stop = asyncio.Event()
-    sent = await flood(target.address, make_hint(alice, 3), stop)
+    sent = await flood(target.address, make_hint(alice, 3))
     assert sent > 10_000
     # Let the node work through what reached its socket (bounded wait, no timing assertion).
     last = -1

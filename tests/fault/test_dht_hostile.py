@@ -6,9 +6,8 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
-import pytest
 import umsgpack
 
 from hn.dht.node import DhtNode
@@ -16,7 +15,7 @@ from hn.proto import timefmt
 from hn.proto.canonical import canonical
 from hn.proto.dht_hint import MAX_BYTES, dht_key
 from hn.vault.identities import Identity
-from tests.integration.test_dht_network import dht_network, make_hint
+from tests.integration.test_dht_network import make_hint
 
 
 class RawPeer(asyncio.DatagramProtocol):
@@ -59,12 +58,6 @@ async def raw_peer(answer: object = None) -> RawPeer:
     loop = asyncio.get_running_loop()
     _, peer = await loop.create_datagram_endpoint(lambda: RawPeer(answer), local_addr=("127.0.0.1", 0))
     return peer
-
-
-@pytest.fixture
-async def network() -> AsyncIterator[list[DhtNode]]:
-    async with dht_network(20) as nodes:
-        yield nodes
 
 
 async def test_poisoned_stores_are_refused_and_resolve_returns_the_newest(
@@ -139,15 +132,19 @@ async def test_stale_and_garbage_holders_lose_to_the_highest_seq(network: list[D
             peer.transport.close()
 
 
-async def send_all(sock: socket.socket, address: tuple[str, int], datagrams: Iterable[bytes]) -> None:
-    """Send as fast as the socket takes them, yielding to the nodes every 50 datagrams."""
+async def send_all(sock: socket.socket, address: tuple[str, int], datagrams: Iterable[bytes]) -> int:
+    """Send as fast as the socket takes them, yielding to the nodes every 50 datagrams;
+    returns how many the socket took (a full buffer drops the datagram)."""
+    sent = 0
     for i, data in enumerate(datagrams):
         try:
             sock.sendto(data, address)
+            sent += 1
         except BlockingIOError:
             await asyncio.sleep(0.001)
         if i % 50 == 0:
             await asyncio.sleep(0)
+    return sent
 
 
 async def test_random_datagram_flood_and_fake_id_stores(network: list[DhtNode], alice: Identity) -> None:

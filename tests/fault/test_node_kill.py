@@ -16,7 +16,7 @@ import pytest
 
 from hn.vault import identities, store
 from hn.vault.home import Home
-from tests.support import free_port, hn_env, run_json
+from tests.support import ServedNode, free_port, hn_env, run_json
 
 DOCS = 1500
 
@@ -34,15 +34,11 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, 
     store.add_files(home, me.keys, [files], True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "hn", "mcp", "serve", "--listen", f"127.0.0.1:{port}",
-                             "--public-url", url, "--no-dht"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=hn_env(home.root))
-    assert proc.stdout is not None and proc.stdout.readline().startswith("MCP_READY")
+    node = ServedNode(home.root, ["--listen", f"127.0.0.1:{port}", "--public-url", url, "--no-dht"])
     try:
         yield home, me.did, url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        node.stop()
 
 
 def check_consistent(home: Path, did: str) -> set[str]:

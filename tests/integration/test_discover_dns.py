@@ -10,8 +10,8 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from tests.integration.test_discover_e2e import ServedNode, make_vault
-from tests.support import free_port, run_hn, run_json
+from tests.integration.test_discover_e2e import make_vault
+from tests.support import ServedNode, free_port, run_hn, run_json
 
 
 def serve_txt(records: dict[str, str]) -> tuple[socket.socket, int]:

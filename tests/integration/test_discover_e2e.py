@@ -4,44 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hn.smoke.harness import terminate
-from tests.support import free_port, hn_env, run_hn, run_json
-
-
-class ServedNode:
-    def __init__(self, home: Path, args: list[str]) -> None:
-        self.home = home
-        self.proc = subprocess.Popen([sys.executable, "-m", "hn", "mcp", "serve", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=hn_env(home))
-        self.ready: dict[str, Any] = {}
-        box: list[str] = []
-
-        def reader() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if line.startswith("MCP_READY "):
-                    box.append(line)
-
-        threading.Thread(target=reader, daemon=True).start()
-        deadline = time.monotonic() + 30
-        while not box:
-            assert self.proc.poll() is None, "node exited early"
-            assert time.monotonic() < deadline, "node did not become ready"
-            time.sleep(0.05)
-        self.ready = json.loads(box[0][len("MCP_READY "):])
-
-    def stop(self) -> None:
-        terminate(self.proc)
+from tests.support import ServedNode, free_port, run_hn, run_json
 
 
 def make_vault(root: Path, name: str) -> tuple[Path, str]:

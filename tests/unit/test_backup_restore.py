@@ -148,16 +148,13 @@ def test_damaged_chunks_refused(alice: Identity, home: Home, tmp_path: Path, dam
     assert not (tmp_path / "target").exists()
 
 
-def test_wrong_recipient_names_the_key(alice: Identity, tmp_path: Path) -> None:
-    home = Home(tmp_path / "v")
-    home.ensure()
-    me = identities.create(home, "alice2")
-    result = _real_backup(home, me, tmp_path)
+def test_wrong_recipient_names_the_key(alice: Identity, home: Home, tmp_path: Path) -> None:
+    result = _real_backup(home, alice, tmp_path)
     other = Home(tmp_path / "other")
     other.ensure()
     identities.create(other, "bob")
-    with pytest.raises(WrongRecipient, match=f"key 0 .*of {me.did}"):
-        _restore(other, result.header_path, None, owner=me.did)
+    with pytest.raises(WrongRecipient, match=f"key 0 .*of {alice.did}"):
+        _restore(other, result.header_path, None, owner=alice.did)
 
 
 def test_forged_or_substituted_backup_refused(alice: Identity, home: Home, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import blake3
 
-from hn.smoke.harness import terminate
+from hn.smoke.harness import free_port, terminate
 from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -21,12 +20,6 @@ from hn.vault.identities import Identity
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "tooling" / "bench" / "results"
 BATCH = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def env(home: Path) -> dict[str, str]:
