@@ -51,7 +51,7 @@ def seal(header: dict[str, Any], keys: IdentityKeys) -> tuple[dict[str, Any], by
 
 
 def is_backup_id(value: Any) -> bool:
-    return type(value) is str and len(value) == ID_CHARS and not value.strip("0123456789abcdef")
+    return is_hex_digest(value, ID_CHARS)
 
 
 def payload_aad(header: dict[str, Any]) -> bytes:
@@ -121,14 +121,9 @@ def _check_entries(entries: Any) -> None:
             parent = parent.rpartition("/")[0]
 
 
-def check_shape(header: Any) -> dict[str, Any]:
-    """Every structural rule of backup@1, before any signature check."""
-    _check_shape(header)
-    return header
-
-
 def _check_shape(header: Any) -> Splicer:
-    """check_shape; returns the encoder that shares the encoded entries with the signature check."""
+    """Every structural rule of backup@1, before any signature check; returns the encoder
+    that shares the encoded entries with the id and signature checks."""
     check_envelope(header, BACKUP_TYPE)
     what = BACKUP_TYPE
     owner = require(header, "owner", str, what)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 import blake3
@@ -16,7 +17,7 @@ MAX_DEPTH = 64
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
-_MAX_SAFE_INT = 2**53 - 1
+MAX_SAFE_INT = 2**53 - 1  # JSON's (I-JSON's) safe integer range
 
 
 def _plain(obj: Any) -> bool:
@@ -46,20 +47,25 @@ def _plain(obj: Any) -> bool:
                 stack.append(value)
             elif vkind is float:
                 return False
-            elif vkind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            elif vkind is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 return False
             elif not (vkind is str or vkind is int or vkind is bool or value is None):
                 return False
     return True
 
 
+def canonical_plain(obj: Any) -> bytes:
+    """JCS bytes of a value ``_plain`` accepts (or one known to be such): the stdlib encoding."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
+
+
 def canonical(obj: Any) -> bytes:
     """JCS bytes of ``obj``. Raises MalformedDocument for values JCS cannot encode."""
     if _plain(obj):
-        try:
-            return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
+        return canonical_plain(obj)
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
@@ -188,6 +194,10 @@ def b64d(text: Any, *, length: int | None = None, what: str = "value") -> bytes:
     return raw
 
 
-def is_hex_digest(value: Any) -> bool:
-    # strip() leaves nothing exactly when every character is a lowercase hex digit.
-    return type(value) is str and len(value) == 64 and not value.strip("0123456789abcdef")
+_HEX = {64: re.compile("[0-9a-f]{64}"), 32: re.compile("[0-9a-f]{32}")}
+
+
+def is_hex_digest(value: Any, length: int = 64) -> bool:
+    """A string of exactly ``length`` lowercase hex digits (64: a BLAKE3 digest)."""
+    pattern = _HEX.get(length) or _HEX.setdefault(length, re.compile(f"[0-9a-f]{{{length}}}"))
+    return type(value) is str and pattern.fullmatch(value) is not None

@@ -9,7 +9,6 @@ batch). A slice carries the changes after its ``cursor`` up to its ``next_cursor
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,7 +16,7 @@ import blake3
 
 from hn.errors import MalformedDocument, VerificationError
 from hn.proto import merkle
-from hn.proto.canonical import canonical, doc_digest
+from hn.proto.canonical import MAX_SAFE_INT, canonical, canonical_plain, doc_digest, is_hex_digest
 from hn.proto.identity import KeyHistory
 from hn.proto.keys import IdentityKeys
 from hn.proto.presence import check_url
@@ -27,10 +26,8 @@ INDEX_TYPE = "index@2"
 MAX_SLICE_ENTRIES = 5000
 ENTRY_TYPES = ("doc", "shard")
 TOMBSTONE = "tombstone"
-_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_METADATA_KEYS = 16
 MAX_METADATA_VALUE = 2048
-MAX_SIZE = 2**53 - 1  # JSON's safe integer range
 _CURSOR = re.compile(r"^(0|[1-9][0-9]{0,15})(-[0-9a-f]{64})?$")
 
 Position = tuple[int, str]  # (change seq, id); id "" = before every id at that seq
@@ -63,11 +60,7 @@ def slice_root(entries: list[dict[str, Any]]) -> str:
 def _checked_leaf(entry: dict[str, Any]) -> bytes:
     """entry_leaf for an entry check_entry accepted: only ASCII keys, strings and safe
     integers, for which JCS is exactly the compact sorted stdlib encoding (no tree walk)."""
-    try:
-        raw = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise MalformedDocument(f"index@2 entry is not valid Unicode: {exc}") from exc
-    return blake3.blake3(raw).digest()
+    return blake3.blake3(canonical_plain(entry)).digest()
 
 
 def index_root(entries: list[dict[str, Any]]) -> str:
@@ -106,7 +99,7 @@ def check_entry(entry: Any) -> dict[str, Any]:
     what = "index@2 entry"
     kind = require(entry, "type", str, what)
     entry_id = require(entry, "id", str, what)
-    if not _HEX.fullmatch(entry_id):
+    if not is_hex_digest(entry_id):
         raise MalformedDocument(f"{what}: id is not a BLAKE3 hex digest")
     path = require(entry, "path", str, what)
     digest = require(entry, "digest", str, what)
@@ -128,7 +121,7 @@ def check_entry(entry: Any) -> dict[str, Any]:
     # names) is refused here, so a mirror can never write outside its folder.
     if path != f"{kind}/{entry_id}":
         raise VerificationError(f"{what}: path {path!r} is not {kind}/<id> (path traversal refused)")
-    if not _HEX.fullmatch(digest) or not 0 <= size <= MAX_SIZE:
+    if not is_hex_digest(digest) or not 0 <= size <= MAX_SAFE_INT:
         raise MalformedDocument(f"{what}: bad digest or size")
     if kind == "doc" and digest != entry_id:
         raise VerificationError(f"{what}: a document's id must be its digest")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hn.errors import MalformedDocument, TooLarge
-from hn.proto.canonical import b64d, b64e, canonical, loads_canonical, loads_strict
+from hn.proto.canonical import b64d, b64e, canonical, is_hex_digest, loads_canonical, loads_strict
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=12)
@@ -115,3 +115,11 @@ def test_loads_canonical_accepts_only_the_canonical_bytes(value: object, where: 
             continue  # the space landed inside a string: another value, with its own canonical form
         with pytest.raises(MalformedDocument):
             loads_canonical(other)
+
+
+def test_hex_digest_check_takes_exactly_the_lowercase_hex_of_its_length() -> None:
+    good = "0123456789abcdef" * 4
+    assert is_hex_digest(good) and is_hex_digest(good[:32], 32)
+    for bad in (good.upper(), good[:63], good + "0", good[:63] + "\n", good[:63] + "g", "", None, 7, good.encode()):
+        assert not is_hex_digest(bad)
+    assert not is_hex_digest(good, 32) and not is_hex_digest(good[:32])
