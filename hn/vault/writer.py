@@ -44,7 +44,45 @@ class _Op(NamedTuple):
     chmod: bool = False
 
 
-class BackgroundWriter:
+class _Batches:
+    """The caller's side both writers share: operations gathered into batches of about
+    ``BATCH_BYTES`` or ``BATCH_OPS`` and handed over by the subclass's ``_send``."""
+
+    def __init__(self) -> None:
+        self._batch: list[_Op] = []
+        self._batch_bytes = 0
+        self._done = False
+
+    def create(self, path: str, mode: int, data: bytes, label: str, *, chmod: bool = False) -> None:
+        """Create ``path`` (``CREATE_FLAGS``) with ``mode``, write ``data``, close it.
+
+        Creating a file costs the kernel more than writing a small one, so for a folder of
+        small files this moves most of the work off the caller's thread. ``chmod`` sets
+        the exact mode when the umask would cut it. The parent folder must exist already.
+        """
+        self._add(_Op(-1, data, True, label, path, mode, chmod), len(data))
+
+    def _failure(self) -> OSError | None:
+        raise NotImplementedError
+
+    def _send(self) -> None:
+        raise NotImplementedError
+
+    def _add(self, op: _Op, size: int) -> None:
+        if (error := self._failure()) is not None:
+            raise error
+        if self._done:
+            raise RuntimeError("writer already finished")
+        self._push(op, size)
+
+    def _push(self, op: _Op, size: int) -> None:
+        self._batch.append(op)
+        self._batch_bytes += size
+        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPS:
+            self._send()
+
+
+class BackgroundWriter(_Batches):
     """Ordered writes and closes of file descriptors the caller opened.
 
     The first failure stops further writes (handed-over descriptors are still closed) and
@@ -53,11 +91,9 @@ class BackgroundWriter:
     """
 
     def __init__(self, depth: int = 16) -> None:
+        super().__init__()
         self._queue: queue.Queue[list[_Op] | None] = queue.Queue(maxsize=depth)
-        self._batch: list[_Op] = []
-        self._batch_bytes = 0
         self._applier = _Applier()  # used by the writer thread only
-        self._done = False
         self._thread = threading.Thread(target=self._run, name="hn-writer", daemon=True)
         self._thread.start()
 
@@ -74,45 +110,22 @@ class BackgroundWriter:
         if self._done:
             os.close(fd)
             return
-        self._batch.append(_Op(fd, data, True, label))
-        self._batch_bytes += len(data)
-        if self._error is not None:
-            raise self._error
-        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPS:
-            self._send()
+        self._push(_Op(fd, data, True, label), len(data))
+        if (error := self._failure()) is not None:
+            raise error
 
-    def create(self, path: str, mode: int, data: bytes, label: str, *, chmod: bool = False) -> None:
-        """Create ``path`` (``CREATE_FLAGS``) with ``mode``, write ``data``, close it.
-
-        Creating a file costs the kernel more than writing a small one, so for a folder of
-        small files this moves most of the work off the caller's thread. ``chmod`` sets
-        the exact mode when the umask would cut it. The parent folder must exist already.
-        """
-        self._add(_Op(-1, data, True, label, path, mode, chmod), len(data))
-
-    @property
-    def _error(self) -> OSError | None:
+    def _failure(self) -> OSError | None:
         return self._applier.error
 
     def finish(self) -> None:
         """Wait until every queued write is done; raises the first failure."""
         self._stop()
-        if self._error is not None:
-            raise self._error
+        if (error := self._failure()) is not None:
+            raise error
 
     def abandon(self) -> None:
         """Stop (closing every descriptor handed over) and drop any failure."""
         self._stop()
-
-    def _add(self, op: _Op, size: int) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._done:
-            raise RuntimeError("writer already finished")
-        self._batch.append(op)
-        self._batch_bytes += size
-        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPS:
-            self._send()
 
     def _send(self) -> None:
         if self._batch:
@@ -200,7 +213,7 @@ class _Applier:
             self._fail(exc, label)
 
 
-class ForkedCreator:
+class ForkedCreator(_Batches):
     """``create`` as BackgroundWriter has it, carried out by a forked child (hn.vault.forked).
 
     A thread that creates files waits for the caller's GIL at each of its system calls: a
@@ -211,24 +224,15 @@ class ForkedCreator:
     """
 
     def __init__(self) -> None:
-        self._batch: list[_Op] = []
-        self._batch_bytes = 0
+        super().__init__()
         self._error: OSError | None = None
-        self._done = False
         self._replies = b""
         child = forked.spawn(_creator_child)
         self._pid, self._in = child.pid, child.from_child
         self._out = os.fdopen(child.to_child, "wb", buffering=BATCH_BYTES)
 
-    def create(self, path: str, mode: int, data: bytes, label: str, *, chmod: bool = False) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._done:
-            raise RuntimeError("writer already finished")
-        self._batch.append(_Op(-1, data, True, label, path, mode, chmod))
-        self._batch_bytes += len(data)
-        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPS:
-            self._send()
+    def _failure(self) -> OSError | None:
+        return self._error
 
     def finish(self) -> None:
         """Wait until every file is created; raises the first failure."""
