@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, real, table
@@ -35,6 +34,8 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
         publish: bool = typer.Option(False, "--publish", help="List them in the public index."),
         as_json: bool = JSON) -> None:
     """Add files to the vault under their BLAKE3 content address."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     home = STATE.home
     me = identities.load(home)
     todo = store.expand_inputs(files)

@@ -105,7 +105,7 @@ async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: boo
         doc = await fetch_doc(hint.presence_url)
     except NetworkError as exc:
         # The node itself does not answer: ask the relays its presence names.
-        relayed = await from_relays(home, did, history, hint, exc.message)
+        relayed = await from_relays(home, did, history, hint, exc.message, known_relays(home, did, hint))
         relayed.lookup = stats
         return relayed
     out.presence = check_presence(doc, did, history, hint.presence_digest)
@@ -115,24 +115,16 @@ async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: boo
 
 def known_relays(home: Home, did: str, hint: Hint | None) -> list[dict[str, Any]]:
     """Relays of ``did`` from the last presences we verified (discover cache, federation cache)."""
-    from hn.vault.identities import did_tail
+    from hn.federation.sync import cached_relays, relays_of
 
-    found: dict[str, dict[str, Any]] = {}
-    candidates: list[dict[str, Any]] = []
+    relays: list[dict[str, Any]] = []
     try:
-        candidates.append(cache.load(home, did)[1])
+        relays += relays_of(cache.load(home, did)[1])
     except HnError:
         pass
-    path = home.path("cache", "federation", did_tail(did), "presence.json")
-    if path.exists():
-        try:
-            candidates.append(loads_canonical(path.read_bytes()))
-        except HnError:
-            pass
-    for presence in candidates:
-        for relay in presence.get("relays", []) if isinstance(presence, dict) else []:
-            if isinstance(relay, dict) and isinstance(relay.get("url"), str):
-                found.setdefault(relay["did"], relay)
+    found: dict[str, dict[str, Any]] = {}
+    for relay in relays + cached_relays(home, did):
+        found.setdefault(relay["did"], relay)
     if hint is not None and hint.relay and hint.relay not in found:
         # The hint names a relay DID; a relay we federate with gives its URL.
         from hn.federation import roster
@@ -143,9 +135,11 @@ def known_relays(home: Home, did: str, hint: Hint | None) -> list[dict[str, Any]
     return list(found.values())
 
 
-async def from_relays(home: Home, did: str, history: KeyHistory, hint: Hint | None, why: str) -> Resolution:
+async def from_relays(home: Home, did: str, history: KeyHistory, hint: Hint | None, why: str,
+                      relays: list[dict[str, Any]]) -> Resolution:
+    """The presence from the first of ``relays`` (from ``known_relays``) that serves a valid one."""
     errors = [f"node: {why}"]
-    for relay in known_relays(home, did, hint):
+    for relay in relays:
         url = relay["url"].rstrip("/") + f"/relay/{did}/presence"
         try:
             presence = check_presence(await fetch_doc(url), did, history, None)
@@ -195,8 +189,11 @@ async def resolve(
         attempts.append(lambda: from_dht(home, did, get_hint, hint_only=hint_only))
     if mode in ("any", "dns") and dns_name:
         attempts.append(lambda: from_dns(home, did, dns_name, dns_server))
-    if not attempts and not (mode == "any" and known_relays(home, did, None)):
-        raise HnError("nothing to resolve with: no DHT node and no DNS name (see --dns-name)")
+    relays: list[dict[str, Any]] | None = None  # read (and verified) when needed, then once
+    if not attempts:
+        relays = known_relays(home, did, None) if mode == "any" else []
+        if not relays:
+            raise HnError("nothing to resolve with: no DHT node and no DNS name (see --dns-name)")
     for attempt in attempts:
         try:
             return await asyncio.wait_for(attempt(), timeout=15)
@@ -204,13 +201,15 @@ async def resolve(
             errors.append(exc.message if isinstance(exc, HnError) else "timed out")
     reason = "; ".join(errors)
     history = known_history(home, did)
-    if mode == "any" and not hint_only and history is not None and known_relays(home, did, None):
-        # No hint to be had: the relays named in the last presence we verified still know.
-        try:
-            return await asyncio.wait_for(from_relays(home, did, history, None, reason), timeout=15)
-        except (TimeoutError, HnError) as exc:
-            errors.append(exc.message if isinstance(exc, HnError) else "relays timed out")
-            reason = "; ".join(errors)
+    if mode == "any" and not hint_only and history is not None:
+        relays = known_relays(home, did, None) if relays is None else relays
+        if relays:
+            # No hint to be had: the relays named in the last presence we verified still know.
+            try:
+                return await asyncio.wait_for(from_relays(home, did, history, None, reason, relays), timeout=15)
+            except (TimeoutError, HnError) as exc:
+                errors.append(exc.message if isinstance(exc, HnError) else "relays timed out")
+                reason = "; ".join(errors)
     if cache_fallback:
         return from_cache(home, did, reason)
     failure = errors[-1] if errors else "no source"

@@ -18,7 +18,7 @@ from hn.dht.resolve import Resolution, resolve
 from hn.errors import HnError, InputError, MalformedDocument, NetworkError
 from hn.proto import timefmt
 from hn.proto.canonical import doc_digest, loads_canonical
-from hn.proto.dht_hint import MAX_TTL, build_hint, parse_hint
+from hn.proto.dht_hint import MAX_TTL, Hint, build_hint, parse_hint
 from hn.vault import atomic, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -59,7 +59,7 @@ def sign_own_hint(home: Home, me: Identity, *, ttl: int = MAX_TTL) -> bytes:
     return raw
 
 
-def current_own_hint(home: Home, did: str) -> bytes | None:
+def current_own_hint(home: Home, did: str) -> Hint | None:
     """The last hint we signed, if it is still valid and still names the current presence."""
     path = own_hint_path(home)
     doc = presence.current(home, did)
@@ -69,15 +69,14 @@ def current_own_hint(home: Home, did: str) -> bytes | None:
         hint = parse_hint(path.read_bytes(), now=timefmt.now())
     except HnError:
         return None
-    return hint.raw if hint.did == did and hint.presence_digest == doc_digest(doc) else None
+    return hint if hint.did == did and hint.presence_digest == doc_digest(doc) else None
 
 
 def republish_due(home: Home, did: str, fraction: float) -> bool:
     """Is our hint missing, stale (the presence changed), or past ``fraction`` of its lifetime?"""
-    raw = current_own_hint(home, did)
-    if raw is None:
+    hint = current_own_hint(home, did)
+    if hint is None:
         return True
-    hint = parse_hint(raw)
     return timefmt.now() >= hint.issued + fraction * (hint.expires - hint.issued)
 
 

@@ -79,6 +79,22 @@ def peer_dir(home: Home, did: str) -> Path:
     return home.path("cache", "federation", did_tail(did))
 
 
+def relays_of(presence: Any) -> list[dict[str, Any]]:
+    """The relays a presence names, each with a string DID and URL (others are skipped)."""
+    relays = presence.get("relays") if isinstance(presence, dict) else None
+    return [r for r in relays if isinstance(r, dict) and isinstance(r.get("did"), str)
+            and isinstance(r.get("url"), str)] if isinstance(relays, list) else []
+
+
+def cached_relays(home: Home, did: str) -> list[dict[str, Any]]:
+    """Relays named in the peer's presence this node last verified and cached (none if unreadable)."""
+    cached = peer_dir(home, did) / "presence.json"
+    try:
+        return relays_of(loads_canonical(cached.read_bytes())) if cached.exists() else []
+    except (HnError, OSError):
+        return []
+
+
 def next_delay(failures: int, interval: float) -> float:
     """Exponential backoff with jitter, capped; the first retry waits about BACKOFF_BASE."""
     base = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, failures - 1)))
@@ -170,16 +186,10 @@ class Syncer:
     def _sources(self, did: str, url: str) -> list[tuple[str, str, str, str]]:
         """(label, presence URL, index URL, artefact base) to try in order: the node, then its relays."""
         out = [("node", url + "/.well-known/hn/presence", url + "/federate/index", url + "/artifact/")]
-        cached = peer_dir(self.home, did) / "presence.json"
-        if cached.exists():
-            try:
-                relays = loads_canonical(cached.read_bytes()).get("relays", [])
-            except HnError:
-                relays = []
-            for relay in relays:
-                base = relay["url"].rstrip("/")
-                out.append((f"relay:{relay['did']}", f"{base}/relay/{did}/presence", f"{base}/relay/{did}/index",
-                            f"{base}/relay/{did}/artifact/"))
+        for relay in cached_relays(self.home, did):
+            base = relay["url"].rstrip("/")
+            out.append((f"relay:{relay['did']}", f"{base}/relay/{did}/presence", f"{base}/relay/{did}/index",
+                        f"{base}/relay/{did}/artifact/"))
         return out
 
     async def _presence(self, did: str, presence_url: str) -> tuple[dict[str, Any], bytes]:

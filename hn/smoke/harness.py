@@ -159,8 +159,12 @@ class Harness:
         return ""
 
     def stop_node(self, peer: Peer, timeout: float = 10) -> int | None:
-        proc, peer.proc = peer.proc, None
-        return None if proc is None else terminate(proc, timeout, group=True)
+        if peer.proc is None:
+            return None
+        code = terminate(peer.proc, timeout, group=True)
+        # Forgotten only once stopped: if stopping failed, close() still kills the group.
+        peer.proc = None
+        return code
 
     def close(self) -> None:
         for peer in self.peers.values():

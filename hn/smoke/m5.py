@@ -34,13 +34,13 @@ VAULT_FOLDERS = ("identities", "personal", "shards", "events", "presence", "trus
 
 def tree_digests(home: Path) -> dict[str, str]:
     """BLAKE3 of every vault file a backup must bring back (caches and node state excluded)."""
-    import blake3
+    from hn.vault.store import hash_file
 
     out = {}
     for folder in VAULT_FOLDERS:
         for path in sorted((home / folder).rglob("*")):
             if path.is_file() and not path.name.startswith("."):
-                out[str(path.relative_to(home))] = blake3.blake3(path.read_bytes()).hexdigest()
+                out[str(path.relative_to(home))] = hash_file(path)[0]
     return out
 
 
@@ -114,10 +114,7 @@ class Scenario:
 
     def step_federation(self) -> str:
         self.say("Everyone federates with everyone, then refreshes with --mirror.")
-        for name in NAMES:
-            for other in NAMES:
-                if other != name:
-                    self.js(name, "mcp", "federate", "add", self.p[other].did, self.p[other].url)
+        self.harness.federate_all([self.p[name] for name in NAMES])
         roots = 0
         for name in NAMES:
             result = self.js(name, "mcp", "federate", "refresh", "--mirror")
