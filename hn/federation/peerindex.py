@@ -17,20 +17,9 @@ from hn.proto import merkle
 REBUILD_FRACTION = 8  # more changes than n / this: rebuild from scratch
 
 
-def _levels_from(level0: list[bytes]) -> list[list[bytes]]:
-    levels = [level0]
-    level = level0
-    while len(level) > 1:
-        nxt = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        levels.append(nxt)
-        level = nxt
-    return levels
-
-
 def _relevel(old: list[list[bytes]], level0: list[bytes], first: int) -> list[list[bytes]]:
-    """Levels over ``level0``, whose leaves before ``first`` equal those of ``old[0]``."""
+    """Levels over ``level0``, whose leaves before ``first`` equal those of ``old[0]``
+    (``_relevel([], level0, 0)`` builds every level from scratch)."""
     levels = [level0]
     level = level0
     k, p = 0, first
@@ -61,7 +50,7 @@ class PeerIndex:
         ordered = sorted(pairs)
         ids = [i for i, _ in ordered]
         digests = [d for _, d in ordered]
-        return cls(ids, digests, _levels_from([merkle.leaf_hash(bytes.fromhex(d)) for d in digests]))
+        return cls(ids, digests, _relevel([], [merkle.leaf_hash(bytes.fromhex(d)) for d in digests], 0))
 
     @property
     def size(self) -> int:
