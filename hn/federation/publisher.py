@@ -13,13 +13,11 @@ from hn.errors import NoIdentity
 from hn.federation.peerindex import PeerIndex
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest
-from hn.proto.events import event_hash
 from hn.proto.index import MAX_SLICE_ENTRIES, TOMBSTONE, build_slice, format_cursor, parse_cursor, tombstone
 from hn.vault import identities, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from hn.vault.store import _apply as apply_event
-from hn.vault.store import index_entry, load_catalog
+from hn.vault.store import catch_up, index_entry, load_catalog
 
 
 @dataclass
@@ -42,25 +40,12 @@ def _row(entry: dict[str, Any]) -> tuple[tuple[int, str], dict[str, Any]] | None
     return (change, entry["id"]), item
 
 
-def _event_ids(event: dict[str, Any]) -> list[str]:
-    """Ids of the catalogue entries an event may change (see hn.vault.store._apply)."""
-    kind, data = event.get("kind"), event.get("data") or {}
-    if kind == "doc.add":
-        return [str(i["id"]) for i in data.get("items", [])]
-    if kind in ("doc.publish", "doc.unpublish"):
-        return [str(i) for i in data.get("ids", [])]
-    if kind in ("shard.create", "shard.receive"):
-        return [str(data["id"])]
-    return []
-
-
 class _Changes:
     """The change order and the live index, caught up event by event while the log only grows."""
 
     def __init__(self, home: Home) -> None:
-        catalog = load_catalog(home)
-        self.head_seq, self.head_hash = catalog.head_seq, catalog.head_hash
-        self.entries = catalog.entries
+        self.catalog = load_catalog(home)
+        self.entries = self.catalog.entries
         rows = sorted(r for r in map(_row, self.entries.values()) if r is not None)
         self.keys = [k for k, _ in rows]
         self.changes = [item for _, item in rows]
@@ -70,22 +55,16 @@ class _Changes:
 
     def catch_up(self, home: Home, head_seq: int, head_hash: str) -> bool:
         """Apply the events after our head; False if the log was rewritten underneath us."""
-        if head_seq < self.head_seq:
-            return False
-        base = home.path("events", f"{self.head_seq:012d}.json")
-        if self.head_seq and (not base.exists() or event_hash(home.read_event(base)) != self.head_hash):
+        touched = catch_up(home, self.catalog, head_seq, head_hash)
+        if touched is None:
             return False
         changed: dict[str, str | None] = {}
-        for seq in range(self.head_seq + 1, head_seq + 1):
-            event = home.read_event(home.path("events", f"{seq:012d}.json"))
-            apply_event(self.entries, event)
-            for entry_id in _event_ids(event):
-                self._move(entry_id)
-                live = self.live.get(entry_id)
-                changed[entry_id] = live["digest"] if live else None
-            self.head_seq, self.head_hash = seq, event_hash(event)
+        for entry_id in dict.fromkeys(touched):
+            self._move(entry_id)
+            live = self.live.get(entry_id)
+            changed[entry_id] = live["digest"] if live else None
         self.index = self.index.apply(changed)
-        return self.head_hash == head_hash
+        return True
 
     def _move(self, entry_id: str) -> None:
         old = self.at.pop(entry_id, None)
@@ -108,7 +87,7 @@ class _Changes:
         """Whether a presence signs exactly this index."""
         if doc is None:
             return False
-        cursor = max((k[0] for k in self.keys), default=0)
+        cursor = self.keys[-1][0] if self.keys else 0  # keys are sorted
         return doc["index"] == {"root": self.index.root, "size": self.index.size, "cursor": cursor}
 
 

@@ -87,10 +87,12 @@ def index_root(entries: list[dict[str, Any]]) -> str:
     return merkle.root([bytes.fromhex(e["digest"]) for e in entries]).hex()
 
 
-def _apply(entries: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
+def apply_event(entries: dict[str, dict[str, Any]], event: dict[str, Any]) -> list[str]:
+    """Apply one event to the catalogue entries; returns the ids of the entries it changed."""
     kind = event.get("kind")
     data = event.get("data") or {}
     seq = event.get("seq", 0)
+    touched: list[str] = []
     if kind == "doc.add":
         for item in data.get("items", []):
             entry = dict(item, kind="doc")
@@ -101,16 +103,43 @@ def _apply(entries: dict[str, dict[str, Any]], event: dict[str, Any]) -> None:
             if entry.get("published") and not (old and old.get("published")):
                 entry["index_seq"] = seq
             entries[item["id"]] = entry
+            touched.append(item["id"])
     elif kind in ("doc.publish", "doc.unpublish"):
         for doc_id in data.get("ids", []):
             if doc_id in entries:
                 entries[doc_id]["published"] = kind == "doc.publish"
                 entries[doc_id]["index_seq"] = seq
+                touched.append(doc_id)
     elif kind == "shard.create":
         entries[data["id"]] = dict(data, kind="shard", direction="out", published=True, index_seq=seq)
+        touched.append(data["id"])
     elif kind == "shard.receive":
         if data["id"] not in entries:
             entries[data["id"]] = dict(data, kind="shard", direction="in", published=False)
+            touched.append(data["id"])
+    return touched
+
+
+def catch_up(home: Home, catalog: Catalog, head_seq: int, head_hash: str) -> list[str] | None:
+    """Apply the events after ``catalog``'s head, up to ``head_seq``, to it in place.
+
+    Returns the ids they changed, or None when the log does not continue from the
+    catalogue's head (rewritten underneath it) or does not end at ``head_hash``.
+    """
+    from hn.proto.events import event_hash
+
+    if head_seq < catalog.head_seq:
+        return None
+    if catalog.head_seq:
+        base = home.path("events", f"{catalog.head_seq:012d}.json")
+        if not base.exists() or event_hash(home.read_event(base)) != catalog.head_hash:
+            return None
+    touched: list[str] = []
+    for seq in range(catalog.head_seq + 1, head_seq + 1):
+        event = home.read_event(home.path("events", f"{seq:012d}.json"))
+        touched += apply_event(catalog.entries, event)
+        catalog.head_seq, catalog.head_hash = seq, event_hash(event)
+    return touched if catalog.head_hash == head_hash else None
 
 
 def replay(home: Home, upto: int | None = None) -> Catalog:
@@ -121,7 +150,7 @@ def replay(home: Home, upto: int | None = None) -> Catalog:
     for event in home.events():
         if upto is not None and event.get("seq", 0) > upto:
             break
-        _apply(entries, event)
+        apply_event(entries, event)
         seq, head = event["seq"], event_hash(event)
     return Catalog(seq, head, entries)
 
@@ -132,8 +161,6 @@ def load_catalog(home: Home, persist: bool = False) -> Catalog:
     Only writers (who hold the vault lock) pass ``persist`` to store the caught-up cache;
     a read never changes a file of the vault.
     """
-    from hn.proto.events import event_hash
-
     head_seq, head_hash = home.head()
     path = home.path(*CATALOG)
     cached: Catalog | None = None
@@ -146,17 +173,10 @@ def load_catalog(home: Home, persist: bool = False) -> Catalog:
             cached = None  # a damaged cache is rebuilt from the log below
     if cached is not None and cached.head_seq == head_seq and cached.head_hash == head_hash:
         return cached
-    if cached is not None and 0 < cached.head_seq < head_seq:
-        base = home.path("events", f"{cached.head_seq:012d}.json")
-        if base.exists() and event_hash(home.read_event(base)) == cached.head_hash:
-            for seq in range(cached.head_seq + 1, head_seq + 1):
-                event = home.read_event(home.path("events", f"{seq:012d}.json"))
-                _apply(cached.entries, event)
-                cached.head_seq, cached.head_hash = seq, event_hash(event)
-            if cached.head_hash == head_hash:
-                if persist:
-                    save_catalog(home, cached)
-                return cached
+    if cached is not None and 0 < cached.head_seq < head_seq and catch_up(home, cached, head_seq, head_hash) is not None:
+        if persist:
+            save_catalog(home, cached)
+        return cached
     catalog = replay(home)
     if persist:
         save_catalog(home, catalog)
