@@ -112,8 +112,7 @@ class Publisher:
         doc = presence.current(self.home, me.did)
         # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
         # only when nobody did (or it is due for renewal), which needs the full catalogue.
-        if (not changes.matches(doc) or doc is None or doc.get("key_seq") != me.keys.key_seq
-                or timefmt.parse(doc["expires_at"]) - timefmt.now() <= presence.RENEW_BEFORE):
+        if doc is None or not changes.matches(doc) or not presence.lasts(doc, me):
             doc, changed = presence.refresh(self.home, me)
             if changed:
                 seq, head = self.home.head()

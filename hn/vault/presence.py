@@ -51,6 +51,13 @@ def _highest_seq(home: Home, did: str) -> int:
     return best
 
 
+def lasts(doc: dict[str, Any], me: Identity, now: float | None = None) -> bool:
+    """Whether a presence of ours needs no new signature yet: signed with our current key
+    and not within RENEW_BEFORE of its expiry."""
+    now = timefmt.now() if now is None else now
+    return doc.get("key_seq") == me.keys.key_seq and timefmt.parse(doc["expires_at"]) - now > RENEW_BEFORE
+
+
 def refresh(
     home: Home, me: Identity, *, force: bool = False, url: str | None = None,
     relays: list[dict[str, Any]] | None = None,
@@ -74,11 +81,8 @@ def refresh(
         "identity_digest": doc_digest(me.doc),
         "relays": sorted(relays or [], key=lambda r: r["did"]),
     }
-    if old is not None and not force:
-        same = all(old.get(k) == v for k, v in body.items()) and old.get("key_seq") == me.keys.key_seq
-        fresh = timefmt.parse(old["expires_at"]) - now > RENEW_BEFORE
-        if same and fresh:
-            return old, False
+    if old is not None and not force and all(old.get(k) == v for k, v in body.items()) and lasts(old, me, now):
+        return old, False
     with home.lock():
         seq = _highest_seq(home, me.did) + 1
         body.update({"seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)})
