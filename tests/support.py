@@ -1,5 +1,5 @@
 """Helpers shared by the test suites: run the real `hn` entry point and `hn mcp serve`
-nodes, pick free ports."""
+nodes, make vaults and in-process nodes, pick free ports."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hn.smoke.harness import free_port, terminate
 
-__all__ = ["ROOT", "ServedNode", "free_port", "hn_env", "run_hn", "run_json"]
+if TYPE_CHECKING:
+    from hn.node.app import Node
+    from hn.vault.home import Home
+    from hn.vault.identities import Identity
+
+__all__ = ["ROOT", "ServedNode", "free_port", "hn_env", "make_person", "run_hn", "run_json", "start_node"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,3 +77,26 @@ class ServedNode:
 
     def stop(self) -> None:
         terminate(self.proc)
+
+
+def make_person(root: Path, name: str) -> tuple[Home, Identity]:
+    """A new vault ``root/name`` holding one identity called ``name``."""
+    from hn.vault import identities
+    from hn.vault.home import Home
+
+    home = Home(root / name)
+    home.ensure()
+    return home, identities.create(home, name)
+
+
+async def start_node(home: Home, **settings: object) -> tuple[Node, str]:
+    """An in-process node of ``home`` on a free loopback port, with no DHT and no background
+    sync (``settings`` add to that or override it); returns it started, with its URL."""
+    from hn.node.app import Node
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": url, "no_dht": True, "sync_interval": 3600,
+                       **settings})
+    await node.start()
+    return node, url

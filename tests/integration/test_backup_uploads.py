@@ -11,30 +11,14 @@ import pytest
 
 from hn.backup import client, create
 from hn.errors import HnError, NetworkError
-from hn.node.app import Node
 from hn.node.httpsig import sign_request
 from hn.proto.canonical import canonical
 from hn.vault import identities, policy
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.support import free_port
+from tests.support import make_person, start_node
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _person(root: Path, name: str) -> tuple[Home, Identity]:
-    home = Home(root / name)
-    home.ensure()
-    return home, identities.create(home, name)
-
-
-async def _node(home: Home, **settings: object) -> tuple[Node, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": url, "no_dht": True, "sync_interval": 3600,
-                       "mirror": False, **settings})
-    await node.start()
-    return node, url
 
 
 def _backup(home: Home, me: Identity, out: Path, size: int = 300_000, base: dict | None = None) -> create.Result:
@@ -43,12 +27,12 @@ def _backup(home: Home, me: Identity, out: Path, size: int = 300_000, base: dict
 
 
 async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bob_home, bob = _person(tmp_path, "bob")
-    alice_home, alice = _person(tmp_path, "alice")
-    mallory_home, mallory = _person(tmp_path, "mallory")
+    bob_home, bob = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    mallory_home, mallory = make_person(tmp_path, "mallory")
     for other in (alice, mallory):
         identities.import_contact(bob_home, canonical(other.doc))
-    node, url = await _node(bob_home)
+    node, url = await start_node(bob_home, mirror=False)
     try:
         result = _backup(alice_home, alice, tmp_path / "out", 3 << 20)
         # First attempt dies after one segment (the connection drops): nothing is kept yet.
@@ -97,10 +81,10 @@ async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: py
 
 
 async def test_quota_target_and_retention(tmp_path: Path) -> None:
-    bob_home, bob = _person(tmp_path, "bob")
-    alice_home, alice = _person(tmp_path, "alice")
+    bob_home, bob = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
     identities.import_contact(bob_home, canonical(alice.doc))
-    node, url = await _node(bob_home, backup_keep_last=2, backup_quota=3 << 20)
+    node, url = await start_node(bob_home, backup_keep_last=2, backup_quota=3 << 20, mirror=False)
     try:
         full = _backup(alice_home, alice, tmp_path / "out", 200_000)
         await client.push(alice.keys, url, full.header, full.payload_path)
@@ -141,14 +125,14 @@ async def test_quota_target_and_retention(tmp_path: Path) -> None:
 
 
 async def test_owner_policies_decide_who_stores_and_how_much(tmp_path: Path) -> None:
-    bob_home, bob = _person(tmp_path, "bob")
-    alice_home, alice = _person(tmp_path, "alice")
-    carol_home, carol = _person(tmp_path, "carol")
-    stranger_home, stranger = _person(tmp_path, "stranger")
+    bob_home, bob = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    carol_home, carol = make_person(tmp_path, "carol")
+    stranger_home, stranger = make_person(tmp_path, "stranger")
     for friend in (alice, carol):
         identities.import_contact(bob_home, canonical(friend.doc))
     # The node's own configuration says keep 5 and 64 MiB; bob's policies override it.
-    node, url = await _node(bob_home, backup_keep_last=5, backup_quota=64 << 20)
+    node, url = await start_node(bob_home, backup_keep_last=5, backup_quota=64 << 20, mirror=False)
     try:
         # backup.accept defaults to friends: carol (a contact) may store, a stranger may not.
         # (The stranger's request cannot even be verified: bob has no key history for them.)

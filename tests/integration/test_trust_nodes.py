@@ -24,7 +24,7 @@ from hn.trust import evidence, links, remote, reputation, selectors
 from hn.vault import identities, policy, presence, shards, store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.support import free_port
+from tests.support import make_person, start_node
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,17 +39,11 @@ class Person:
 
 
 def _person(root: Path, name: str) -> Person:
-    home = Home(root / name)
-    home.ensure()
-    return Person(name, home, identities.create(home, name))
+    return Person(name, *make_person(root, name))
 
 
 async def _start(p: Person) -> None:
-    port = free_port()
-    p.url = f"http://127.0.0.1:{port}"
-    p.node = Node(p.home, {"listen": f"127.0.0.1:{port}", "public_url": p.url, "no_dht": True,
-                           "sync_interval": 3600, "mirror": False})
-    await p.node.start()
+    p.node, p.url = await start_node(p.home, mirror=False)
 
 
 def _add_doc(p: Person, tmp: Path, text: str, publish: bool = True) -> str:

@@ -7,32 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from hn.node.app import Node
 from hn.proto.canonical import canonical
 from hn.trust import links
 from hn.vault import identities, policy, shards, store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.support import free_port
+from tests.support import make_person, start_node
 
 relay_push = pytest.importorskip("hn.relay.push")
 relay_roster = pytest.importorskip("hn.relay.roster")
 pytestmark = pytest.mark.timeout(120)
 
 
-def _vault(root: Path, name: str) -> tuple[Home, Identity]:
-    home = Home(root / name)
-    home.ensure()
-    return home, identities.create(home, name)
-
-
 @pytest.fixture
 async def relay(tmp_path: Path) -> AsyncIterator[tuple[Home, Identity, str]]:
-    home, me = _vault(tmp_path, "alice")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": url, "no_dht": True, "sync_interval": 3600})
-    await node.start()
+    home, me = make_person(tmp_path, "alice")
+    node, url = await start_node(home)
     try:
         yield home, me, url
     finally:
@@ -41,8 +31,8 @@ async def relay(tmp_path: Path) -> AsyncIterator[tuple[Home, Identity, str]]:
 
 async def test_low_reputation_push_refused_with_reason(relay: tuple[Home, Identity, str], tmp_path: Path) -> None:
     a_home, alice, url = relay
-    b_home, bob = _vault(tmp_path, "bob")
-    c_home, carol = _vault(tmp_path, "carol")
+    b_home, bob = make_person(tmp_path, "bob")
+    c_home, carol = make_person(tmp_path, "carol")
     for home, me in ((b_home, bob), (c_home, carol)):
         identities.import_contact(a_home, canonical(me.doc))
         identities.import_contact(home, canonical(alice.doc))
