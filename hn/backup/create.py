@@ -313,11 +313,12 @@ def create(
 
 
 def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]],
-                  old: dict[str, list[int | str]] | None) -> None:
-    fresh: dict[str, list[int | str]] = {}
+                  old: snapshot.Cache | None) -> None:
+    rows: list[str | int] = []
     for info, entry in zip(files, entries):
-        if info.path.endswith(snapshot.SQLITE_SUFFIX):
-            continue
-        fresh[info.path] = [*info.key, entry["digest"]]
-    if fresh != old:
-        snapshot.save_cache(home, fresh)
+        if not info.path.endswith(snapshot.SQLITE_SUFFIX):
+            rows += (info.path, info.size, info.mtime_ns, info.ino, info.ctime_ns, entry["digest"])
+    # A delta that found nothing new leaves the cache as it was.
+    if old is None or old != {info.path: (info.key, entry["digest"]) for info, entry in zip(files, entries)
+                              if not info.path.endswith(snapshot.SQLITE_SUFFIX)}:
+        snapshot.save_cache(home, rows)

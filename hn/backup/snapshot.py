@@ -1,8 +1,8 @@
 """Which files of a vault a backup covers, in archive order, and the change-detection cache.
 
-The cache maps a path to (size, mtime_ns, inode, ctime_ns, digest) as of the last
-backup, so a delta learns that a file is unchanged from one ``stat`` instead of reading
-it. It lives in ``sync/backup-cache.json`` and is itself never backed up.
+The cache maps a path to its stat key (size, mtime_ns, inode, ctime_ns) and digest as of
+the last backup, so a delta learns that a file is unchanged from one ``stat`` instead of
+reading it. It lives in ``sync/backup-cache.json`` and is itself never backed up.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ class FileInfo(NamedTuple):
     mode: int
 
     @property
-    def key(self) -> list[int]:
-        return [self.size, self.mtime_ns, self.ino, self.ctime_ns]
+    def key(self) -> tuple[int, int, int, int]:
+        """The stat fields a cached digest must match: size, mtime_ns, ino, ctime_ns."""
+        return self[2:6]  # type: ignore[return-value]
 
 
 def archive_mode(path: str, st_mode: int) -> int:
@@ -111,29 +112,42 @@ def sqlite_snapshot(path: str | Path) -> Iterator[FileInfo | None]:
 
 
 # -- change-detection cache ---------------------------------------------------------------
-def load_cache(home: Home) -> dict[str, list[int | str]]:
+# Version 2 is one flat list, [path, size, mtime_ns, inode, ctime_ns, digest, ...]: the
+# stdlib parser and encoder handle that, and it is sliced back into rows, at C speed;
+# nested rows cost about a third more on a vault of 20,000 notes, where the rest of a
+# delta takes a few tenths of a second.
+CACHE_VERSION = 2
+ROW = 6
+Cache = dict[str, tuple[tuple[int, int, int, int], str]]  # path -> (FileInfo.key, digest)
+
+
+def load_cache(home: Home) -> Cache:
     path = home.path(*CACHE)
     # Plain json: this file is ours, unsigned, and only ever a hint (every row is checked
     # against a fresh stat and a digest pattern); a bad file means "read everything".
     try:
         raw = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        if type(raw) is not dict or raw.get("version") != CACHE_VERSION:
+            return {}
+        rows = raw["files"]
+        if type(rows) is not list or len(rows) % ROW:
+            return {}
+        keys = zip(rows[1::ROW], rows[2::ROW], rows[3::ROW], rows[4::ROW])
+        return dict(zip(rows[0::ROW], zip(keys, rows[5::ROW])))
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
         return {}
-    if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict):
-        return {}
-    return raw["files"]
 
 
-def cached_digest(cache: dict[str, list[int | str]], info: FileInfo) -> str | None:
+def cached_digest(cache: Cache, info: FileInfo) -> str | None:
     row = cache.get(info.path)
-    if (type(row) is not list or len(row) != 5 or row[0] != info.size or row[1] != info.mtime_ns
-            or row[2] != info.ino or row[3] != info.ctime_ns):
+    if row is None or row[0] != info.key:
         return None
-    digest = row[4]
-    return digest if isinstance(digest, str) and is_hex_digest(digest) else None
+    digest = row[1]
+    return digest if is_hex_digest(digest) else None
 
 
-def save_cache(home: Home, files: dict[str, list[int | str]]) -> None:
+def save_cache(home: Home, rows: list[str | int]) -> None:
+    """``rows``: path, size, mtime_ns, inode, ctime_ns, digest for each file, flat."""
     # Plain JSON: nanosecond times exceed the integer range JCS allows, and nothing signs this file.
-    body = json.dumps({"version": 1, "files": files}, separators=(",", ":"), sort_keys=True)
-    atomic.write_bytes(home.path(*CACHE), body.encode("utf-8"), mode=0o600)
+    body = json.dumps({"version": CACHE_VERSION, "files": rows}, separators=(",", ":"))  # ASCII, escapes included
+    atomic.write_bytes(home.path(*CACHE), body.encode("ascii"), mode=0o600)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto import chunked, merkle, timefmt
-from hn.proto.canonical import Splicer, b64d, canonical, digest, hexdigest, is_hex_digest, loads_canonical
+from hn.proto.canonical import MAX_SAFE_INT, Splicer, b64d, canonical, digest, hexdigest, is_hex_digest, loads_canonical
 from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.keys import SUITE_NAME, IdentityKeys, is_did
 from hn.proto.signed import check_envelope, require, sign_document, verify_document
@@ -42,9 +42,11 @@ def seal(header: dict[str, Any], keys: IdentityKeys) -> tuple[dict[str, Any], by
     """Give the header its id and signature; returns it with its canonical bytes.
 
     The entry list is most of a large header, so it is encoded once and spliced into the
-    three encodings (id, signed bytes, the file), which equal plain ``canonical``'s.
+    three encodings (id, signed bytes, the file), which equal plain ``canonical``'s. The
+    entries are create's own (string paths and digests, small integers, booleans), so
+    they are not walked first; a list that were not plain would fail every verification.
     """
-    encode = Splicer("entries", header["entries"])
+    encode = Splicer("entries", header["entries"], plain=True)
     header = {**header, "id": compute_id(header, encode)}
     signed = sign_document(header, keys, encode=encode)
     return signed, encode(signed)
@@ -102,8 +104,8 @@ def _check_entries(entries: Any) -> None:
         digest, size, mode = entry["digest"], entry["size"], entry["mode"]
         if not is_hex_digest(digest):
             raise MalformedDocument(f"backup@1 entry {index}: digest is not BLAKE3 hex")
-        if type(size) is not int or size < 0:
-            raise MalformedDocument(f"backup@1 entry {index}: size must be a non-negative integer")
+        if type(size) is not int or not 0 <= size <= MAX_SAFE_INT:
+            raise MalformedDocument(f"backup@1 entry {index}: size must be a non-negative integer below 2^53")
         if type(mode) is not int or mode not in MODES:
             raise MalformedDocument(f"backup@1 entry {index}: mode must be one of 644, 600, 755 (octal)")
         if type(entry["stored"]) is not bool:
@@ -181,7 +183,7 @@ def _check_shape(header: Any) -> Splicer:
     identity = require(header, "identity", dict, what)
     if identity.get("did") != owner:
         raise VerificationError("backup@1: the embedded identity is not the owner's")
-    encode = Splicer("entries", entries)
+    encode = Splicer("entries", entries, plain=True)  # _check_entries has seen every value
     if require(header, "id", str, what) != compute_id(header, encode):
         raise VerificationError("backup@1: id does not match the header")
     return encode

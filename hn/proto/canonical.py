@@ -20,38 +20,43 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 MAX_SAFE_INT = 2**53 - 1  # JSON's (I-JSON's) safe integer range
 
 
-def _plain(obj: Any) -> bool:
-    """True if ``obj`` has no floats, no unsafe integers and only ASCII keys.
+def _walk(obj: Any, max_depth: int) -> bool:
+    """One pass over a parsed value: refuse nesting deeper than ``max_depth``, and say
+    whether the value is plain: no floats, no unsafe integers, only ASCII keys.
 
-    For such values JCS equals ``json.dumps(sort_keys=True, compact, ensure_ascii=False)``:
+    For plain values JCS equals ``json.dumps(sort_keys=True, compact, ensure_ascii=False)``:
     key order by UTF-16 code units only differs from code point order outside ASCII, and
     number formatting only differs for floats. The stdlib encoder is ~4x faster.
     """
-    stack = [obj]
+    plain = True
+    stack: list[tuple[Any, int]] = [([obj], 0)]
     while stack:
-        item = stack.pop()
-        kind = type(item)
-        values: Any
-        if kind is dict:
-            for key in item:
-                if type(key) is not str or not key.isascii():
-                    return False
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise MalformedDocument(f"JSON nested deeper than {max_depth} levels")
+        values: Any = item
+        if type(item) is dict:
             values = item.values()
-        elif kind is list:
-            values = item
-        else:
-            values = (item,)
+            if plain:
+                try:  # join refuses a key that is not a string
+                    plain = "".join(item).isascii()
+                except TypeError:
+                    plain = False
         for value in values:
-            vkind = type(value)
-            if vkind is dict or vkind is list:
-                stack.append(value)
-            elif vkind is float:
-                return False
-            elif vkind is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-                return False
-            elif not (vkind is str or vkind is int or vkind is bool or value is None):
-                return False
-    return True
+            kind = type(value)
+            if kind is dict or kind is list:
+                stack.append((value, depth + 1))
+            elif not plain or kind is str or kind is bool or value is None:
+                continue
+            elif kind is int:
+                plain = -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+            else:
+                plain = False
+    return plain
+
+
+def _plain(obj: Any) -> bool:
+    return _walk(obj, 1 << 30)
 
 
 def canonical_plain(obj: Any) -> bytes:
@@ -79,11 +84,13 @@ class Splicer:
     ``value``: the document is encoded with a placeholder string there, which is then
     replaced by the value's bytes. The placeholder is the value's own BLAKE3 (64 hex
     digits), and it must occur exactly once, so no other field can be mistaken for it.
+    ``plain``: the caller has checked that ``value`` is plain (see ``_walk``), so it is
+    not walked again.
     """
 
-    def __init__(self, key: str, value: Any) -> None:
+    def __init__(self, key: str, value: Any, *, plain: bool = False) -> None:
         self.key = key
-        self.raw = canonical(value)
+        self.raw = canonical_plain(value) if plain else canonical(value)
         self.token = hexdigest(self.raw)
         self.needle = b'"' + self.token.encode() + b'"'
 
@@ -120,20 +127,6 @@ def _no_constants(name: str) -> Any:
     raise MalformedDocument(f"{name} is not allowed in JSON")
 
 
-def _check_depth(obj: Any, max_depth: int) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            if depth > max_depth:
-                raise MalformedDocument(f"JSON nested deeper than {max_depth} levels")
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            if depth > max_depth:
-                raise MalformedDocument(f"JSON nested deeper than {max_depth} levels")
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
-
-
 def loads_strict(
     data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = MAX_DEPTH
 ) -> Any:
@@ -149,7 +142,7 @@ def loads_strict(
         raise MalformedDocument(f"JSON nested deeper than {max_depth} levels") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedDocument(f"not valid JSON: {exc}") from exc
-    _check_depth(obj, max_depth)
+    _walk(obj, max_depth)
     return obj
 
 
@@ -166,8 +159,8 @@ def loads_canonical(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     # when the bytes match; anything else is parsed again strictly, to name the fault.
     try:
         obj = json.loads(data, parse_constant=_no_constants)
-        _check_depth(obj, MAX_DEPTH)
-        if canonical(obj) == data:
+        encoded = canonical_plain(obj) if _walk(obj, MAX_DEPTH) else canonical(obj)
+        if encoded == data:
             return obj
     except (MalformedDocument, RecursionError, UnicodeDecodeError, json.JSONDecodeError):
         pass

@@ -73,6 +73,33 @@ def test_delta_reads_only_changed_files_and_restores_deletions(alice: Identity, 
         assert (target / e["path"]).stat().st_size == e["size"]
 
 
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"[]", b'{"version": 1, "files": {}}', b'{"version": 2}', b'{"version": 2, "files": {}}',
+    b'{"version": 2, "files": ["a", "b"]}', b'{"version": 2, "files": [[], 1, 2, 3, 4, "d"]}',
+])
+def test_a_damaged_or_old_cache_means_reading_every_file(body: bytes, alice: Identity, home: Home,
+                                                          tmp_path: Path) -> None:
+    _fill(home, 4)
+    full = create.create(home, alice, tmp_path / "out")
+    home.path(*snapshot.CACHE).write_bytes(body)
+    delta = create.create(home, alice, tmp_path / "out", base=full.header)
+    assert delta.read_files == len(delta.header["entries"])
+    assert [e["digest"] for e in delta.header["entries"]] == [e["digest"] for e in full.header["entries"]]
+    # The delta wrote a good cache again: the next one reads nothing.
+    assert create.create(home, alice, tmp_path / "out", base=delta.header).read_files == 0
+
+
+def test_a_cached_digest_that_is_not_hex_is_not_trusted(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 2)
+    full = create.create(home, alice, tmp_path / "out")
+    cache = home.path(*snapshot.CACHE)
+    raw = json.loads(cache.read_bytes())
+    assert raw["version"] == snapshot.CACHE_VERSION and len(raw["files"]) % snapshot.ROW == 0
+    raw["files"][5] = "Z" * 64
+    cache.write_text(json.dumps(raw))
+    assert create.create(home, alice, tmp_path / "out", base=full.header).read_files == 1
+
+
 def test_cache_is_not_trusted_after_a_change(alice: Identity, home: Home, tmp_path: Path) -> None:
     _fill(home, 3)
     full = create.create(home, alice, tmp_path / "out")
@@ -82,7 +109,7 @@ def test_cache_is_not_trusted_after_a_change(alice: Identity, home: Home, tmp_pa
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old mtime, ctime differs
     delta = create.create(home, alice, tmp_path / "out", base=full.header)
     assert [e["path"] for e in delta.header["entries"] if e["stored"]] == ["personal/doc002.txt"]
-    assert snapshot.load_cache(home)["personal/doc002.txt"][4] == next(
+    assert snapshot.load_cache(home)["personal/doc002.txt"][1] == next(
         e["digest"] for e in delta.header["entries"] if e["path"] == "personal/doc002.txt")
 
 

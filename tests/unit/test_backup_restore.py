@@ -181,6 +181,16 @@ def test_forged_or_substituted_backup_refused(alice: Identity, home: Home, tmp_p
         _restore(home, forged_owner, None)
 
 
+@pytest.mark.parametrize("size", [2**53, 2**64, -1, 1.0, True])
+def test_entry_sizes_outside_json_integers_refused(size: object, alice: Identity, home: Home, tmp_path: Path) -> None:
+    # Entries are encoded without a second walk once checked, so the check must hold the
+    # line: a size JCS cannot encode as the stdlib does is refused, never signed over.
+    header = loads_canonical(_real_backup(home, alice, tmp_path).header_path.read_bytes())
+    header["entries"][0]["size"] = size
+    with pytest.raises(MalformedDocument, match="size"):
+        proto.verify_header(header)
+
+
 def test_payload_swapped_between_backups_refused(alice: Identity, home: Home, tmp_path: Path) -> None:
     first = _real_backup(home, alice, tmp_path)
     second = create.create(home, alice, tmp_path / "out2", chunk_size=1024)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hn.errors import MalformedDocument, TooLarge
-from hn.proto.canonical import b64d, b64e, canonical, is_hex_digest, loads_canonical, loads_strict
+from hn.proto.canonical import MAX_DEPTH, b64d, b64e, canonical, is_hex_digest, loads_canonical, loads_strict
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=12)
@@ -67,6 +67,21 @@ def test_deep_nesting_is_a_clean_error(load: Callable[[bytes], object]) -> None:
         load(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(MalformedDocument, match="nested"):
         load(b"[" * 70 + b"]" * 70)
+
+
+@pytest.mark.parametrize("load", [loads_strict, loads_canonical])
+def test_nesting_limit_is_exact(load: Callable[[bytes], object]) -> None:
+    assert load(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) == json.loads(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    deep = b'{"a":' * (MAX_DEPTH - 1) + b"[1]" + b"}" * (MAX_DEPTH - 1)
+    assert load(deep) == json.loads(deep)
+    with pytest.raises(MalformedDocument, match="nested"):
+        load(b'{"a":' * MAX_DEPTH + b"[1]" + b"}" * MAX_DEPTH)
+
+
+@pytest.mark.parametrize("value", [{1: "a"}, {"a": b"x"}, [{"k": {None: 1}}], {"a": {1.5}}])
+def test_values_json_cannot_hold_are_refused(value: object) -> None:
+    with pytest.raises(MalformedDocument):
+        canonical(value)
 
 
 @pytest.mark.parametrize("load", [loads_strict, loads_canonical])
