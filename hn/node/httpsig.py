@@ -19,8 +19,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from multidict import CIMultiDict
 
-from hn.errors import Unauthorized
+from hn.errors import MalformedDocument, Unauthorized, VerificationError
 from hn.proto import timefmt
+from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.keys import IdentityKeys, is_did
 from hn.vault import identities
 
@@ -93,13 +94,43 @@ def _keyid(headers: Any) -> str:
     return did
 
 
-async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) -> str:
-    """Verify the RFC 9421 signature of ``request``; returns the signer's DID."""
+def signer_of(request: web.Request) -> str:
+    """The DID a request claims to be signed by (not yet verified)."""
+    return _keyid(CIMultiDict(request.headers))
+
+
+def newer_history(ctx: NodeContext, did: str, doc: Any) -> KeyHistory | None:
+    """A key history for ``did``, offered in ``doc`` (an identity@1), that extends the
+    one this node has pinned; None if it is not that.
+
+    A friend who ran `hn id rotate` signs with a key this node has not seen. The identity
+    document they send along proves the new key by the chain of signatures from the
+    pinned one, the same check `hn id import` makes. Unknown signers stay unknown, and
+    rollbacks and forks are refused.
+    """
+    pinned = identities.known_history(ctx.home, did)
+    if pinned is None or did in {identities.load(ctx.home, a).did for a in identities.own_aliases(ctx.home)}:
+        return None
+    try:
+        offered = accept_update(pinned, verify_identity(doc))
+    except (MalformedDocument, VerificationError):
+        return None
+    return offered if offered.did == did and len(offered.keys) > len(pinned.keys) else None
+
+
+async def verify_request(ctx: NodeContext, request: web.Request, body: bytes,
+                         history: KeyHistory | None = None) -> str:
+    """Verify the RFC 9421 signature of ``request``; returns the signer's DID.
+
+    ``history``: check against this key history (``newer_history``'s) instead of the
+    pinned one.
+    """
     headers = CIMultiDict(request.headers)
     if "Signature" not in headers or "Signature-Input" not in headers:
         raise Unauthorized("request is not signed (RFC 9421)")
     did = _keyid(headers)
-    history = identities.known_history(ctx.home, did)
+    if history is None or history.did != did:
+        history = identities.known_history(ctx.home, did)
     if history is None:
         raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
     public = Ed25519PublicKey.from_public_bytes(history.current.signing_public_key)
