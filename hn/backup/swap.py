@@ -48,40 +48,12 @@ def _fsync_parent(target: Path) -> None:
         atomic.fsync_dir(target.absolute().parent)
 
 
-def _syncfs() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
-    except (ImportError, OSError, AttributeError):
-        return None
-
-
-def sync_tree(folder: Path) -> None:
-    """Make everything written under ``folder`` durable.
-
-    syncfs(2) flushes the one filesystem that holds the tree: one call instead of an
-    fsync per file (about 180 µs each on a vault of 20,000 notes), and, unlike sync(2),
-    it does not wait for every other disk of the machine. Elsewhere sync(2) it is.
-    """
-    syncfs = _syncfs()
-    if syncfs is None:
-        os.sync()
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        if syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
 class EarlySync:
     """Flushes a tree's filesystem in the background while the tree is being written.
 
     After every ``every`` bytes handed to ``wrote``, a thread of its own calls syncfs(2),
-    so the disk works while extraction goes on and the final ``sync_tree`` finds only the
-    tail left. It changes when data reaches the disk, never whether: ``sync_tree`` still
+    so the disk works while extraction goes on and the final ``atomic.sync_tree`` finds only the
+    tail left. It changes when data reaches the disk, never whether: ``atomic.sync_tree`` still
     makes the tree durable before the swap.
     """
 
@@ -90,7 +62,7 @@ class EarlySync:
 
         self.every = every
         self.pending = 0
-        self.syncfs = _syncfs()
+        self.syncfs = atomic.syncfs()
         self.fd = os.open(folder, os.O_RDONLY) if self.syncfs is not None else -1
         self.wanted = threading.Event()
         self.done = False
@@ -169,7 +141,7 @@ def commit(target: Path, staging: Path, note: dict[str, str]) -> None:
     if old.exists():
         shutil.rmtree(old)
     _step("sync")
-    sync_tree(staging)
+    atomic.sync_tree(staging)
     _step("journal")
     atomic.write_bytes(journal, canonical({"type": "restore-journal", "target": str(target),
                                           "staging": str(staging), "old": str(old), **note}))

@@ -375,7 +375,8 @@ class Syncer:
                 raise failed.exceptions[0] from None
             # One flush for the batch, before the state says these files are held: far
             # cheaper than a sync per file, and a file lost to a crash is re-checked by digest.
-            await asyncio.to_thread(os.sync)
+            # syncfs: only the cache's filesystem, not every disk of the machine.
+            await asyncio.to_thread(atomic.sync_tree, root)
             with self.state.tx() as db:
                 db.executemany("UPDATE peer_entries SET mirrored=1 WHERE did=? AND id=?",
                                [(did, task.result()) for task in tasks])

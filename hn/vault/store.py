@@ -270,7 +270,7 @@ def add_files(
             progress(1)
     # One sync for the whole batch: every object is durable before the event names it.
     try:
-        os.sync()
+        atomic.sync_tree(home.path("personal", "objects"))
     except OSError as exc:
         raise atomic.DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
     with home.lock():

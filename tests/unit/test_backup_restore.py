@@ -21,7 +21,7 @@ from hn.errors import MalformedDocument, TooLarge, VerificationError
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_canonical
 from hn.proto.chunked import ChunkError
-from hn.vault import identities
+from hn.vault import atomic, identities
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 from tests.fixtures.backup.build import entry, member, seal, tar_bytes, zst
@@ -284,7 +284,7 @@ def test_early_sync_flushes_while_extracting_and_stops_cleanly(tmp_path: Path, m
         flushed.set()
         return 0
 
-    monkeypatch.setattr(swap, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(atomic, "syncfs", lambda: syncfs)
     before = len(os.listdir("/proc/self/fd"))
     early = swap.EarlySync(tmp_path, every=1000)
     early.wrote(999)
