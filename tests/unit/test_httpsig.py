@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from unittest import mock
@@ -130,6 +131,10 @@ async def test_outside_the_window_refused(node: Node, alice: Identity, offset: i
         headers = sign_request(alice.keys, "POST", node.base + "/echo", body)
     status, data = await node.post("/echo", body, headers)
     assert status == 401 and "window" in data["detail"]
+    # The refusal says how far off the signer's clock is, and which way.
+    side = "ahead of" if offset > 0 else "behind"
+    assert re.search(rf"about (\d+) s {side} this node's", data["detail"])
+    assert abs(int(re.search(r"about (\d+) s", data["detail"]).group(1)) - abs(offset)) <= 2
 
 
 @pytest.mark.parametrize("offset", [-(WINDOW - 30), WINDOW - 30])
