@@ -35,6 +35,8 @@ BATCH = 1 << 20
 ZSTD_LEVEL = 1  # spec/backup@1.md: the level is ours to choose; 1 is the fast one
 HEADER_SUFFIX = ".backup.json"
 PAYLOAD_SUFFIX = ".backup.payload"
+# No link is followed: a file swapped for a symlink after the scan is refused.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ class _Archiver:
         parts: list[bytes] = []
         size = 0  # bytes in parts
         pending = 0  # file bytes in parts not yet reported to progress
-        header, padding, hasher = tarball.member_header, tarball.padding, blake3.blake3
+        # Locals, not attribute look-ups: this loop runs once per file, and on a vault of
+        # notes its own overhead is a good part of the main thread's work.
+        header, pads, hasher, block = tarball.member_header, tarball.PADDING, blake3.blake3, tarball.BLOCK
         stored, digests, read_small = self.stored, self.digests, self._read_small
         for info in self.files:
             path = info.path
@@ -144,15 +148,17 @@ class _Archiver:
                     if folder not in made:
                         made.add(folder)
                         parts.append(header(folder, 0, snapshot.dir_mode(folder), directory=True))
-                        size += tarball.BLOCK
+                        size += block
             last_parent = parent
-            head = header(path, info.size, info.mode)
-            if info.size <= SMALL_FILE:
+            length = info.size
+            head = header(path, length, info.mode)
+            if length <= SMALL_FILE:
                 data = read_small(info)
                 digests[path] = hasher(data).hexdigest()
-                parts += (head, data, padding(info.size))
-                size += len(head) + info.size + (-info.size % tarball.BLOCK)
-                pending += info.size
+                pad = pads[-length % block]
+                parts += (head, data, pad)
+                size += len(head) + length + len(pad)
+                pending += length
                 if size >= BATCH:
                     yield b"".join(parts)
                     parts, size = [], 0
@@ -175,11 +181,12 @@ class _Archiver:
             self.progress(n)
 
     def _read_small(self, info: FileInfo) -> bytes:
+        size = info.size
         fd = self._open(info)
         try:
-            data = os.read(fd, info.size)
-            while len(data) < info.size:
-                more = os.read(fd, info.size - len(data))
+            data = os.read(fd, size)
+            while len(data) < size:
+                more = os.read(fd, size - len(data))
                 if not more:
                     raise InputError(f"{info.path} shrank while being backed up; run the backup again")
                 data += more
@@ -212,10 +219,8 @@ class _Archiver:
         self.digests[info.path] = hasher.hexdigest()
 
     def _open(self, info: FileInfo) -> int:
-        # No link is followed: a file swapped for a symlink after the scan is refused.
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            return os.open(info.abspath, flags)
+            return os.open(info.abspath, READ_FLAGS)
         except OSError as exc:
             raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
 
@@ -262,6 +267,10 @@ def create(
                 known[info.path] = digest
             else:
                 to_store[info.path] = digest
+        # Every file answered by the cache, and no row for a file that is gone: the cache
+        # stays as it is (SQLite databases are never cached).
+        cache_current = base is not None and len(known) == len(cache) and \
+            all(path.endswith(snapshot.SQLITE_SUFFIX) for path in to_store)
         if on_scan:
             on_scan(sum(f.size for f in files if f.path in to_store))
         created_at = timefmt.now_iso()
@@ -308,17 +317,14 @@ def create(
     except BaseException:
         incoming.unlink(missing_ok=True)
         raise
-    _update_cache(home, files, entries, cache if base is not None else None)
+    if not cache_current:
+        _update_cache(home, files, entries)
     return Result(header, header_path, payload_path, skipped, archiver.read_files)
 
 
-def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]],
-                  old: snapshot.Cache | None) -> None:
+def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]]) -> None:
     rows: list[str | int] = []
     for info, entry in zip(files, entries):
         if not info.path.endswith(snapshot.SQLITE_SUFFIX):
             rows += (info.path, info.size, info.mtime_ns, info.ino, info.ctime_ns, entry["digest"])
-    # A delta that found nothing new leaves the cache as it was.
-    if old is None or old != {info.path: (info.key, entry["digest"]) for info, entry in zip(files, entries)
-                              if not info.path.endswith(snapshot.SQLITE_SUFFIX)}:
-        snapshot.save_cache(home, rows)
+    snapshot.save_cache(home, rows)

@@ -94,8 +94,11 @@ def _fast_header(name: bytes, size: int, mode: int, typeflag: bytes) -> bytes:
                      b"%06o\x00 " % checksum, template.tail))
 
 
+PADDING = tuple(b"\x00" * n for n in range(BLOCK))  # PADDING[-size % BLOCK] follows a member of ``size``
+
+
 def padding(size: int) -> bytes:
-    return b"\x00" * (-size % BLOCK)
+    return PADDING[-size % BLOCK]
 
 
 def member_header(path: str, size: int, mode: int, directory: bool = False) -> bytes:

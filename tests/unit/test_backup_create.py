@@ -100,6 +100,19 @@ def test_a_cached_digest_that_is_not_hex_is_not_trusted(alice: Identity, home: H
     assert create.create(home, alice, tmp_path / "out", base=full.header).read_files == 1
 
 
+def test_cache_is_rewritten_only_when_something_changed(alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 4)
+    full = create.create(home, alice, tmp_path / "out")
+    cache = home.path(*snapshot.CACHE)
+    before = cache.stat().st_ino
+    same = create.create(home, alice, tmp_path / "out", base=full.header)
+    assert same.read_files == 0 and cache.stat().st_ino == before  # not even rewritten
+    (home.path("personal") / "doc001.txt").unlink()
+    gone = create.create(home, alice, tmp_path / "out", base=same.header)
+    assert gone.read_files == 0 and "personal/doc001.txt" not in snapshot.load_cache(home)
+    assert sorted(snapshot.load_cache(home)) == sorted(e["path"] for e in gone.header["entries"])
+
+
 def test_cache_is_not_trusted_after_a_change(alice: Identity, home: Home, tmp_path: Path) -> None:
     _fill(home, 3)
     full = create.create(home, alice, tmp_path / "out")
