@@ -34,6 +34,60 @@ MAX_LINE = 8190
 MAX_HEADERS = 64
 # After an error answer, the rest of an unread body is drained for at most this long.
 LINGER = 1.0
+# Open connections at most (setting max_connections); each holds a file descriptor, and
+# a node out of descriptors cannot open its own files either.
+MAX_CONNECTIONS = 512
+FD_RESERVE = 256  # descriptors kept for the node's own files, databases and DHT socket
+BUSY = json.dumps({"error": "busy", "detail": "this node has too many open connections; try again shortly"})
+
+
+class ConnectionCap:
+    """Answers a connection past the cap with a JSON 503 and closes it, before reading a byte.
+
+    aiohttp tells its server of every new connection (``connection_made``); this wraps that
+    call on our own server instance, so a flood of idle sockets costs the node nothing but
+    the refusals. The count is exported as ``hn_connections_refused_total``.
+    """
+
+    def __init__(self, server: web.Server, cap: int) -> None:
+        self.server = server
+        self.cap = cap
+        self.refused = 0
+        self.inner = server.connection_made
+        server.connection_made = self.connection_made  # type: ignore[method-assign]
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        self.inner(handler, transport)
+        if len(self.server.connections) <= self.cap:
+            return
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("connections.refused", extra={"hn": {"cap": self.cap, "refused": self.refused}})
+        body = BUSY.encode()
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        b"Retry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        handler.force_close()  # its request loop ends before it reads anything; the transport closes
+
+    def metrics(self) -> dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]:
+        return {"hn_connections_refused_total": ("Connections answered 503 because the node had max_connections open",
+                                                 {(): float(self.refused)}),
+                "hn_connections_open": ("Open HTTP connections", {(): float(len(self.server.connections))})}
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft limit on open files towards ``wanted`` (never past the
+    hard limit); returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return wanted if soft == resource.RLIM_INFINITY else soft
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -115,6 +169,7 @@ class Node:
         self.tasks: list[asyncio.Task[None]] = []
         self.ssl: ssl.SSLContext | None = None
         self.port = 0
+        self.cap: ConnectionCap | None = None
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
@@ -136,6 +191,18 @@ class Node:
                                     max_line_size=MAX_LINE, max_field_size=MAX_LINE, max_headers=MAX_HEADERS,
                                     lingering_time=LINGER)
         await self.runner.setup()
+        assert self.runner.server is not None
+        wanted = self.settings.get("max_connections")
+        wanted = MAX_CONNECTIONS if wanted is None else wanted
+        if type(wanted) is not int or wanted < 1:
+            raise InputError(f"max_connections must be a positive integer, not {wanted!r}")
+        # Never more connections than the descriptors left once the node's own are kept.
+        cap = max(1, min(wanted, raise_fd_limit(wanted + FD_RESERVE) - FD_RESERVE))
+        if cap < wanted:
+            log.warning("connections.cap", extra={"hn": {"wanted": wanted, "cap": cap,
+                                                         "reason": "open-file limit"}})
+        self.cap = ConnectionCap(self.runner.server, cap)
+        ctx.extras.setdefault("metrics", []).append(self.cap.metrics)
         site = web.TCPSite(self.runner, host, port, ssl_context=self.ssl, backlog=256)
         await site.start()
         server = getattr(site, "_server", None)
@@ -151,6 +218,7 @@ class Node:
             "dht": None,
             "tls": self.ssl is not None,
             "pid": os.getpid(),
+            "max_connections": cap,
         }
         info.update(ctx.ready_info)
         atomic.write_bytes(self.home.path("run", "node.json"),

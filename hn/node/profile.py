@@ -67,6 +67,7 @@ def load(home: Home) -> dict[str, Any]:
         "public_url": node.get("public_url") or None,
         "tls_cert": os.environ.get("HN_TLS_CERT") or node.get("tls_cert") or None,
         "tls_key": os.environ.get("HN_TLS_KEY") or node.get("tls_key") or None,
+        "max_connections": node.get("max_connections"),
         "sync_interval": fed.get("sync_interval"),
         "federation_mode": fed.get("mode"),
         "mirror": fed.get("mirror"),

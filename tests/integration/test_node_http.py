@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hn.errors import InputError
 from hn.federation import roster
 from hn.node import http as node_http
 from hn.node.app import Node
@@ -174,6 +176,55 @@ async def test_deeply_nested_json_is_a_400(running: Running, tmp_path: Path) -> 
         assert status == 400 and data["error"] == "malformed", (body[:20], data)
     status, _ = await fetch("GET", running.url + "/health")
     assert status == 200
+
+
+async def test_connections_past_the_cap_get_a_json_503(home: Home, alice: Identity) -> None:
+    port = free_port()
+    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", "no_dht": True,
+                       "bootstrap": [], "keepalive_timeout": 30, "sync_interval": 3600, "max_connections": 3})
+    info = await node.start()
+    idle = []
+    try:
+        assert info["max_connections"] == 3
+        for _ in range(3):  # idle sockets that never send a byte hold every slot
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await asyncio.wait_for(reader.read(), timeout=5)  # answered and closed at once
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and json.loads(body)["error"] == "busy"
+        for _, w in idle:
+            w.close()
+        idle.clear()
+        # Slots free again: requests are served, and the refusal was counted.
+        for _ in range(20):
+            try:
+                status, _ = await fetch("GET", info["base_url"] + "/health")
+            except aiohttp.ClientError:
+                status = 0
+            if status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200
+        async with aiohttp.ClientSession() as session:
+            async with session.get(info["base_url"] + "/metrics") as resp:
+                metrics = await resp.text()
+        refused = re.search(r"^hn_connections_refused_total (\S+)$", metrics, re.M)
+        assert refused is not None and float(refused.group(1)) >= 1
+    finally:
+        for _, w in idle:
+            w.close()
+        await node.stop()
+
+
+@pytest.mark.parametrize("value", [0, -5, "many", 2.5])
+async def test_a_bad_connection_cap_is_a_clear_error(home: Home, alice: Identity, value: object) -> None:
+    port = free_port()
+    node = Node(home, {"listen": f"127.0.0.1:{port}", "no_dht": True, "bootstrap": [], "max_connections": value})
+    with pytest.raises(InputError, match="max_connections"):
+        await node.start()
+    await node.stop()
 
 
 async def test_oversized_headers_refused(running: Running) -> None:

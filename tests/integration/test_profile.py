@@ -33,14 +33,17 @@ def test_profile_writes_config_once_and_keeps_edits(harness: Harness) -> None:
     assert conf["backup"]["keep_last"] == 7 and conf["trust"]["exposure"] == "deny"
     assert "bootstrap" in tomllib.loads(disc.read_text())["dht"]
     assert ready["base_url"] == nas.url
+    assert conf["node"]["max_connections"] == 512 and ready["max_connections"] == 512
     h.stop_node(nas)
-    edited = mcp.read_text().replace("sync_interval = 300", "sync_interval = 120")
+    edited = mcp.read_text().replace("sync_interval = 300", "sync_interval = 120").replace(
+        "max_connections = 512", "max_connections = 40")
     mcp.write_text(edited)
-    h.start_node(nas, "--profile", "federation", dht=False)
+    again = h.start_node(nas, "--profile", "federation", dht=False)
     assert mcp.read_text() == edited, "the profile overwrote the operator's edit"
+    assert again["max_connections"] == 40
     metrics = urllib.request.urlopen(nas.url + "/metrics").read().decode()
     for name in ("hn_http_requests_total", "hn_federation_peers", "hn_federation_syncs", "hn_relay_entries",
-                 "hn_backup_bytes"):
+                 "hn_backup_bytes", "hn_connections_open", "hn_connections_refused_total"):
         assert name in metrics, name
     assert 'route="/health"' not in metrics or "hn_http_requests_total" in metrics
 
