@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any
 
 from aiohttp import web
 
 from hn.backup.hosted import HostedStore, Limits
-from hn.errors import InputError, MalformedDocument, NotFound, TooLarge, Unauthorized
+from hn.errors import InputError, MalformedDocument, NotFound, Unauthorized
 from hn.node.context import NodeContext
 from hn.node.http import canonical_response, read_body
-from hn.node.httpsig import newer_history, signer_of, verify_request
+from hn.node.httpsig import verify_request
 from hn.proto import backup as proto
-from hn.proto.canonical import canonical
-from hn.proto.identity import KeyHistory
 from hn.proto.keys import is_did
 from hn.vault import identities
 
@@ -45,16 +42,7 @@ async def setup(ctx: NodeContext) -> None:
 
     async def upload(request: web.Request) -> web.Response:
         body = await read_body(request, limits.max_header)
-        try:
-            signer = await verify_request(ctx, request, body)
-        except Unauthorized:
-            # After `hn id rotate` the owner signs with a key we have not pinned; the
-            # header's embedded identity may prove it. Pinned only once the signature holds.
-            offered, doc = await asyncio.to_thread(rotated, signer_of(request), body)
-            if offered is None:
-                raise
-            signer = await verify_request(ctx, request, body, offered)
-            await asyncio.to_thread(identities.import_contact, ctx.home, canonical(doc))
+        signer = await verify_request(ctx, request, body)
         header = proto.parse_header(body)
         if header.get("owner") != signer:
             raise Unauthorized(f"the request is signed by {signer}, the backup belongs to {header.get('owner')}")
@@ -63,13 +51,6 @@ async def setup(ctx: NodeContext) -> None:
         async with locks[header["id"]]:
             status = await asyncio.to_thread(store.begin, body, header, ctx.identity.did)
         return web.json_response(status)
-
-    def rotated(did: str, body: bytes) -> tuple[KeyHistory | None, Any]:
-        try:
-            doc = proto.parse_header(body).get("identity")
-        except (MalformedDocument, TooLarge):
-            return None, None
-        return newer_history(ctx, did, doc), doc
 
     async def upload_segment(request: web.Request) -> web.Response:
         backup_id = request.match_info["id"]

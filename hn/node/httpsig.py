@@ -19,9 +19,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from multidict import CIMultiDict
 
-from hn.errors import MalformedDocument, Unauthorized, VerificationError
+from hn.errors import Unauthorized
 from hn.proto import timefmt
-from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.keys import IdentityKeys, is_did
 from hn.vault import identities
 
@@ -107,43 +106,13 @@ def _keyid(headers: Any) -> str:
     return did
 
 
-def signer_of(request: web.Request) -> str:
-    """The DID a request claims to be signed by (not yet verified)."""
-    return _keyid(CIMultiDict(request.headers))
-
-
-def newer_history(ctx: NodeContext, did: str, doc: Any) -> KeyHistory | None:
-    """A key history for ``did``, offered in ``doc`` (an identity@1), that extends the
-    one this node has pinned; None if it is not that.
-
-    A friend who ran `hn id rotate` signs with a key this node has not seen. The identity
-    document they send along proves the new key by the chain of signatures from the
-    pinned one, the same check `hn id import` makes. Unknown signers stay unknown, and
-    rollbacks and forks are refused.
-    """
-    pinned = identities.known_history(ctx.home, did)
-    if pinned is None or did in {identities.load(ctx.home, a).did for a in identities.own_aliases(ctx.home)}:
-        return None
-    try:
-        offered = accept_update(pinned, verify_identity(doc))
-    except (MalformedDocument, VerificationError):
-        return None
-    return offered if offered.did == did and len(offered.keys) > len(pinned.keys) else None
-
-
-async def verify_request(ctx: NodeContext, request: web.Request, body: bytes,
-                         history: KeyHistory | None = None) -> str:
-    """Verify the RFC 9421 signature of ``request``; returns the signer's DID.
-
-    ``history``: check against this key history (``newer_history``'s) instead of the
-    pinned one.
-    """
+async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) -> str:
+    """Verify the RFC 9421 signature of ``request``; returns the signer's DID."""
     headers = CIMultiDict(request.headers)
     if "Signature" not in headers or "Signature-Input" not in headers:
         raise Unauthorized("request is not signed (RFC 9421)")
     did = _keyid(headers)
-    if history is None or history.did != did:
-        history = identities.known_history(ctx.home, did)
+    history = identities.known_history(ctx.home, did)
     if history is None:
         raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
     public = Ed25519PublicKey.from_public_bytes(history.current.signing_public_key)
@@ -155,7 +124,11 @@ async def verify_request(ctx: NodeContext, request: web.Request, body: bytes,
     except _ClockSkew as exc:
         raise Unauthorized(str(exc)) from exc
     except Exception as exc:  # the library raises several types for bad signatures
-        raise Unauthorized(f"signature does not verify: {exc}") from exc
+        # Most often after `hn id rotate`: say which key this node holds, and the way out.
+        raise Unauthorized(
+            f"signature does not verify against key {history.current.seq} of {did}, the newest this node "
+            f"knows ({exc}); if that identity has rotated its key since, this node needs its new identity "
+            "export (hn id export, then hn id import on this node)") from exc
     params = results[0].parameters
     created = params.get("created")
     nonce = params.get("nonce")
