@@ -173,6 +173,10 @@ class Node:
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
+        wanted = self.settings.get("max_connections")
+        wanted = MAX_CONNECTIONS if wanted is None else wanted
+        if type(wanted) is not int or wanted < 1:
+            raise InputError(f"max_connections must be a positive integer, not {wanted!r}")
         self.ssl = tls_context(self.settings)
         ctx = build_context(self.home, self.settings)
         self.ctx = ctx
@@ -192,10 +196,6 @@ class Node:
                                     lingering_time=LINGER)
         await self.runner.setup()
         assert self.runner.server is not None
-        wanted = self.settings.get("max_connections")
-        wanted = MAX_CONNECTIONS if wanted is None else wanted
-        if type(wanted) is not int or wanted < 1:
-            raise InputError(f"max_connections must be a positive integer, not {wanted!r}")
         # Never more connections than the descriptors left once the node's own are kept.
         cap = max(1, min(wanted, raise_fd_limit(wanted + FD_RESERVE) - FD_RESERVE))
         if cap < wanted:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
 def syncfs() -> Callable[[int], int] | None:
     """libc's syncfs(2), where there is one (Linux)."""
     try:
@@ -42,11 +44,12 @@ def syncfs() -> Callable[[int], int] | None:
 
 
 def sync_tree(folder: Path) -> None:
-    """Make everything written under ``folder`` durable.
+    """Make everything written under ``folder`` durable; OSError if the disk says it failed.
 
     syncfs(2) flushes the one filesystem that holds the tree: one call instead of an
     fsync per file (about 180 µs each on a vault of 20,000 notes), and, unlike sync(2),
-    it does not wait for every other disk of the machine. Elsewhere sync(2) it is.
+    it does not wait for every other disk of the machine. Elsewhere sync(2) it is. Since
+    Linux 5.8 syncfs also reports a failed writeback, which is raised, not hidden.
     """
     call = syncfs()
     if call is None:
@@ -55,6 +58,11 @@ def sync_tree(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         if call(fd) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            if code != errno.ENOSYS:
+                raise OSError(code, os.strerror(code))
             os.sync()
     finally:
         os.close(fd)

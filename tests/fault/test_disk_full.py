@@ -23,7 +23,7 @@ import pytest
 
 from hn.cli.app import main
 from hn.errors import HnError
-from hn.vault import identities, presence
+from hn.vault import atomic, identities, presence
 from hn.vault.home import Home
 from hn.vault.verify import verify_vault
 
@@ -65,13 +65,15 @@ class _File:
 
 
 class Disk:
-    """Raises ENOSPC at the n-th write-committing call (write, fsync, replace, sync)."""
+    """Raises ENOSPC at the n-th write-committing call (write, fsync, replace, sync, sync_tree)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
         self.calls = 0
         self.fail_at = fail_at
         for name in ("fsync", "replace", "sync"):
             monkeypatch.setattr(os, name, self.wrap(getattr(os, name)))
+        # Trees are flushed with syncfs(2) through ctypes where there is one, not os.sync.
+        monkeypatch.setattr(atomic, "sync_tree", self.wrap(atomic.sync_tree))
         real_fdopen = os.fdopen
 
         def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

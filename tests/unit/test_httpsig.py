@@ -146,6 +146,17 @@ async def test_inside_the_window_accepted(node: Node, alice: Identity, offset: i
     assert (await node.post("/echo", body, headers))[0] == 200
 
 
+@pytest.mark.parametrize(("offset", "status"), [(WINDOW, 200), (-WINDOW, 200), (WINDOW + 1, 401),
+                                               (-(WINDOW + 1), 401)])
+async def test_the_window_edge_is_exact(node: Node, alice: Identity, offset: int, status: int) -> None:
+    body = b"{}"
+    now = float(int(timefmt.now()))  # one frozen clock for the signer and the node
+    with mock.patch("hn.proto.timefmt.now", return_value=now + offset):
+        headers = sign_request(alice.keys, "POST", node.base + "/echo", body)
+    with mock.patch("hn.proto.timefmt.now", return_value=now):
+        assert (await node.post("/echo", body, headers))[0] == status
+
+
 async def test_unknown_signer_refused(node: Node, tmp_path: Path) -> None:
     stranger_home = Home(tmp_path / "stranger")
     stranger_home.ensure()
