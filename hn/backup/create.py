@@ -261,8 +261,8 @@ def create(
         known: dict[str, str] = {}
         to_store: dict[str, str | None] = {}
         for info in files:
-            digest = None if base is None or info.path.endswith(snapshot.SQLITE_SUFFIX) \
-                else snapshot.cached_digest(cache, info)
+            digest = snapshot.cached_digest(cache, info) if base is not None and snapshot.cacheable(info.path) \
+                else None
             if base is not None and digest is not None and base_digests.get(info.path) == digest:
                 known[info.path] = digest
             else:
@@ -270,7 +270,7 @@ def create(
         # Every file answered by the cache, and no row for a file that is gone: the cache
         # stays as it is (SQLite databases are never cached).
         cache_current = base is not None and len(known) == len(cache) and \
-            all(path.endswith(snapshot.SQLITE_SUFFIX) for path in to_store)
+            not any(snapshot.cacheable(path) for path in to_store)
         if on_scan:
             on_scan(sum(f.size for f in files if f.path in to_store))
         created_at = timefmt.now_iso()
@@ -325,6 +325,6 @@ def create(
 def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]]) -> None:
     rows: list[str | int] = []
     for info, entry in zip(files, entries):
-        if not info.path.endswith(snapshot.SQLITE_SUFFIX):
-            rows += (info.path, info.size, info.mtime_ns, info.ino, info.ctime_ns, entry["digest"])
+        if snapshot.cacheable(info.path):
+            rows += (info.path, *info.key, entry["digest"])
     snapshot.save_cache(home, rows)

@@ -42,7 +42,8 @@ class FileInfo(NamedTuple):
 
     @property
     def key(self) -> tuple[int, int, int, int]:
-        """The stat fields a cached digest must match: size, mtime_ns, ino, ctime_ns."""
+        """The stat fields a cached digest must match: size, mtime_ns, ino, ctime_ns (a slice:
+        the four fields that follow path and abspath)."""
         return self[2:6]  # type: ignore[return-value]
 
 
@@ -136,6 +137,11 @@ def load_cache(home: Home) -> Cache:
         return dict(zip(rows[0::ROW], zip(keys, rows[5::ROW])))
     except (OSError, ValueError, RecursionError, KeyError, TypeError):
         return {}
+
+
+def cacheable(path: str) -> bool:
+    """SQLite databases are copied live by every backup (sqlite_snapshot), never cached."""
+    return not path.endswith(SQLITE_SUFFIX)
 
 
 def cached_digest(cache: Cache, info: FileInfo) -> str | None:

@@ -67,14 +67,17 @@ def canonical_plain(obj: Any) -> bytes:
         raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
 
 
-def canonical(obj: Any) -> bytes:
-    """JCS bytes of ``obj``. Raises MalformedDocument for values JCS cannot encode."""
-    if _plain(obj):
-        return canonical_plain(obj)
+def _jcs(obj: Any) -> bytes:
+    """JCS bytes by the reference encoder, for values that are not plain."""
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise MalformedDocument(f"cannot canonicalise document: {exc}") from exc
+
+
+def canonical(obj: Any) -> bytes:
+    """JCS bytes of ``obj``. Raises MalformedDocument for values JCS cannot encode."""
+    return canonical_plain(obj) if _plain(obj) else _jcs(obj)
 
 
 class Splicer:
@@ -159,7 +162,7 @@ def loads_canonical(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     # when the bytes match; anything else is parsed again strictly, to name the fault.
     try:
         obj = json.loads(data, parse_constant=_no_constants)
-        encoded = canonical_plain(obj) if _walk(obj, MAX_DEPTH) else canonical(obj)
+        encoded = canonical_plain(obj) if _walk(obj, MAX_DEPTH) else _jcs(obj)
         if encoded == data:
             return obj
     except (MalformedDocument, RecursionError, UnicodeDecodeError, json.JSONDecodeError):

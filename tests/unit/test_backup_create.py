@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -89,15 +90,16 @@ def test_a_damaged_or_old_cache_means_reading_every_file(body: bytes, alice: Ide
     assert create.create(home, alice, tmp_path / "out", base=delta.header).read_files == 0
 
 
-def test_a_cached_digest_that_is_not_hex_is_not_trusted(alice: Identity, home: Home, tmp_path: Path) -> None:
-    _fill(home, 2)
-    full = create.create(home, alice, tmp_path / "out")
-    cache = home.path(*snapshot.CACHE)
-    raw = json.loads(cache.read_bytes())
-    assert raw["version"] == snapshot.CACHE_VERSION and len(raw["files"]) % snapshot.ROW == 0
-    raw["files"][5] = "Z" * 64
-    cache.write_text(json.dumps(raw))
-    assert create.create(home, alice, tmp_path / "out", base=full.header).read_files == 1
+def test_a_cached_digest_is_trusted_only_for_the_same_stat_and_a_hex_digest(home: Home) -> None:
+    (home.path("personal") / "a.txt").write_bytes(b"a")
+    info = next(f for f in snapshot.scan(home)[0] if f.path == "personal/a.txt")
+    good = "ab" * 32
+    assert snapshot.cached_digest({info.path: (info.key, good)}, info) == good
+    assert snapshot.cached_digest({info.path: (info.key, "Z" * 64)}, info) is None
+    assert snapshot.cached_digest({info.path: (info.key, good.upper())}, info) is None
+    moved = (info.size, info.mtime_ns + 1, info.ino, info.ctime_ns)
+    assert snapshot.cached_digest({info.path: (moved, good)}, info) is None
+    assert snapshot.cached_digest({}, info) is None
 
 
 def test_cache_is_rewritten_only_when_something_changed(alice: Identity, home: Home, tmp_path: Path) -> None:
@@ -111,6 +113,22 @@ def test_cache_is_rewritten_only_when_something_changed(alice: Identity, home: H
     gone = create.create(home, alice, tmp_path / "out", base=same.header)
     assert gone.read_files == 0 and "personal/doc001.txt" not in snapshot.load_cache(home)
     assert sorted(snapshot.load_cache(home)) == sorted(e["path"] for e in gone.header["entries"])
+    # A new file only: it is read once, and the cache learns it, so the next delta reads nothing.
+    (home.path("personal") / "new.txt").write_bytes(b"new")
+    added = create.create(home, alice, tmp_path / "out", base=gone.header)
+    assert added.read_files == 1 and "personal/new.txt" in snapshot.load_cache(home)
+    assert create.create(home, alice, tmp_path / "out", base=added.header).read_files == 0
+    # A SQLite database is stored by every backup and never cached; it alone does not
+    # make the cache stale.
+    db = sqlite3.connect(home.path("personal") / "notes.sqlite3")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with_db = create.create(home, alice, tmp_path / "out", base=added.header)
+    assert with_db.read_files == 1 and "personal/notes.sqlite3" not in snapshot.load_cache(home)
+    settled = cache.stat().st_ino
+    again = create.create(home, alice, tmp_path / "out", base=with_db.header)
+    assert again.read_files == 1 and cache.stat().st_ino == settled
 
 
 def test_cache_is_not_trusted_after_a_change(alice: Identity, home: Home, tmp_path: Path) -> None:
