@@ -22,3 +22,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
+# Byte-compile hn once, as a regular (non-editable) install does: every hn process the
+# tests and the demo start then loads it instead of compiling it again, which matters
+# where PYTHONDONTWRITEBYTECODE is set.
+python -m compileall -q hn >/dev/null

@@ -7,7 +7,9 @@ before every timed command the machine's dirty pages are flushed (untimed), so n
 pays for another's writeback. Figures are medians of `--runs` runs: wall time, CPU (user
 + system, the process tree), peak RSS (largest process of the tree, from wait4) and
 output size. Delta runs (each from the same base) follow a change of 1% of the files; hn's start-up
-time (`hn --version`) is recorded beside it. Results go to
+time (`hn --version`) is recorded beside it. hn is byte-compiled first, as an installed
+package is (pip compiles at install; a source checkout under PYTHONDONTWRITEBYTECODE would
+otherwise recompile changed modules on every run). Results go to
 tooling/bench/results/backup.json.
 
     python tooling/bench/backup/bench.py [--quick] [--runs N] [--keep]
@@ -237,6 +239,7 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     runs = args.runs or (1 if args.quick else 3)
     tools = ensure_tools()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "hn")], check=True, capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="hn-bench-backup-", dir="/tmp"))
     try:
         report = {
