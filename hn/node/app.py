@@ -38,6 +38,7 @@ LINGER = 1.0
 # a node out of descriptors cannot open its own files either.
 MAX_CONNECTIONS = 512
 FD_RESERVE = 256  # descriptors kept for the node's own files, databases and DHT socket
+TLS_HANDSHAKE = 10.0  # seconds a client has to finish its TLS handshake
 BUSY = json.dumps({"error": "busy", "detail": "this node has too many open connections; try again shortly"})
 
 
@@ -170,6 +171,7 @@ class Node:
         self.ssl: ssl.SSLContext | None = None
         self.port = 0
         self.cap: ConnectionCap | None = None
+        self.listener: asyncio.AbstractServer | None = None
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
@@ -203,11 +205,14 @@ class Node:
                                                          "reason": "open-file limit"}})
         self.cap = ConnectionCap(self.runner.server, cap)
         ctx.extras.setdefault("metrics", []).append(self.cap.metrics)
-        site = web.TCPSite(self.runner, host, port, ssl_context=self.ssl, backlog=256)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        # The listener is opened here rather than by aiohttp's TCPSite, which cannot bound
+        # the TLS handshake: asyncio's default lets a socket that never sends a ClientHello
+        # hold a descriptor for 60 s, and the cap only counts a connection once it is done.
+        self.listener = await asyncio.get_running_loop().create_server(
+            self.runner.server, host, port, ssl=self.ssl, backlog=256,
+            ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
+        if self.listener.sockets:
+            self.port = self.listener.sockets[0].getsockname()[1]
         for factory in ctx.background:
             self.tasks.append(asyncio.create_task(self._guard(factory)))
         info = {
@@ -254,6 +259,8 @@ class Node:
             for fn in reversed(self.ctx.cleanup):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(fn(), timeout=2)
+        if self.listener is not None:
+            self.listener.close()  # no new connections; the runner then winds down the open ones
         if self.runner is not None:
             await self.runner.cleanup()
         Path(self.home.path("run", "node.json")).unlink(missing_ok=True)

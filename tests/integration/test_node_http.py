@@ -218,6 +218,39 @@ async def test_connections_past_the_cap_get_a_json_503(home: Home, alice: Identi
         await node.stop()
 
 
+async def test_a_tls_handshake_that_never_comes_is_cut_off(home: Home, alice: Identity, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    import trustme
+
+    from hn.node import app as node_app
+
+    monkeypatch.setattr(node_app, "TLS_HANDSHAKE", 0.5)
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    port = free_port()
+    node = Node(home, {"listen": f"127.0.0.1:{port}", "public_url": f"https://127.0.0.1:{port}", "no_dht": True,
+                       "bootstrap": [], "tls_cert": str(cert), "tls_key": str(key), "sync_interval": 3600})
+    await node.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # TCP only, never a ClientHello
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+        assert asyncio.get_running_loop().time() - started < 9  # the handshake bound, not a read timeout
+        writer.close()
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"https://127.0.0.1:{port}/health", ssl=context) as resp:
+                assert resp.status == 200
+    finally:
+        await node.stop()
+
+
 @pytest.mark.parametrize("value", [0, -5, "many", 2.5])
 async def test_a_bad_connection_cap_is_a_clear_error(home: Home, alice: Identity, value: object) -> None:
     port = free_port()
