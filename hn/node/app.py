@@ -208,9 +208,13 @@ class Node:
         # The listener is opened here rather than by aiohttp's TCPSite, which cannot bound
         # the TLS handshake: asyncio's default lets a socket that never sends a ClientHello
         # hold a descriptor for 60 s, and the cap only counts a connection once it is done.
-        self.listener = await asyncio.get_running_loop().create_server(
-            self.runner.server, host, port, ssl=self.ssl, backlog=256,
-            ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
+        try:
+            self.listener = await asyncio.get_running_loop().create_server(
+                self.runner.server, host, port, ssl=self.ssl, backlog=256,
+                ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise InputError(f"cannot listen on {host}:{port}: {reason.lower()} (--listen chooses another)") from exc
         if self.listener.sockets:
             self.port = self.listener.sockets[0].getsockname()[1]
         for factory in ctx.background:

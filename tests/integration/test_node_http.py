@@ -251,6 +251,19 @@ async def test_a_tls_handshake_that_never_comes_is_cut_off(home: Home, alice: Id
         await node.stop()
 
 
+async def test_a_port_in_use_is_a_clear_error(home: Home, alice: Identity) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = Node(home, {"listen": f"127.0.0.1:{port}", "no_dht": True, "bootstrap": []})
+        with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{port}: address already in use"):
+            await node.start()
+        await node.stop()
+
+
 @pytest.mark.parametrize("value", [0, -5, "many", 2.5])
 async def test_a_bad_connection_cap_is_a_clear_error(home: Home, alice: Identity, value: object) -> None:
     port = free_port()
