@@ -10,6 +10,7 @@ import os
 import signal
 import ssl
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiohttp import web
 from hn import __version__
 from hn.errors import InputError, NotFound
 from hn.node.context import CTX_KEY, PLUGINS, NodeContext
-from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware
+from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware, json_error
 from hn.node.state import NodeState
 from hn.optional import import_optional
 from hn.proto import timefmt
@@ -73,6 +74,24 @@ class ConnectionCap:
         return {"hn_connections_refused_total": ("Connections answered 503 because the node had max_connections open",
                                                  {(): float(self.refused)}),
                 "hn_connections_open": ("Open HTTP connections", {(): float(len(self.server.connections))})}
+
+
+class JsonErrorsHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering in the node's JSON error shape when aiohttp
+    itself refuses a request (a bad request line, a header too long, too many headers):
+    every other answer comes from the app, whose middleware already speaks JSON."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if an answer has begun
+        if status >= 500:
+            code, detail = "internal", "internal error"
+        else:
+            code = "too_large" if status in (413, 431) else "malformed"
+            detail = message or HTTPStatus(status).phrase
+        response = json_error(status, code, detail)
+        response.force_close()
+        return response
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -191,26 +210,29 @@ class Node:
         await create_app(ctx)
         # keepalive_timeout also bounds how long a connection may take to send its first
         # request's headers (aiohttp arms it at accept), so header trickling is cut off.
-        self.runner = web.AppRunner(ctx.app, handle_signals=False,
-                                    keepalive_timeout=float(self.settings.get("keepalive_timeout") or KEEPALIVE),
-                                    access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
-                                    max_line_size=MAX_LINE, max_field_size=MAX_LINE, max_headers=MAX_HEADERS,
-                                    lingering_time=LINGER)
+        handling: dict[str, Any] = {
+            "keepalive_timeout": float(self.settings.get("keepalive_timeout") or KEEPALIVE),
+            "access_log": None, "max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
+            "max_headers": MAX_HEADERS, "lingering_time": LINGER}
+        self.runner = web.AppRunner(ctx.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **handling)
         await self.runner.setup()
-        assert self.runner.server is not None
+        server = self.runner.server
+        assert server is not None
         # Never more connections than the descriptors left once the node's own are kept.
         cap = max(1, min(wanted, raise_fd_limit(wanted + FD_RESERVE) - FD_RESERVE))
         if cap < wanted:
             log.warning("connections.cap", extra={"hn": {"wanted": wanted, "cap": cap,
                                                          "reason": "open-file limit"}})
-        self.cap = ConnectionCap(self.runner.server, cap)
+        self.cap = ConnectionCap(server, cap)
         ctx.extras.setdefault("metrics", []).append(self.cap.metrics)
         # The listener is opened here rather than by aiohttp's TCPSite, which cannot bound
-        # the TLS handshake: asyncio's default lets a socket that never sends a ClientHello
-        # hold a descriptor for 60 s, and the cap only counts a connection once it is done.
+        # the TLS handshake (asyncio's default lets a socket that never sends a ClientHello
+        # hold a descriptor for 60 s, and the cap only counts a connection once it is done)
+        # nor choose the handler class (JsonErrorsHandler).
         try:
-            self.listener = await asyncio.get_running_loop().create_server(
-                self.runner.server, host, port, ssl=self.ssl, backlog=256,
+            loop = asyncio.get_running_loop()
+            self.listener = await loop.create_server(
+                lambda: JsonErrorsHandler(server, loop=loop, **handling), host, port, ssl=self.ssl, backlog=256,
                 ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)

@@ -274,11 +274,32 @@ async def test_a_bad_connection_cap_is_a_clear_error(home: Home, alice: Identity
 
 
 async def test_oversized_headers_refused(running: Running) -> None:
-    status, _ = await fetch("GET", running.url + "/health", headers={"X-Big": "a" * 20000})
-    assert 400 <= status < 500
+    status, body = await fetch("GET", running.url + "/health", headers={"X-Big": "a" * 20000})
+    assert 400 <= status < 500 and body["error"] in ("malformed", "too_large"), body
     many = {f"X-H{i}": "v" for i in range(200)}
-    status, _ = await fetch("GET", running.url + "/health", headers=many)
-    assert 400 <= status < 500
+    status, body = await fetch("GET", running.url + "/health", headers=many)
+    assert 400 <= status < 500 and body["error"] in ("malformed", "too_large"), body
+    assert (await fetch("GET", running.url + "/health"))[0] == 200
+
+
+@pytest.mark.parametrize("raw", [
+    b"NOT A REQUEST LINE\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n",
+    b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"POST /federate/notify HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n",
+])
+async def test_requests_the_parser_refuses_get_json_errors(running: Running, raw: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    try:
+        writer.write(raw)
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert 400 <= status < 500, head
+    assert b"application/json" in head.lower(), head
+    assert json.loads(body)["error"] in ("malformed", "too_large") and json.loads(body)["detail"]
     assert (await fetch("GET", running.url + "/health"))[0] == 200
 
 
