@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 
 from hn import __version__
 from hn.errors import InputError, NotFound
@@ -39,7 +40,7 @@ LINGER = 1.0
 # a node out of descriptors cannot open its own files either.
 MAX_CONNECTIONS = 512
 FD_RESERVE = 256  # descriptors kept for the node's own files, databases and DHT socket
-TLS_HANDSHAKE = 10.0  # seconds a client has to finish its TLS handshake
+TLS_HANDSHAKE = 10.0  # seconds a TLS handshake, or the closing exchange, may take
 BUSY = json.dumps({"error": "busy", "detail": "this node has too many open connections; try again shortly"})
 
 
@@ -78,18 +79,26 @@ class ConnectionCap:
 
 class JsonErrorsHandler(web.RequestHandler):
     """aiohttp's connection handler, answering in the node's JSON error shape when aiohttp
-    itself refuses a request (a bad request line, a header too long, too many headers):
-    every other answer comes from the app, whose middleware already speaks JSON."""
+    itself refuses a request (a bad request line or header, a line too long, too many
+    headers, a bad Content-Length): every other answer comes from the app, whose
+    middleware already speaks JSON.
+
+    Such refusals are what any client can provoke at will, so they are logged at debug
+    level on the node's logger, not as aiohttp's error with a traceback.
+    """
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs; raises if an answer has begun
         if status >= 500:
-            code, detail = "internal", "internal error"
+            super().handle_error(request, status, exc, message)  # logs it; raises if an answer has begun
+            response = json_error(status, "internal", "internal error")
         else:
-            code = "too_large" if status in (413, 431) else "malformed"
-            detail = message or HTTPStatus(status).phrase
-        response = json_error(status, code, detail)
+            if request.writer.output_size > 0:  # as aiohttp: an answer has begun, close instead
+                raise ConnectionError("response already started; cannot send the error")
+            detail = (message or HTTPStatus(status).phrase).strip().splitlines()[0]
+            log.debug("http.refused", extra={"hn": {"status": status, "detail": detail}})
+            too_large = isinstance(exc, LineTooLong) or "Too many headers" in detail
+            response = json_error(status, "too_large" if too_large else "malformed", detail)
         response.force_close()
         return response
 
@@ -209,7 +218,9 @@ class Node:
         presence.refresh(self.home, ctx.identity, url=ctx.base_url)
         await create_app(ctx)
         # keepalive_timeout also bounds how long a connection may take to send its first
-        # request's headers (aiohttp arms it at accept), so header trickling is cut off.
+        # request's headers (aiohttp arms it once the connection is made: at accept, or for
+        # TLS once the handshake is done), so header trickling is cut off. The same
+        # settings build every connection's handler (JsonErrorsHandler, below).
         handling: dict[str, Any] = {
             "keepalive_timeout": float(self.settings.get("keepalive_timeout") or KEEPALIVE),
             "access_log": None, "max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
@@ -233,9 +244,10 @@ class Node:
             loop = asyncio.get_running_loop()
             self.listener = await loop.create_server(
                 lambda: JsonErrorsHandler(server, loop=loop, **handling), host, port, ssl=self.ssl, backlog=256,
-                ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None,
+                ssl_shutdown_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
+        except OSError as exc:  # a port in use, an address not on this machine, a name that does not resolve
+            reason = os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else (exc.strerror or str(exc))
             raise InputError(f"cannot listen on {host}:{port}: {reason.lower()} (--listen chooses another)") from exc
         if self.listener.sockets:
             self.port = self.listener.sockets[0].getsockname()[1]
@@ -276,6 +288,9 @@ class Node:
         return True
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()  # no new connections first; the runner winds down the open ones
+            self.listener = None
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -285,10 +300,9 @@ class Node:
             for fn in reversed(self.ctx.cleanup):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(fn(), timeout=2)
-        if self.listener is not None:
-            self.listener.close()  # no new connections; the runner then winds down the open ones
         if self.runner is not None:
             await self.runner.cleanup()
+            self.runner = None
         Path(self.home.path("run", "node.json")).unlink(missing_ok=True)
         if self.ctx is not None:
             self.ctx.state.close()
