@@ -97,11 +97,12 @@ def fixed_sender(recipient_public: bytes, info: bytes, ikm: bytes = EPHEMERAL_IK
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
     from hn.proto import chunked
-    from hn.proto.keys import SUITE
+    from hn.proto.keys import hpke_suite
 
-    pk = SUITE.kem.deserialize_public_key(recipient_public)
-    eks = SUITE.kem.derive_key_pair(ikm)
-    enc, ctx = SUITE.create_sender_context(pk, info=info, eks=eks)
+    suite = hpke_suite()
+    pk = suite.kem.deserialize_public_key(recipient_public)
+    eks = suite.kem.derive_key_pair(ikm)
+    enc, ctx = suite.create_sender_context(pk, info=info, eks=eks)
     return bytes(enc), ChaCha20Poly1305(bytes(ctx.export(chunked.EXPORT_LABEL, 32)))
 
 

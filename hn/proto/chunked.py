@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from hn.errors import TooLarge, VerificationError
-from hn.proto.keys import SUITE
+from hn.proto.keys import hpke_suite
 
 EXPORT_LABEL = b"hn chunk key v1"
 TAG = 16
@@ -41,15 +41,17 @@ def _nonce(index: int, final: bool) -> bytes:
 
 def sender(recipient_public: bytes, info: bytes) -> tuple[bytes, ChaCha20Poly1305]:
     """Set up HPKE to a recipient's X25519 key; returns (enc, chunk cipher)."""
-    pk = SUITE.kem.deserialize_public_key(recipient_public)
-    enc, ctx = SUITE.create_sender_context(pk, info=info)
+    suite = hpke_suite()
+    pk = suite.kem.deserialize_public_key(recipient_public)
+    enc, ctx = suite.create_sender_context(pk, info=info)
     return bytes(enc), ChaCha20Poly1305(bytes(ctx.export(EXPORT_LABEL, 32)))
 
 
 def recipient(enc: bytes, private_key: bytes, info: bytes) -> ChaCha20Poly1305:
-    sk = SUITE.kem.deserialize_private_key(private_key)
+    suite = hpke_suite()
+    sk = suite.kem.deserialize_private_key(private_key)
     try:
-        ctx = SUITE.create_recipient_context(enc, sk, info=info)
+        ctx = suite.create_recipient_context(enc, sk, info=info)
     except Exception as exc:  # pyhpke raises its own types for bad encapsulations
         raise ChunkError(f"HPKE setup failed: {exc}") from exc
     return ChaCha20Poly1305(bytes(ctx.export(EXPORT_LABEL, 32)))

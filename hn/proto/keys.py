@@ -9,21 +9,30 @@ and after any number of rotations, and the HPKE key is never the Ed25519 seed re
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
 import nacl.exceptions
 import nacl.signing
-from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKeyPair
+
+if TYPE_CHECKING:
+    from pyhpke import CipherSuite, KEMKeyPair
 
 CTX_SIGN = "hn 2026-11 identity signing key v1"
 CTX_HPKE = "hn 2026-11 identity hpke key v1"
 SECRET_BYTES = 32
-
-SUITE = CipherSuite.new(
-    KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305
-)
 SUITE_NAME = "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/ChaCha20-Poly1305"
+
+
+@functools.cache
+def hpke_suite() -> CipherSuite:
+    """The HPKE suite of SUITE_NAME. pyhpke is imported on first use: loading it costs
+    about 20 ms, which every hn command paid at start-up, most without sealing anything."""
+    from pyhpke import AEADId, CipherSuite, KDFId, KEMId
+
+    return CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
 
 
 def _derive(context: str, secret: bytes, seq: int) -> bytes:
@@ -69,7 +78,7 @@ class IdentityKeys:
 
     def hpke_keypair(self, seq: int | None = None) -> KEMKeyPair:
         ikm = _derive(CTX_HPKE, self.secret, self.key_seq if seq is None else seq)
-        return SUITE.kem.derive_key_pair(ikm)
+        return hpke_suite().kem.derive_key_pair(ikm)
 
     def hpke_public(self, seq: int | None = None) -> bytes:
         return bytes(self.hpke_keypair(seq).public_key.to_public_bytes())

@@ -15,7 +15,7 @@ from hn.errors import MalformedDocument, VerificationError
 from hn.proto import chunked, shard
 from hn.proto.canonical import canonical, hexdigest, loads_canonical, loads_strict
 from hn.proto.identity import verify_identity
-from hn.proto.keys import SUITE, IdentityKeys
+from hn.proto.keys import IdentityKeys, hpke_suite
 
 VECTORS = Path(__file__).resolve().parents[2] / "spec" / "vectors"
 
@@ -28,8 +28,9 @@ def fixed_sender(ikm: bytes) -> Any:
     """chunked.sender with the vector's fixed HPKE ephemeral key."""
 
     def sender(recipient_public: bytes, info: bytes) -> tuple[bytes, ChaCha20Poly1305]:
-        pk = SUITE.kem.deserialize_public_key(recipient_public)
-        enc, ctx = SUITE.create_sender_context(pk, info=info, eks=SUITE.kem.derive_key_pair(ikm))
+        suite = hpke_suite()
+        pk = suite.kem.deserialize_public_key(recipient_public)
+        enc, ctx = suite.create_sender_context(pk, info=info, eks=suite.kem.derive_key_pair(ikm))
         return bytes(enc), ChaCha20Poly1305(bytes(ctx.export(chunked.EXPORT_LABEL, 32)))
 
     return sender
