@@ -187,3 +187,29 @@ async def test_after_a_key_rotation_the_refusal_says_what_to_do(tmp_path: Path) 
             await client.push(alice.keys, url, first.header, first.payload_path)
     finally:
         await node.stop()
+
+
+async def test_a_friend_who_federates_learns_a_rotated_key_from_its_owner_node(tmp_path: Path) -> None:
+    """The path that needs no export: bob's node syncs alice's index from alice's own node,
+    sees a presence signed by a key it does not hold, and pins the history alice's node
+    serves (each key signed by the one before). Then alice's uploads are accepted again."""
+    from hn.federation import service
+
+    bob_home, bob = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    alice_node, alice_url = await start_node(alice_home, mirror=False)
+    bob_node, bob_url = await start_node(bob_home, mirror=False)
+    try:
+        await service.add(bob_home, alice.did, alice_url)  # pins alice's identity, key 0
+        assert (await service.refresh(bob_home))[0]["ok"]
+        rotated = identities.rotate(alice_home)
+        made = _backup(alice_home, rotated, tmp_path / "a", 20_000)
+        with pytest.raises(HnError, match="401.*key 0 of"):
+            await client.push(rotated.keys, bob_url, made.header, made.payload_path)
+        assert (await service.refresh(bob_home))[0]["ok"]  # bob's next sync with alice
+        assert len(identities.known_history(bob_home, alice.did).keys) == 2  # type: ignore[union-attr]
+        assert (await client.push(rotated.keys, bob_url, made.header, made.payload_path))["complete"]
+    finally:
+        await bob_node.stop()
+        await alice_node.stop()
+
