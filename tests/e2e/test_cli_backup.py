@@ -1,0 +1,111 @@
+"""Local backups through the real `hn` entry point: create, list, verify (quick and deep),
+a delta, restore (verify-only and into a folder), decrypt for GNU tar, and damage refused."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_hn, run_json
+
+
+def files_of(root: Path, under: str = "personal") -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``root/under``."""
+    base = root / under
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    home = tmp_path / "vault"
+    run_json(home, "id", "create", "alice")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"note-{i:02d}.md").write_text(f"# note {i}\n" + "line\n" * (i * 50))
+    run_json(home, "doc", "add", str(docs))
+    (home / "personal" / "diary").mkdir(parents=True)
+    for i in range(5):
+        (home / "personal" / "diary" / f"day-{i}.txt").write_bytes(bytes([i]) * (3000 + i))
+    return home
+
+
+def test_create_list_verify_delta_restore_decrypt(vault: Path, tmp_path: Path) -> None:
+    out = tmp_path / "backups"
+    full = run_json(vault, "vault", "backup", "create", "--out", str(out))
+    assert full["scope"] == "full" and full["files_read"] == full["entries"] == full["stored"]
+    header = Path(full["header"])
+    assert header.parent == out and Path(full["payload"]).exists()
+
+    quick = run_json(vault, "vault", "backup", "verify", "--path", str(header))
+    assert quick["ok"] and quick["signature"] == "ok" and quick["manifest"] == "ok"
+    assert quick["merkle_root"] == full["merkle_root"] and quick["payload_digest"] == full["payload_digest"]
+    assert "deep" not in quick
+    deep = run_json(vault, "vault", "backup", "verify", "--path", str(header), "--deep")
+    assert deep["ok"] and deep["deep"]["files"] == full["entries"] and deep["deep"]["chain"] == [full["id"]]
+
+    # One change, one deletion, one new file: the delta reads only the two it must.
+    before_delta = files_of(vault)
+    (vault / "personal" / "diary" / "day-0.txt").write_bytes(b"rewritten")
+    (vault / "personal" / "diary" / "day-1.txt").unlink()
+    (vault / "personal" / "diary" / "day-9.txt").write_bytes(b"new day")
+    delta = run_json(vault, "vault", "backup", "create", "--scope", "delta", "--base", full["id"][:8],
+                     "--out", str(out))
+    assert delta["scope"] == "delta" and delta["base_backup"] == full["id"]
+    assert delta["files_read"] == 2 and delta["stored"] == 2
+    listed = {b["id"]: b for b in run_json(vault, "vault", "backup", "list")["backups"]}
+    # A listed chain runs from the backup itself down to its full backup.
+    assert listed[delta["id"]]["chain"] == [delta["id"], full["id"]] and listed[delta["id"]]["local"]
+    assert listed[full["id"]]["chain"] == [full["id"]]
+
+    # --verify-only decrypts the whole chain and writes nothing.
+    target = tmp_path / "restored"
+    checked = run_json(vault, "vault", "backup", "restore", "--path", delta["header"], "--into", str(target),
+                       "--verify-only")
+    assert checked["ok"] and checked["verify_only"] and not target.exists()
+    restored = run_json(vault, "vault", "backup", "restore", "--path", delta["header"], "--into", str(target))
+    assert restored["chain"] == [full["id"], delta["id"]] and restored["merkle_root"] == delta["merkle_root"]
+    now = files_of(vault)
+    assert files_of(target) == now and now != before_delta
+    assert not (target / "personal" / "diary" / "day-1.txt").exists()
+    run_hn(target, "vault", "verify")
+    # Restoring the full backup alone gives the state before the delta.
+    earlier = tmp_path / "earlier"
+    run_json(vault, "vault", "backup", "restore", "--path", str(header), "--into", str(earlier))
+    assert files_of(earlier) == before_delta
+
+    plain = tmp_path / "payload.tar.zst"
+    written = run_json(vault, "vault", "backup", "decrypt", "--path", str(header), "--out", str(plain))
+    assert written["id"] == full["id"] and plain.exists()
+    if shutil.which("zstd") and shutil.which("tar"):
+        extracted = tmp_path / "by-tar"
+        extracted.mkdir()
+        subprocess.run(f"zstd -d -q < {plain} | tar -x -C {extracted}", shell=True, check=True)
+        assert files_of(extracted) == before_delta
+
+
+def test_a_damaged_payload_is_refused_by_verify_and_restore(vault: Path, tmp_path: Path) -> None:
+    out = tmp_path / "backups"
+    full = run_json(vault, "vault", "backup", "create", "--out", str(out))
+    payload = Path(full["payload"])
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    target = tmp_path / "restored"
+    for args in (["verify", "--path", full["header"]], ["verify", "--path", full["header"], "--deep"],
+                 ["restore", "--path", full["header"], "--into", str(target)]):
+        proc = run_hn(vault, "vault", "backup", *args, check=False)
+        assert proc.returncode != 0, args
+        assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+        assert "payload" in proc.stderr or "chunk" in proc.stderr, proc.stderr
+    assert not target.exists()
+    # A payload cut short, and one with bytes added, are refused before any decryption.
+    for body in (bytes(data[:-10]), bytes(data) + b"extra"):
+        payload.write_bytes(body)
+        proc = run_hn(vault, "vault", "backup", "verify", "--path", full["header"], "--deep", check=False)
+        assert proc.returncode != 0 and "the signed header says" in proc.stderr, proc.stderr
