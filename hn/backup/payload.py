@@ -221,17 +221,29 @@ def open_archive(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> I
             raise VerificationError(f"the payload is not valid zstd: {exc}") from exc
 
 
-def verify_payload_digest(header: dict[str, Any], src: BinaryIO) -> None:
-    """Hash the encrypted payload without decrypting it (the fast check of `verify`)."""
+def verify_payload_digest(header: dict[str, Any], src: BinaryIO, *, digest: bool = True) -> None:
+    """Hash the encrypted payload without decrypting it (the fast check of `verify`).
+
+    ``digest=False`` checks the size only: for a caller that decrypts the payload next,
+    which hashes it on the way (``open_compressed``), so it is not read twice.
+    """
+    expected = header["payload"]["size"]
+    if not digest:
+        size = os.fstat(src.fileno()).st_size
+        if size > expected:
+            raise VerificationError("the payload is larger than the signed header says")
+        if size != expected:
+            raise VerificationError(f"the payload has {size} bytes, the signed header says {expected}")
+        return
     hasher = blake3.blake3()
     size = 0
     while block := src.read(1 << 20):
         hasher.update(block)
         size += len(block)
-        if size > header["payload"]["size"]:
+        if size > expected:
             raise VerificationError("the payload is larger than the signed header says")
-    if size != header["payload"]["size"]:
-        raise VerificationError(f"the payload has {size} bytes, the signed header says {header['payload']['size']}")
+    if size != expected:
+        raise VerificationError(f"the payload has {size} bytes, the signed header says {expected}")
     if hasher.hexdigest() != header["payload"]["digest"]:
         raise VerificationError("the payload digest does not match the signed header")
 

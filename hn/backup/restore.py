@@ -87,12 +87,17 @@ def load_chain(source: Source, top: dict[str, Any], keys_home: Home, expected_ow
     return list(reversed(chain))
 
 
-def verify_quick(header: dict[str, Any], payload: Path, keys_home: Home, expected_owner: str | None) -> dict[str, Any]:
-    """Signature, manifest shape and Merkle root, payload size and digest; no decryption."""
+def verify_quick(header: dict[str, Any], payload: Path, keys_home: Home, expected_owner: str | None,
+                 *, digest: bool = True) -> dict[str, Any]:
+    """Signature, manifest shape and Merkle root, payload size and digest; no decryption.
+
+    ``digest=False``: the payload's size only, for a caller about to decrypt it, which
+    checks the digest as it reads (verify --deep would otherwise read it twice).
+    """
     history = check_owner(keys_home, header, expected_owner)
     require_payload(payload)
     with open(payload, "rb") as handle:
-        verify_payload_digest(header, handle)
+        verify_payload_digest(header, handle, digest=digest)
     return {"signature": "ok", "signer": header["owner"], "key_seq": header["key_seq"],
             "owner_keys": len(history.keys), "manifest": "ok", "merkle_root": header["merkle_root"],
             "payload_digest": header["payload"]["digest"], "entries": len(header["entries"])}
