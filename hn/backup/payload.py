@@ -222,7 +222,8 @@ def open_archive(header: dict[str, Any], private_key: bytes, src: BinaryIO) -> I
 
 
 def verify_payload_digest(header: dict[str, Any], src: BinaryIO, *, digest: bool = True) -> None:
-    """Hash the encrypted payload without decrypting it (the fast check of `verify`).
+    """Check the encrypted payload's size and BLAKE3 against the signed header, without
+    decrypting it (the fast check of `verify`).
 
     ``digest=False`` checks the size only: for a caller that decrypts the payload next,
     which hashes it on the way (``open_compressed``), so it is not read twice.

@@ -126,8 +126,10 @@ def verify_cmd(
 
     home = STATE.existing_home()
     header = local.read_header_file(path)
-    # With --deep the payload is hashed while it is decrypted, not read twice.
-    data = restore.verify_quick(header, creating.payload_path_for(path), home, owner, digest=not deep)
+    # With --deep the payload is hashed while it is decrypted, not read twice; that pass
+    # reads <id>.backup.payload, so a header under another name is hashed here as before.
+    decrypted_here = deep and path.name == f"{header['id']}{creating.HEADER_SUFFIX}"
+    data = restore.verify_quick(header, creating.payload_path_for(path), home, owner, digest=not decrypted_here)
     data["id"] = header["id"]
     data["scope"] = header["scope"]
     if deep:

@@ -128,8 +128,8 @@ async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) ->
         raise Unauthorized(
             f"signature does not verify against key {history.current.seq} of {did}, the newest this node "
             f"knows ({exc}); if that identity has rotated its key since, this node learns the new key at its "
-            "next federation sync with it, or from its new identity export (hn id export, then hn id import "
-            "on this node)") from exc
+            "next federation sync with it if it federates with it, or else from its new identity export "
+            "(hn id export, then hn id import on this node)") from exc
     params = results[0].parameters
     created = params.get("created")
     nonce = params.get("nonce")

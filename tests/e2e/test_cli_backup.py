@@ -4,6 +4,7 @@ a delta, restore (verify-only and into a folder), decrypt for GNU tar, and damag
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_create_list_verify_delta_restore_decrypt(vault: Path, tmp_path: Path) -
     # A listed chain runs from the backup itself down to its full backup.
     assert listed[delta["id"]]["chain"] == [delta["id"], full["id"]] and listed[delta["id"]]["local"]
     assert listed[full["id"]]["chain"] == [full["id"]]
+    chained = run_json(vault, "vault", "backup", "verify", "--path", delta["header"], "--deep")
+    assert chained["ok"] and chained["deep"]["chain"] == [full["id"], delta["id"]]
 
     # --verify-only decrypts the whole chain and writes nothing.
     target = tmp_path / "restored"
@@ -85,7 +88,8 @@ def test_create_list_verify_delta_restore_decrypt(vault: Path, tmp_path: Path) -
     if shutil.which("zstd") and shutil.which("tar"):
         extracted = tmp_path / "by-tar"
         extracted.mkdir()
-        subprocess.run(f"zstd -d -q < {plain} | tar -x -C {extracted}", shell=True, check=True)
+        subprocess.run(f"zstd -d -q < {shlex.quote(str(plain))} | tar -x -C {shlex.quote(str(extracted))}",
+                       shell=True, check=True)
         assert files_of(extracted) == before_delta
 
 
@@ -97,15 +101,32 @@ def test_a_damaged_payload_is_refused_by_verify_and_restore(vault: Path, tmp_pat
     data[len(data) // 2] ^= 0x01
     payload.write_bytes(bytes(data))
     target = tmp_path / "restored"
-    for args in (["verify", "--path", full["header"]], ["verify", "--path", full["header"], "--deep"],
-                 ["restore", "--path", full["header"], "--into", str(target)]):
+    # The quick check finds it by digest; decrypting finds it as a chunk that fails its tag.
+    for args, reason in ((["verify", "--path", full["header"]], "payload digest does not match"),
+                         (["verify", "--path", full["header"], "--deep"], "failed authentication"),
+                         (["restore", "--path", full["header"], "--into", str(target)], "failed authentication")):
         proc = run_hn(vault, "vault", "backup", *args, check=False)
         assert proc.returncode != 0, args
         assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
-        assert "payload" in proc.stderr or "chunk" in proc.stderr, proc.stderr
+        assert reason in proc.stderr, proc.stderr
     assert not target.exists()
     # A payload cut short, and one with bytes added, are refused before any decryption.
     for body in (bytes(data[:-10]), bytes(data) + b"extra"):
         payload.write_bytes(body)
         proc = run_hn(vault, "vault", "backup", "verify", "--path", full["header"], "--deep", check=False)
         assert proc.returncode != 0 and "the signed header says" in proc.stderr, proc.stderr
+
+
+def test_deep_verify_of_a_header_under_another_name_still_hashes_its_payload(vault: Path, tmp_path: Path) -> None:
+    out = tmp_path / "backups"
+    full = run_json(vault, "vault", "backup", "create", "--out", str(out))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    renamed = copy / "mine.backup.json"
+    shutil.copy(full["header"], renamed)
+    shutil.copy(full["payload"], copy / f"{full['id']}.backup.payload")
+    damaged = bytearray(Path(full["payload"]).read_bytes())
+    damaged[-5] ^= 0x01
+    (copy / "mine.backup.payload").write_bytes(bytes(damaged))  # the payload named after the header file
+    proc = run_hn(vault, "vault", "backup", "verify", "--path", str(renamed), "--deep", check=False)
+    assert proc.returncode != 0 and "payload digest does not match" in proc.stderr, proc.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,11 @@ def test_every_command_has_help() -> None:
                 parts = line.strip("│ ").split(None, 1)
                 assert len(parts) == 2 and parts[1].strip(), f"hn {' '.join(group)} {parts[0]} has no help text"
     assert os.environ.get("HN_HOME") is None or True
+
+
+def test_commands_that_seal_nothing_do_not_load_pyhpke() -> None:
+    # Loading pyhpke costs every command ~20 ms; only HPKE work (backups, shards) needs it.
+    code = ("import sys; import hn.cli.app, hn.cli.context, hn.vault.home, hn.vault.identities; "
+            "print('pyhpke' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -212,4 +212,3 @@ async def test_a_friend_who_federates_learns_a_rotated_key_from_its_owner_node(t
     finally:
         await bob_node.stop()
         await alice_node.stop()
-

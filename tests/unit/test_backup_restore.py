@@ -191,6 +191,21 @@ def test_entry_sizes_outside_json_integers_refused(size: object, alice: Identity
         proto.verify_header(header)
 
 
+def test_payload_digest_is_checked_while_decrypting(alice: Identity, home: Home, tmp_path: Path) -> None:
+    # Every chunk authenticates (the chunk AAD does not bind the digest), so only the
+    # decrypting pass's own digest check can refuse this: it is what verify --deep relies on.
+    result = _real_backup(home, alice, tmp_path)
+    header = {k: v for k, v in result.header.items() if k not in ("id", "signer", "key_seq", "signature")}
+    header["payload"] = {**header["payload"], "digest": "0" * 64}
+    resealed, raw = proto.seal(header, alice.keys)
+    folder = tmp_path / "resealed"
+    folder.mkdir()
+    (folder / f"{resealed['id']}.backup.json").write_bytes(raw)
+    (folder / f"{resealed['id']}.backup.payload").write_bytes(result.payload_path.read_bytes())
+    with pytest.raises(VerificationError, match="payload digest does not match"):
+        restore.restore(FileSource(folder), resealed["id"], home, None)
+
+
 def test_payload_swapped_between_backups_refused(alice: Identity, home: Home, tmp_path: Path) -> None:
     first = _real_backup(home, alice, tmp_path)
     second = create.create(home, alice, tmp_path / "out2", chunk_size=1024)
