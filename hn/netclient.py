@@ -15,6 +15,16 @@ from hn.proto.canonical import loads_strict
 
 DEFAULT_TIMEOUT = 10.0
 MAX_DOCUMENT = 4 * 1024 * 1024
+# What a request to another node can raise besides an answer: the one list every caller catches.
+NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+
+
+def describe(exc: BaseException) -> str:
+    """A network failure in a few words, the same wherever it is reported."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextlib.asynccontextmanager
@@ -30,8 +40,8 @@ async def response(
             if error is not None and resp.status != 200:
                 raise error(url, resp.status, await resp.read())
             yield resp
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise NetworkError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    except NETWORK_ERRORS as exc:
+        raise NetworkError(f"{url}: {describe(exc)}") from exc
 
 
 async def fetch_bytes(

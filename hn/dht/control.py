@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from hn.errors import HnError, NetworkError
+from hn.netclient import NETWORK_ERRORS, describe
 from hn.proto.canonical import loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
@@ -87,8 +88,8 @@ async def call(home: Home, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
             async with session.post(base + path, json=body, headers=headers, ssl=False) as resp:
                 raw = await resp.read()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(f"local node at {base}: {type(exc).__name__}: {exc}") from exc
+    except NETWORK_ERRORS as exc:
+        raise NetworkError(f"local node at {base}: {describe(exc)}") from exc
     data = loads_strict(raw, max_bytes=1 << 20)
     if resp.status >= 400:
         error = HnError(str(data.get("detail") if isinstance(data, dict) else raw[:200]))

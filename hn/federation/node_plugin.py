@@ -14,6 +14,7 @@ from hn.errors import Forbidden, NotFound, Unauthorized
 from hn.federation import roster
 from hn.federation.publisher import Publisher
 from hn.federation.sync import Syncer
+from hn.netclient import NETWORK_ERRORS, describe
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, read_body
 from hn.node.httpsig import sign_request, verify_request
@@ -188,8 +189,8 @@ class Notifier:
         try:
             async with session.post(target, data=body, headers=headers) as resp:
                 await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.debug("federation.notify.failed", extra={"hn": {"url": url, "error": str(exc)}})
+        except NETWORK_ERRORS as exc:
+            log.debug("federation.notify.failed", extra={"hn": {"url": url, "error": describe(exc)}})
 
 
 async def setup(ctx: NodeContext) -> None:

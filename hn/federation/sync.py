@@ -28,7 +28,7 @@ import blake3
 
 from hn.errors import HnError, NetworkError, VerificationError
 from hn.federation.peerindex import PeerIndex
-from hn.netclient import copy_checked, fetch_bytes
+from hn.netclient import copy_checked, fetch_bytes, response
 from hn.node.httpsig import sign_request
 from hn.node.state import NodeState
 from hn.proto import timefmt
@@ -389,17 +389,16 @@ class Syncer:
         fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out:
-                async with self.fetch.session.get(url, headers=headers, allow_redirects=False) as resp:
-                    if resp.status != 200:
-                        raise NetworkError(f"{url}: HTTP {resp.status}")
+                async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,
+                                    error=lambda u, status, _body: NetworkError(f"{u}: HTTP {status}")) as resp:
                     await copy_checked(
                         resp.content, out, size, digest,
                         too_large=f"artefact {digest[:16]}… is larger than its index entry says",
                         mismatch=f"artefact {digest[:16]}… does not match its digest (refused)")
             os.replace(tmp, target)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:  # the temp file or the rename: the disk, not the network
             Path(tmp).unlink(missing_ok=True)
-            raise NetworkError(f"{url}: {exc}") from exc
+            raise NetworkError(f"{url}: could not store the artefact: {exc.strerror or exc}") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -10,6 +10,7 @@ import aiohttp
 
 from hn.errors import NotFound
 from hn.federation.publisher import Publisher
+from hn.netclient import NETWORK_ERRORS, describe
 from hn.node.httpsig import sign_request
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, loads_canonical
@@ -55,8 +56,8 @@ async def push_one(home: Home, me: Identity, relay: dict[str, Any], session: aio
                 return {"relay": relay["did"], "url": relay["url"], "ok": True, **answer}
             return {"relay": relay["did"], "url": relay["url"], "ok": False, "status": resp.status,
                     "error": answer.get("detail") or f"HTTP {resp.status}"}
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        return {"relay": relay["did"], "url": relay["url"], "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except NETWORK_ERRORS as exc:
+        return {"relay": relay["did"], "url": relay["url"], "ok": False, "error": describe(exc)}
 
 
 async def push(home: Home, me: Identity, to: str | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,41 @@
+"""Network failures are reported the same way by every client: netclient.describe."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from hn.errors import NetworkError
+from hn.netclient import NETWORK_ERRORS, describe, response
+from tests.support import free_port
+
+
+def test_describe_names_the_failure() -> None:
+    assert describe(TimeoutError()) == "timed out"
+    assert describe(ConnectionRefusedError(111, "Connection refused")) == \
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert describe(aiohttp.ServerDisconnectedError()).startswith("ServerDisconnectedError")
+    assert all(issubclass(kind, BaseException) for kind in NETWORK_ERRORS)
+
+
+async def test_a_silent_server_and_a_closed_port_become_network_errors() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # accepts, never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as session:
+            with pytest.raises(NetworkError, match=rf"127.0.0.1:{port}/x: timed out$"):
+                async with response(session, "GET", f"http://127.0.0.1:{port}/x"):
+                    pass
+            closed = free_port()
+            with pytest.raises(NetworkError, match=rf"127.0.0.1:{closed}/x: ClientConnectorError"):
+                async with response(session, "GET", f"http://127.0.0.1:{closed}/x"):
+                    pass
+    finally:
+        server.close()
+        await server.wait_closed()
