@@ -13,6 +13,7 @@ final ``fsync``/``syncfs`` that makes them durable finds little left to do.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import json
@@ -44,7 +45,7 @@ class _Op(NamedTuple):
     chmod: bool = False
 
 
-class _Batches:
+class _Batches(abc.ABC):
     """The caller's side both writers share: operations gathered into batches of about
     ``BATCH_BYTES`` or ``BATCH_OPS`` and handed over by the subclass's ``_send``."""
 
@@ -62,11 +63,13 @@ class _Batches:
         """
         self._add(_Op(-1, data, True, label, path, mode, chmod), len(data))
 
+    @abc.abstractmethod
     def _failure(self) -> OSError | None:
-        raise NotImplementedError
+        """The first failure the writer has met so far, if any."""
 
+    @abc.abstractmethod
     def _send(self) -> None:
-        raise NotImplementedError
+        """Hand the gathered batch over to the writer."""
 
     def _add(self, op: _Op, size: int) -> None:
         if (error := self._failure()) is not None:
