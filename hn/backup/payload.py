@@ -229,22 +229,16 @@ def verify_payload_digest(header: dict[str, Any], src: BinaryIO, *, digest: bool
     which hashes it on the way (``open_compressed``), so it is not read twice.
     """
     expected = header["payload"]["size"]
-    if not digest:
-        size = os.fstat(src.fileno()).st_size
-        if size > expected:
-            raise VerificationError("the payload is larger than the signed header says")
-        if size != expected:
-            raise VerificationError(f"the payload has {size} bytes, the signed header says {expected}")
-        return
-    hasher = blake3.blake3()
-    size = 0
-    while block := src.read(1 << 20):
-        hasher.update(block)
-        size += len(block)
-        if size > expected:
-            raise VerificationError("the payload is larger than the signed header says")
+    size = os.fstat(src.fileno()).st_size
+    if size > expected:
+        raise VerificationError("the payload is larger than the signed header says")
     if size != expected:
         raise VerificationError(f"the payload has {size} bytes, the signed header says {expected}")
+    if not digest:
+        return
+    hasher = blake3.blake3()
+    while block := src.read(1 << 20):
+        hasher.update(block)
     if hasher.hexdigest() != header["payload"]["digest"]:
         raise VerificationError("the payload digest does not match the signed header")
 
