@@ -29,25 +29,38 @@ class Source(Protocol):
 
 
 class FileSource:
-    """Header files ``<id>.backup.json`` with their payloads beside them in one folder."""
+    """Header files ``<id>.backup.json`` with their payloads beside them in one folder.
 
-    def __init__(self, folder: Path, first: dict[str, Any] | None = None) -> None:
+    The top backup may be a header file under any name (``first_path``): its payload is
+    the one named after that file, the same file the quick check (``verify_quick``)
+    hashes, so every check and the restore read one payload.
+    """
+
+    def __init__(self, folder: Path, first: dict[str, Any] | None = None, first_path: Path | None = None) -> None:
         self.folder = folder
         # A header the caller has parsed already (a 20k-entry one takes ~0.1 s to parse).
         self.first = first
+        self.paths: dict[str, Path] = {}
+        if first is not None and first_path is not None:
+            self.paths[first["id"]] = first_path
 
     def header(self, backup_id: str) -> dict[str, Any]:
         if self.first is not None and self.first.get("id") == backup_id:
             header, self.first = self.first, None
             return header
-        header = read_header_file(self.folder / f"{backup_id}{HEADER_SUFFIX}")
+        path = self.folder / f"{backup_id}{HEADER_SUFFIX}"
+        header = read_header_file(path)
         if header.get("id") != backup_id:
             raise VerificationError(f"{backup_id}{HEADER_SUFFIX} holds another backup")
+        self.paths.setdefault(backup_id, path)
         return header
+
+    def payload_path(self, header: dict[str, Any]) -> Path:
+        return payload_path_for(self.paths.get(header["id"], self.folder / f"{header['id']}{HEADER_SUFFIX}"))
 
     @contextlib.contextmanager
     def payload(self, header: dict[str, Any]) -> Iterator[Any]:
-        path = payload_path_for(self.folder / f"{header['id']}{HEADER_SUFFIX}")
+        path = self.payload_path(header)
         require_payload(path)
         with open(path, "rb") as handle:
             yield handle

@@ -121,21 +121,19 @@ def verify_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Check signature, manifest, Merkle root and payload digest (and with --deep every file)."""
-    from hn.backup import create as creating
     from hn.backup import local, restore
 
     home = STATE.existing_home()
     header = local.read_header_file(path)
-    # With --deep the payload is hashed while it is decrypted, not read twice; that pass
-    # reads <id>.backup.payload, so a header under another name is hashed here as before.
-    decrypted_here = deep and path.name == f"{header['id']}{creating.HEADER_SUFFIX}"
-    data = restore.verify_quick(header, creating.payload_path_for(path), home, owner, digest=not decrypted_here)
+    source = restore.FileSource(path.parent, header, path)
+    # With --deep the payload is hashed while it is decrypted (the same file), not read twice.
+    data = restore.verify_quick(header, source.payload_path(header), home, owner, digest=not deep)
     data["id"] = header["id"]
     data["scope"] = header["scope"]
     if deep:
         with _bar("verifying", as_json) as (advance, total):
             # verify_quick has checked this header's signature and shape just above.
-            outcome = restore.restore(restore.FileSource(path.parent, header), header["id"], home, None,
+            outcome = restore.restore(source, header["id"], home, None,
                                       expected_owner=owner, progress=advance, on_total=total, top_checked=True)
         data["deep"] = {"files": outcome.files, "bytes": outcome.bytes, "chain": outcome.chain}
     data["ok"] = True
@@ -196,7 +194,7 @@ def restore_cmd(
         with _bar("restoring", as_json) as (advance, total):
             if path is not None:
                 header = local.read_header_file(path)
-                source = restore.FileSource(path.parent, header)
+                source = restore.FileSource(path.parent, header, path)
                 wanted = str(header["id"])
             else:
                 if not backup_id:

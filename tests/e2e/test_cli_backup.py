@@ -117,16 +117,29 @@ def test_a_damaged_payload_is_refused_by_verify_and_restore(vault: Path, tmp_pat
         assert proc.returncode != 0 and "the signed header says" in proc.stderr, proc.stderr
 
 
-def test_deep_verify_of_a_header_under_another_name_still_hashes_its_payload(vault: Path, tmp_path: Path) -> None:
+def test_a_header_under_another_name_is_checked_and_restored_with_the_payload_named_after_it(
+        vault: Path, tmp_path: Path) -> None:
     out = tmp_path / "backups"
     full = run_json(vault, "vault", "backup", "create", "--out", str(out))
     copy = tmp_path / "copy"
     copy.mkdir()
     renamed = copy / "mine.backup.json"
     shutil.copy(full["header"], renamed)
-    shutil.copy(full["payload"], copy / f"{full['id']}.backup.payload")
+    shutil.copy(full["payload"], copy / f"{full['id']}.backup.payload")  # intact, under the id's name
     damaged = bytearray(Path(full["payload"]).read_bytes())
     damaged[-5] ^= 0x01
     (copy / "mine.backup.payload").write_bytes(bytes(damaged))  # the payload named after the header file
-    proc = run_hn(vault, "vault", "backup", "verify", "--path", str(renamed), "--deep", check=False)
-    assert proc.returncode != 0 and "payload digest does not match" in proc.stderr, proc.stderr
+    target = tmp_path / "restored"
+    # Quick check, deep check and restore all read mine.backup.payload, never the intact copy.
+    for args, reason in ((["verify", "--path", str(renamed)], "payload digest does not match"),
+                         (["verify", "--path", str(renamed), "--deep"], "failed authentication"),
+                         (["restore", "--path", str(renamed), "--into", str(target)], "failed authentication")):
+        proc = run_hn(vault, "vault", "backup", *args, check=False)
+        assert proc.returncode != 0 and reason in proc.stderr, (args, proc.stderr)
+    assert not target.exists()
+    (copy / "mine.backup.payload").write_bytes(Path(full["payload"]).read_bytes())
+    (copy / f"{full['id']}.backup.payload").write_bytes(bytes(damaged))
+    deep = run_json(vault, "vault", "backup", "verify", "--path", str(renamed), "--deep")
+    assert deep["ok"] and deep["deep"]["files"] == full["entries"]
+    restored = run_json(vault, "vault", "backup", "restore", "--path", str(renamed), "--into", str(target))
+    assert restored["merkle_root"] == full["merkle_root"]
