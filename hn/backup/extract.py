@@ -18,7 +18,7 @@ import blake3
 from hn.backup import snapshot, swap, tarball
 from hn.backup.tarball import ArchiveError
 from hn.vault.atomic import DiskError
-from hn.vault.writer import CREATE_FLAGS, BackgroundWriter, ForkedCreator, creator
+from hn.vault.writer import BackgroundWriter, ForkedCreator, creator, open_new
 
 READ_BLOCK = 1 << 20
 
@@ -209,10 +209,7 @@ class Extractor:
     def _open(self, entry: dict[str, Any]) -> int:
         path = entry["path"]
         self._prepare(path)
-        fd = os.open(f"{self.staging_str}/{path}", CREATE_FLAGS, entry["mode"])
-        if entry["mode"] & self.umask:
-            os.fchmod(fd, entry["mode"])  # exact mode whatever the umask
-        return fd
+        return open_new(f"{self.staging_str}/{path}", entry["mode"], bool(entry["mode"] & self.umask))
 
     def _make_parents(self, path: str) -> None:
         parts = path.split("/")

@@ -35,6 +35,21 @@ ADVISE_FROM = 1 << 20
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+def open_new(path: str, mode: int, chmod: bool) -> int:
+    """Create ``path`` (``CREATE_FLAGS``) and return its descriptor.
+
+    ``chmod``: the umask cuts ``mode``, so it is set again, exactly, on the open file.
+    """
+    fd = os.open(path, CREATE_FLAGS, mode)
+    if chmod:
+        try:
+            os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
 class _Op(NamedTuple):
     fd: int
     data: bytes
@@ -175,13 +190,11 @@ class _Applier:
     def _create(self, op: _Op) -> None:
         assert op.path is not None
         try:
-            fd = os.open(op.path, CREATE_FLAGS, op.mode)
+            fd = open_new(op.path, op.mode, op.chmod)
         except OSError as exc:
             self._fail(exc, op.label)
             return
         try:
-            if op.chmod:
-                os.fchmod(fd, op.mode)
             if op.data:
                 self._write_all(fd, op.data)
         except OSError as exc:

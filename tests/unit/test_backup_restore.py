@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hn.backup import create, payload, restore, tarball
+from hn.backup.extract import READ_BLOCK
 from hn.backup.payload import WrongRecipient
 from hn.backup.restore import FileSource
 from hn.backup.tarball import ArchiveError
@@ -250,6 +251,10 @@ def test_restored_modes_are_exact_whatever_the_umask(alice: Identity, home: Home
     private = home.path("personal") / "private.txt"
     private.write_bytes(b"owner only")
     private.chmod(0o600)
+    # Larger than a read block: streamed to disk as it is hashed, not created in a batch.
+    large = home.path("personal") / "large.bin"
+    large.write_bytes(os.urandom(READ_BLOCK + 1))
+    large.chmod(0o644)
     result = create.create(home, alice, tmp_path / "out")
     old = os.umask(umask)
     try:
@@ -259,6 +264,7 @@ def test_restored_modes_are_exact_whatever_the_umask(alice: Identity, home: Home
     root = tmp_path / "restored"
     assert (root / "personal" / "shared.txt").stat().st_mode & 0o777 == 0o644
     assert (root / "personal" / "private.txt").stat().st_mode & 0o777 == 0o600
+    assert (root / "personal" / "large.bin").stat().st_mode & 0o777 == 0o644
     assert (root / "identities").stat().st_mode & 0o777 == 0o700
     assert os.umask(old) == old  # the restore left the process umask as it found it
 
