@@ -45,8 +45,13 @@ def seal(header: dict[str, Any], keys: IdentityKeys) -> tuple[dict[str, Any], by
     three encodings (id, signed bytes, the file), which equal plain ``canonical``'s. The
     entries are create's own (string paths and digests, small integers, booleans), so
     they are not walked first; a list that were not plain would fail every verification.
+    Only the sizes come from outside (the files): one JCS cannot encode is refused here.
     """
-    encode = Splicer("entries", header["entries"], plain=True)
+    entries = header["entries"]
+    largest = max(entries, key=lambda e: e["size"], default=None)
+    if largest is not None and largest["size"] > MAX_SAFE_INT:
+        raise MalformedDocument(f"backup@1: {largest['path']} holds 2^53 bytes or more, which a header cannot list")
+    encode = Splicer("entries", entries, plain=True)
     header = {**header, "id": compute_id(header, encode)}
     signed = sign_document(header, keys, encode=encode)
     return signed, encode(signed)

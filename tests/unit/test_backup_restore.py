@@ -192,6 +192,17 @@ def test_entry_sizes_outside_json_integers_refused(size: object, alice: Identity
         proto.verify_header(header)
 
 
+def test_seal_refuses_a_file_too_large_for_a_header(alice: Identity, home: Home, tmp_path: Path) -> None:
+    # seal does not walk the entries it encodes; the sizes, which come from the files, it checks.
+    result = _real_backup(home, alice, tmp_path)
+    header = {k: v for k, v in result.header.items() if k not in ("id", "signer", "key_seq", "signature")}
+    header["entries"] = [{**e, "size": 2**53} if i == 1 else e for i, e in enumerate(header["entries"])]
+    with pytest.raises(MalformedDocument, match=rf"{header['entries'][1]['path']} holds 2\^53 bytes or more"):
+        proto.seal(header, alice.keys)
+    header["entries"][1]["size"] = 2**53 - 1
+    assert proto.seal(header, alice.keys)[0]["entries"][1]["size"] == 2**53 - 1
+
+
 def test_payload_digest_is_checked_while_decrypting(alice: Identity, home: Home, tmp_path: Path) -> None:
     # Every chunk authenticates (the chunk AAD does not bind the digest), so only the
     # decrypting pass's own digest check can refuse this: it is what verify --deep relies on.
