@@ -83,12 +83,14 @@ class _Changes:
         if item["type"] != TOMBSTONE:
             self.live[entry_id] = item
 
+    def summary(self) -> dict[str, Any]:
+        """What a presence says of this index: its root, size and cursor."""
+        cursor = self.keys[-1][0] if self.keys else 0  # keys are sorted
+        return {"root": self.index.root, "size": self.index.size, "cursor": cursor}
+
     def matches(self, doc: dict[str, Any] | None) -> bool:
         """Whether a presence signs exactly this index."""
-        if doc is None:
-            return False
-        cursor = self.keys[-1][0] if self.keys else 0  # keys are sorted
-        return doc["index"] == {"root": self.index.root, "size": self.index.size, "cursor": cursor}
+        return doc is not None and doc["index"] == self.summary()
 
 
 class Publisher:
@@ -111,9 +113,9 @@ class Publisher:
         me = identities.load(self.home)
         doc = presence.current(self.home, me.did)
         # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
-        # only when nobody did (or it is due for renewal), which needs the full catalogue.
+        # only when nobody did (or it is due for renewal), from the index it keeps.
         if doc is None or not changes.matches(doc) or not presence.lasts(doc, me):
-            doc, changed = presence.refresh(self.home, me)
+            doc, changed = presence.refresh(self.home, me, index=changes.summary())
             if changed:
                 seq, head = self.home.head()
                 if not changes.catch_up(self.home, seq, head):

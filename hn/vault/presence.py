@@ -60,11 +60,17 @@ def lasts(doc: dict[str, Any], me: Identity, now: float | None = None) -> bool:
 
 def refresh(
     home: Home, me: Identity, *, force: bool = False, url: str | None = None,
-    relays: list[dict[str, Any]] | None = None,
+    relays: list[dict[str, Any]] | None = None, index: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Return (presence, changed). Signs a new one if its content would differ."""
-    catalog = load_catalog(home)
-    entries = catalog.index_entries()
+    """Return (presence, changed). Signs a new one if its content would differ.
+
+    ``index``: the published index's root, size and cursor, from a caller that keeps them
+    up to date itself (the node's publisher); otherwise they come from the catalogue.
+    """
+    if index is None:
+        catalog = load_catalog(home)
+        entries = catalog.index_entries()
+        index = {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()}
     settings = node_settings(home)
     old = current(home, me.did)
     if url is None:
@@ -76,7 +82,7 @@ def refresh(
         "type": PRESENCE_TYPE,
         "did": me.did,
         "url": url,
-        "index": {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()},
+        "index": index,
         "hpke_public_key": b64e(me.history.current.hpke_public_key),
         "identity_digest": doc_digest(me.doc),
         "relays": sorted(relays or [], key=lambda r: r["did"]),

@@ -134,3 +134,10 @@ def test_publisher_signs_a_presence_when_nobody_did(home: Home, alice: Identity,
     assert snap.presence["seq"] > first["seq"]
     assert snap.presence == presence.current(home, alice.did)
     assert snap.presence["index"]["size"] == 1
+    # The node signs from the index it keeps; the catalogue must say exactly the same,
+    # or the next CLI refresh would sign again.
+    ids = add(home, alice, tmp_path, "a.txt", "b.txt", "c.txt")
+    store.set_published(home, alice.keys, ids[1:2], False)
+    snap = pub.snapshot()
+    assert snap.presence["index"]["size"] == 3
+    assert presence.refresh(home, alice) == (snap.presence, False)
