@@ -115,6 +115,12 @@ class NetworkError(HnError):
     code = "network"
 
 
+class DiskError(HnError):
+    """Could not write to this machine's disk; nothing was changed."""
+
+    code = "disk"
+
+
 class Conflict(HnError):
     """The request conflicts with the current state."""
 

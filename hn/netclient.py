@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 import aiohttp
 import blake3
 
-from hn.errors import NetworkError, VerificationError
+from hn.errors import DiskError, NetworkError, VerificationError
 from hn.proto.canonical import loads_strict
 
 DEFAULT_TIMEOUT = 10.0
@@ -71,12 +71,13 @@ def fetch_json_sync(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
 
 async def copy_checked(
     content: aiohttp.StreamReader, out: BinaryIO, size: int, digest: str, *, too_large: str, mismatch: str,
-    block: int = 1 << 16, progress: Callable[[int], None] | None = None,
+    stored: str, block: int = 1 << 16, progress: Callable[[int], None] | None = None,
 ) -> None:
     """Stream a body to ``out``, refusing it past ``size`` bytes or unless its BLAKE3 is ``digest``.
 
     Nothing is trusted before the last byte is checked: callers write to a temp file and
-    keep it only when this returns.
+    keep it only when this returns. A write that fails is this machine's disk, not the
+    network: it raises DiskError, "could not store ``stored``: <reason>".
     """
     hasher = blake3.blake3()
     got = 0
@@ -85,7 +86,10 @@ async def copy_checked(
         if got > size:
             raise VerificationError(too_large)
         hasher.update(chunk)
-        out.write(chunk)
+        try:
+            out.write(chunk)
+        except OSError as exc:
+            raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
         if progress:
             progress(len(chunk))
     if got != size or hasher.hexdigest() != digest:

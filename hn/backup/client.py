@@ -113,6 +113,7 @@ async def fetch_payload(base_url: str, header: dict[str, Any], target: Path,
             with atomic.atomic_writer(target, mode=0o600) as out:
                 await copy_checked(
                     resp.content, out, limit, header["payload"]["digest"], block=1 << 20, progress=progress,
+                    stored=f"the payload of backup {header['id']} in {target.parent}",
                     too_large=f"{url}: payload larger than its signed size of {limit} bytes",
                     mismatch=f"{url}: the payload digest does not match the signed header")
 

@@ -17,7 +17,7 @@ import blake3
 
 from hn.backup import snapshot, swap, tarball
 from hn.backup.tarball import ArchiveError
-from hn.vault.atomic import DiskError
+from hn.errors import DiskError
 from hn.vault.writer import BackgroundWriter, ForkedCreator, creator, open_new
 
 READ_BLOCK = 1 << 20

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import blake3
 
-from hn.errors import HnError, NetworkError, VerificationError
+from hn.errors import DiskError, HnError, NetworkError, VerificationError
 from hn.federation.peerindex import PeerIndex
 from hn.netclient import copy_checked, fetch_bytes, response
 from hn.node.httpsig import sign_request
@@ -376,7 +376,10 @@ class Syncer:
             # One flush for the batch, before the state says these files are held: far
             # cheaper than a sync per file, and a file lost to a crash is re-checked by digest.
             # syncfs: only the cache's filesystem, not every disk of the machine.
-            await asyncio.to_thread(atomic.sync_tree, root)
+            try:
+                await asyncio.to_thread(atomic.sync_tree, root)
+            except OSError as exc:
+                raise DiskError(f"could not flush the mirrored artefacts in {root}: {exc.strerror or exc}") from exc
             with self.state.tx() as db:
                 db.executemany("UPDATE peer_entries SET mirrored=1 WHERE did=? AND id=?",
                                [(did, task.result()) for task in tasks])
@@ -384,21 +387,27 @@ class Syncer:
         return count
 
     async def _download(self, url: str, target: Path, digest: str, size: int) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # Every failure of this machine's disk is a DiskError: no other source of the peer
+        # would do better, and the peer is not to blame.
+        stored = f"artefact {digest[:16]}… in {target.parent}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
+        except OSError as exc:
+            raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
         headers = sign_request(self.me.keys, "GET", url, b"")
-        fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,
                                     error=lambda u, status, _body: NetworkError(f"{u}: HTTP {status}")) as resp:
                     await copy_checked(
-                        resp.content, out, size, digest,
+                        resp.content, out, size, digest, stored=stored,
                         too_large=f"artefact {digest[:16]}… is larger than its index entry says",
                         mismatch=f"artefact {digest[:16]}… does not match its digest (refused)")
             os.replace(tmp, target)
-        except OSError as exc:  # the temp file or the rename: the disk, not the network
+        except OSError as exc:  # closing the temp file or the rename
             Path(tmp).unlink(missing_ok=True)
-            raise NetworkError(f"{url}: could not store the artefact: {exc.strerror or exc}") from exc
+            raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -15,13 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hn.errors import HnError
-
-
-class DiskError(HnError):
-    """Could not write to disk; nothing was changed."""
-
-    code = "disk"
+from hn.errors import DiskError
 
 
 def fsync_dir(folder: Path) -> None:

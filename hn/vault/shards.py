@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hn.errors import InputError, NotFound
+from hn.errors import DiskError, InputError, NotFound
 from hn.proto import shard as shard_proto
 from hn.proto import timefmt
 from hn.proto.canonical import b64d
@@ -47,7 +47,7 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
         os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise atomic.DiskError(f"could not write the shard: {exc.strerror or exc}; nothing changed") from exc
+        raise DiskError(f"could not write the shard: {exc.strerror or exc}; nothing changed") from exc
     with contextlib.suppress(OSError):  # only the rename's durability is delayed
         atomic.fsync_dir(target.parent)
     data = {"id": shard_id, "digest": shard_id, "size": size, "doc_id": entry["id"], "recipient": recipient.did}

@@ -18,7 +18,7 @@ from typing import Any
 
 import blake3
 
-from hn.errors import InputError, NotFound, VaultCorrupt
+from hn.errors import DiskError, InputError, NotFound, VaultCorrupt
 from hn.proto import merkle, timefmt
 from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
 from hn.vault import atomic
@@ -239,7 +239,7 @@ def store_file(home: Home, source: Path) -> tuple[str, int]:
         return digest, size
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise atomic.DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
+        raise DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
 
 
 def add_files(
@@ -272,7 +272,7 @@ def add_files(
     try:
         atomic.sync_tree(home.path("personal", "objects"))
     except OSError as exc:
-        raise atomic.DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
+        raise DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
     with home.lock():
         # Batches keep every event far below the log reader's size cap, whatever the count.
         for start in range(0, len(items), ADD_BATCH):

@@ -11,7 +11,7 @@ import pytest
 
 from hn.backup import create, restore, swap
 from hn.backup.restore import FileSource
-from hn.vault.atomic import DiskError
+from hn.errors import DiskError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 

@@ -3,17 +3,21 @@ restartable uploads, digest check before keeping, quota, signer checks, retentio
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from hn.backup import client, create
-from hn.errors import HnError, NetworkError
+from hn.errors import DiskError, HnError, NetworkError
 from hn.node.httpsig import sign_request
 from hn.proto.canonical import canonical
-from hn.vault import identities, policy
+from hn.vault import atomic, identities, policy
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 from tests.support import make_person, start_node
@@ -76,6 +80,37 @@ async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: py
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{url}/backup", data=canonical(other.header)) as resp:
                 assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    finally:
+        await node.stop()
+
+
+async def test_a_full_disk_while_fetching_a_payload_is_this_machine_s_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bob_home, _ = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    identities.import_contact(bob_home, canonical(alice.doc))
+    node, url = await start_node(bob_home, mirror=False)
+    try:
+        result = _backup(alice_home, alice, tmp_path / "out")
+        await client.push(alice.keys, url, result.header, result.payload_path)
+        real = atomic.atomic_writer
+
+        class FullDisk:
+            def write(self, data: bytes) -> int:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        @contextlib.contextmanager
+        def full(path: Path, **kwargs: Any) -> Iterator[FullDisk]:
+            with real(path, **kwargs):
+                yield FullDisk()
+
+        monkeypatch.setattr(client.atomic, "atomic_writer", full)
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
+        with pytest.raises(DiskError, match=rf"could not store the payload of backup {result.header['id']} "
+                                            rf"in {scratch}: No space left on device"):
+            await client.fetch_payload(url, result.header, scratch / "payload")
+        assert not list(scratch.iterdir())
     finally:
         await node.stop()
 

@@ -3,7 +3,10 @@ rollback protection across restarts, and the per-peer backoff schedule."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +137,34 @@ async def test_cache_keeps_slices_as_signed(pair: tuple[Vault, Vault]) -> None:
     for entry in store.load_catalog(bob.home).index_entries():
         mirrored = folder / "artifacts" / entry["path"]
         assert mirrored.read_bytes() == store.object_path(bob.home, entry["digest"]).read_bytes()
+
+
+async def test_a_full_disk_while_mirroring_is_reported_as_this_machine_s_disk(pair: tuple[Vault, Vault]) -> None:
+    bob, alice = pair
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.BufferedWriter):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        # Only the mirror's downloads (os.fdopen is the os module's, shared by atomic writes).
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".mirror."):
+            return FullDisk(io.FileIO(fd, "w"))
+        return real_fdopen(fd, mode, *args, **kwargs)
+
+    with mock.patch("hn.federation.sync.os.fdopen", fdopen):
+        result = await refresh(alice, mirror=True)
+    assert not result["ok"]
+    assert "could not store artefact" in result["error"] and "No space left on device" in result["error"], result
+    assert "HTTP" not in result["error"] and "network" not in result["error"].lower(), result
+    folder = peer_dir(alice.home, bob.me.did) / "artifacts"
+    assert not list(folder.rglob(".mirror.*")), "no temp file is left behind"
+    # With room again, the next sync mirrors everything.
+    result = await refresh(alice, mirror=True)
+    assert result["ok"] and peer_row(alice, bob.me.did)["health"] == "ok"
+    for entry in store.load_catalog(bob.home).index_entries():
+        assert (folder / entry["path"]).read_bytes() == store.object_path(bob.home, entry["digest"]).read_bytes()
 
 
 async def test_prune_keeps_the_last_generations(pair: tuple[Vault, Vault]) -> None:
