@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
 from hn.errors import MalformedDocument
 
 _FMT = "%Y-%m-%dT%H:%M:%SZ"
+_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII)
 
 
 def now() -> float:
@@ -23,8 +25,11 @@ def fmt(ts: float) -> str:
 def parse(value: Any, what: str = "timestamp") -> float:
     if not isinstance(value, str):
         raise MalformedDocument(f"{what}: expected an RFC 3339 string")
+    # The exact form fmt writes, every field zero-padded; then a real date and time.
     try:
-        parsed = dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.UTC)
+        if not _FORM.fullmatch(value):
+            raise ValueError(value)
+        parsed = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.UTC)
     except ValueError as exc:
         raise MalformedDocument(f"{what}: not of the form YYYY-MM-DDTHH:MM:SSZ") from exc
     return parsed.timestamp()
