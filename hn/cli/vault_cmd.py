@@ -9,8 +9,6 @@ import typer
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, kv
 from hn.errors import NoIdentity, VaultCorrupt
-from hn.vault import identities, presence, store
-from hn.vault.verify import verify_vault
 
 app = typer.Typer(help="The vault: status, verification, backups.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
@@ -19,6 +17,9 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 @app.command("status")
 def status(as_json: bool = JSON) -> None:
     """Identity, counts, index root and the last event."""
+    # Imported here: `hn vault backup ...` loads this module too, and needs none of them.
+    from hn.vault import identities, presence, store
+
     home = STATE.home
     if not home.exists:
         raise NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS`")
@@ -60,6 +61,8 @@ def status(as_json: bool = JSON) -> None:
 @app.command("verify")
 def verify(as_json: bool = JSON) -> None:
     """Recompute the event hash chain, every artefact digest and the index root."""
+    from hn.vault.verify import verify_vault
+
     home = STATE.home
     if not home.exists:
         raise NoIdentity(f"no vault at {home.root}")
