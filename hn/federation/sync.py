@@ -218,6 +218,11 @@ class Syncer:
                 except NetworkError as exc:
                     errors.append(f"{label}: {exc.message}")
                     continue
+                except DiskError as exc:
+                    return self._local_failure(did, now, exc.message)
+                except OSError as exc:  # the network's are NetworkErrors by now: this is a local file
+                    where = f" ({exc.filename})" if exc.filename else ""
+                    return self._local_failure(did, now, f"{exc.strerror or exc}{where}")
                 except HnError as exc:
                     return self._failed(did, now, f"{label}: {exc.message}")
                 row = self.state.peer(did) or {}
@@ -228,6 +233,15 @@ class Syncer:
                 log.info("federation.sync.success", extra={"hn": result.as_dict()})
                 return result
             return self._failed(did, now, "; ".join(errors) or "no source answered")
+
+    def _local_failure(self, did: str, now: float, reason: str) -> PeerResult:
+        """This machine failed (its disk), not the peer: the peer's health, failure count and
+        backoff stay as they were; the sync is tried again after the usual interval."""
+        reason = f"this node: {reason}"
+        self.state.update_peer(did, last_attempt=now, last_error=reason, next_attempt=now + self.interval)
+        self.state.bump("sync_failure")
+        log.warning("federation.sync.local_failure", extra={"hn": {"did": did, "error": reason}})
+        return PeerResult(did, False, error=reason)
 
     def _failed(self, did: str, now: float, reason: str) -> PeerResult:
         row = self.state.peer(did) or {"failures": 0, "total_failures": 0}
@@ -390,12 +404,12 @@ class Syncer:
         # Every failure of this machine's disk is a DiskError: no other source of the peer
         # would do better, and the peer is not to blame.
         stored = f"artefact {digest[:16]}… in {target.parent}"
+        headers = sign_request(self.me.keys, "GET", url, b"")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
         except OSError as exc:
             raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
-        headers = sign_request(self.me.keys, "GET", url, b"")
         try:
             with os.fdopen(fd, "wb") as out:
                 async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,

@@ -25,14 +25,17 @@ def fmt(ts: float) -> str:
 def parse(value: Any, what: str = "timestamp") -> float:
     if not isinstance(value, str):
         raise MalformedDocument(f"{what}: expected an RFC 3339 string")
-    # The exact form fmt writes, every field zero-padded; then a real date and time.
+    # The exact form fmt writes, every field zero-padded, naming a real date and time: the
+    # round trip refuses what a lenient parser would map onto another spelling (24:00:00).
     try:
         if not _FORM.fullmatch(value):
             raise ValueError(value)
-        parsed = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.UTC)
-    except ValueError as exc:
+        ts = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.UTC).timestamp()
+        if fmt(ts) != value:
+            raise ValueError(value)
+    except (ValueError, OverflowError, OSError) as exc:
         raise MalformedDocument(f"{what}: not of the form YYYY-MM-DDTHH:MM:SSZ") from exc
-    return parsed.timestamp()
+    return ts
 
 
 def now_iso() -> str:

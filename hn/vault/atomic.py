@@ -72,8 +72,11 @@ def _explain(exc: OSError, target: Path) -> DiskError:
 def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file; on clean exit it replaces ``target`` atomically."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _explain(exc, target) from exc
     tmp_path = Path(tmp)
     try:
         os.fchmod(fd, mode)

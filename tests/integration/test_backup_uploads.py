@@ -104,12 +104,24 @@ async def test_a_full_disk_while_fetching_a_payload_is_this_machine_s_disk(
             with real(path, **kwargs):
                 yield FullDisk()
 
-        monkeypatch.setattr(client.atomic, "atomic_writer", full)
         scratch = tmp_path / "scratch"
         scratch.mkdir()
-        with pytest.raises(DiskError, match=rf"could not store the payload of backup {result.header['id']} "
-                                            rf"in {scratch}: No space left on device"):
-            await client.fetch_payload(url, result.header, scratch / "payload")
+        # The disk refuses the data...
+        with monkeypatch.context() as patched:
+            patched.setattr(client.atomic, "atomic_writer", full)
+            with pytest.raises(DiskError, match=rf"could not store the payload of backup {result.header['id']} "
+                                                rf"in {scratch}: No space left on device"):
+                await client.fetch_payload(url, result.header, scratch / "payload")
+        assert not list(scratch.iterdir())
+
+        # ... or the temp file itself, which is made while the response is open.
+        def no_temp(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(atomic.tempfile, "mkstemp", no_temp)
+            with pytest.raises(DiskError, match="disk full while writing .*payload"):
+                await client.fetch_payload(url, result.header, scratch / "payload")
         assert not list(scratch.iterdir())
     finally:
         await node.stop()

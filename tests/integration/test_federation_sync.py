@@ -153,11 +153,17 @@ async def test_a_full_disk_while_mirroring_is_reported_as_this_machine_s_disk(pa
             return FullDisk(io.FileIO(fd, "w"))
         return real_fdopen(fd, mode, *args, **kwargs)
 
+    assert (await refresh(alice))["ok"]  # the index; nothing mirrored yet
+    before = peer_row(alice, bob.me.did)
     with mock.patch("hn.federation.sync.os.fdopen", fdopen):
         result = await refresh(alice, mirror=True)
     assert not result["ok"]
-    assert "could not store artefact" in result["error"] and "No space left on device" in result["error"], result
-    assert "HTTP" not in result["error"] and "network" not in result["error"].lower(), result
+    assert result["error"].startswith("this node: could not store artefact"), result
+    assert "No space left on device" in result["error"] and "HTTP" not in result["error"], result
+    # The peer answered every request: its health, failure count and backoff are untouched.
+    row = peer_row(alice, bob.me.did)
+    assert (row["health"], row["failures"]) == (before["health"], before["failures"]) == ("ok", 0), row
+    assert row["last_error"] == result["error"]
     folder = peer_dir(alice.home, bob.me.did) / "artifacts"
     assert not list(folder.rglob(".mirror.*")), "no temp file is left behind"
     # With room again, the next sync mirrors everything.
