@@ -219,29 +219,36 @@ class Syncer:
                     errors.append(f"{label}: {exc.message}")
                     continue
                 except DiskError as exc:
-                    return self._local_failure(did, now, exc.message)
+                    return self._local_failure(did, now, errors, exc.message)
                 except OSError as exc:  # the network's are NetworkErrors by now: this is a local file
                     where = f" ({exc.filename})" if exc.filename else ""
-                    return self._local_failure(did, now, f"{exc.strerror or exc}{where}")
+                    return self._local_failure(did, now, errors, f"{exc.strerror or exc}{where}")
                 except HnError as exc:
                     return self._failed(did, now, f"{label}: {exc.message}")
+                # The index came through; mirroring may still have met a full disk here.
                 row = self.state.peer(did) or {}
                 self.state.update_peer(did, health="ok", last_success=now, last_attempt=now, failures=0,
-                                       successes=int(row.get("successes", 0)) + 1, last_error="",
+                                       successes=int(row.get("successes", 0)) + 1, last_error=result.error,
                                        last_source=label, next_attempt=now + self.interval)
                 self.state.bump("sync_success")
-                log.info("federation.sync.success", extra={"hn": result.as_dict()})
+                if result.error:
+                    self._log_local(did, result.error)
+                else:
+                    log.info("federation.sync.success", extra={"hn": result.as_dict()})
                 return result
             return self._failed(did, now, "; ".join(errors) or "no source answered")
 
-    def _local_failure(self, did: str, now: float, reason: str) -> PeerResult:
+    def _local_failure(self, did: str, now: float, errors: list[str], reason: str) -> PeerResult:
         """This machine failed (its disk), not the peer: the peer's health, failure count and
         backoff stay as they were; the sync is tried again after the usual interval."""
-        reason = f"this node: {reason}"
+        reason = "; ".join([*errors, f"this node: {reason}"])
         self.state.update_peer(did, last_attempt=now, last_error=reason, next_attempt=now + self.interval)
-        self.state.bump("sync_failure")
-        log.warning("federation.sync.local_failure", extra={"hn": {"did": did, "error": reason}})
+        self._log_local(did, reason)
         return PeerResult(did, False, error=reason)
+
+    def _log_local(self, did: str, reason: str) -> None:
+        self.state.bump("sync_local_failure")
+        log.warning("federation.sync.local_failure", extra={"hn": {"did": did, "error": reason}})
 
     def _failed(self, did: str, now: float, reason: str) -> PeerResult:
         row = self.state.peer(did) or {"failures": 0, "total_failures": 0}
@@ -297,8 +304,14 @@ class Syncer:
         self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence, full)
         if index is not None:
             _INDEXES[did] = index
-        mirrored = await self._mirror(did, artifact_base) if mirror else 0
-        return PeerResult(did, True, label, "", sum(1 for _ in staged), not_modified, mirrored, root, size, cursor)
+        mirrored, error = 0, ""
+        if mirror:
+            try:
+                mirrored = await self._mirror(did, artifact_base)
+            except DiskError as exc:  # the index stands; the artefacts not stored come next sync
+                error = f"this node: {exc.message}"
+        return PeerResult(did, not error, label, error, sum(1 for _ in staged), not_modified, mirrored, root, size,
+                          cursor)
 
     def _check_root(self, did: str, staged: dict[str, Row | None],
                     presence: dict[str, Any], full: bool = False) -> tuple[str, int, PeerIndex | None]:

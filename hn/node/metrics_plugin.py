@@ -64,6 +64,7 @@ class StateCollector(Collector):
         syncs = GaugeMetricFamily("hn_federation_syncs", "Peer syncs since the state was created", labels=["result"])
         syncs.add_metric(["success"], counters.get("sync_success", 0))
         syncs.add_metric(["failure"], counters.get("sync_failure", 0))
+        syncs.add_metric(["local_failure"], counters.get("sync_local_failure", 0))
         yield syncs
         store = ctx.extras.get("relay_store")
         relayed = GaugeMetricFamily("hn_relay_entries", "Live relayed presences held by this node")

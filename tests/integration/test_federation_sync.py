@@ -160,15 +160,22 @@ async def test_a_full_disk_while_mirroring_is_reported_as_this_machine_s_disk(pa
     assert not result["ok"]
     assert result["error"].startswith("this node: could not store artefact"), result
     assert "No space left on device" in result["error"] and "HTTP" not in result["error"], result
-    # The peer answered every request: its health, failure count and backoff are untouched.
+    # The peer answered every request: its index is taken, its health and failure count stand.
     row = peer_row(alice, bob.me.did)
     assert (row["health"], row["failures"]) == (before["health"], before["failures"]) == ("ok", 0), row
-    assert row["last_error"] == result["error"]
+    assert row["last_error"] == result["error"] and row["last_sync"] >= before["last_sync"]
+    state = NodeState(alice.home)
+    try:
+        assert state.counters().get("sync_local_failure") == 1
+        assert state.counters().get("sync_failure", 0) == 0
+    finally:
+        state.close()
     folder = peer_dir(alice.home, bob.me.did) / "artifacts"
     assert not list(folder.rglob(".mirror.*")), "no temp file is left behind"
     # With room again, the next sync mirrors everything.
     result = await refresh(alice, mirror=True)
-    assert result["ok"] and peer_row(alice, bob.me.did)["health"] == "ok"
+    assert result["ok"] and result["mirrored"] == 3
+    assert peer_row(alice, bob.me.did)["last_error"] is None
     for entry in store.load_catalog(bob.home).index_entries():
         assert (folder / entry["path"]).read_bytes() == store.object_path(bob.home, entry["digest"]).read_bytes()
 
