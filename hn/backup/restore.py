@@ -40,7 +40,7 @@ class FileSource:
         self.folder = folder
         # A header the caller has parsed already (a 20k-entry one takes ~0.1 s to parse).
         self.first = first
-        self.paths: dict[str, Path] = {}
+        self.paths: dict[str, Path] = {}  # a header read from another name than <id>.backup.json
         if first is not None and first_path is not None:
             self.paths[first["id"]] = first_path
 
@@ -48,11 +48,9 @@ class FileSource:
         if self.first is not None and self.first.get("id") == backup_id:
             header, self.first = self.first, None
             return header
-        path = self.folder / f"{backup_id}{HEADER_SUFFIX}"
-        header = read_header_file(path)
+        header = read_header_file(self.folder / f"{backup_id}{HEADER_SUFFIX}")
         if header.get("id") != backup_id:
             raise VerificationError(f"{backup_id}{HEADER_SUFFIX} holds another backup")
-        self.paths.setdefault(backup_id, path)
         return header
 
     def payload_path(self, header: dict[str, Any]) -> Path:

@@ -418,12 +418,10 @@ class Syncer:
         # would do better, and the peer is not to blame.
         stored = f"artefact {digest[:16]}… in {target.parent}"
         headers = sign_request(self.me.keys, "GET", url, b"")
+        tmp = ""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
-        except OSError as exc:
-            raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
-        try:
             with os.fdopen(fd, "wb") as out:
                 async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,
                                     error=lambda u, status, _body: NetworkError(f"{u}: HTTP {status}")) as resp:
@@ -432,11 +430,11 @@ class Syncer:
                         too_large=f"artefact {digest[:16]}… is larger than its index entry says",
                         mismatch=f"artefact {digest[:16]}… does not match its digest (refused)")
             os.replace(tmp, target)
-        except OSError as exc:  # closing the temp file or the rename
-            Path(tmp).unlink(missing_ok=True)
-            raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # making, closing or renaming the temp file
+                raise DiskError(f"could not store {stored}: {exc.strerror or exc}") from exc
             raise
 
 
