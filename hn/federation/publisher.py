@@ -113,17 +113,24 @@ class Publisher:
         me = identities.load(self.home)
         doc = presence.current(self.home, me.did)
         # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
-        # only when nobody did (or it is due for renewal), from the index it keeps.
-        if doc is None or not changes.matches(doc) or not presence.lasts(doc, me):
-            doc, changed = presence.refresh(self.home, me, index=changes.summary())
-            if changed:
-                seq, head = self.home.head()
-                if not changes.catch_up(self.home, seq, head):
-                    self._changes = changes = _Changes(self.home)
+        # only when nobody did (or it is due for renewal), from the index it keeps. The log
+        # may grow meanwhile (another process, or our own presence event): catch up, and
+        # sign again until the presence and the index agree.
+        for attempt in range(presence.SIGN_TRIES):
+            if doc is not None and changes.matches(doc) and presence.lasts(doc, me):
+                break
+            last = attempt == presence.SIGN_TRIES - 1
+            doc = presence.sign_index(self.home, me, changes.summary(), None if last else (seq, head)) or doc
+            seq, head = self.home.head()
+            if not changes.catch_up(self.home, seq, head):
+                self._changes = changes = _Changes(self.home)
         assert doc is not None
-        self._snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
+        snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
         self._slices.clear()
-        return self._snap
+        # A presence that still lags the index (a log that would not stop moving) is not
+        # kept: the next request tries again.
+        self._snap = snap if changes.matches(doc) else None
+        return snap
 
     def etag(self) -> str:
         """Names the index state: unchanged presence digest means nothing new to fetch.

@@ -58,27 +58,51 @@ def lasts(doc: dict[str, Any], me: Identity, now: float | None = None) -> bool:
     return doc.get("key_seq") == me.keys.key_seq and timefmt.parse(doc["expires_at"]) - now > RENEW_BEFORE
 
 
+# How many times the catalogue is read again when other writers keep appending to the log.
+SIGN_TRIES = 5
+
+
 def refresh(
     home: Home, me: Identity, *, force: bool = False, url: str | None = None,
-    relays: list[dict[str, Any]] | None = None, index: dict[str, Any] | None = None,
+    relays: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Return (presence, changed). Signs a new one if its content would differ.
 
-    ``index``: the published index's root, size and cursor, from a caller that keeps them
-    up to date itself (the node's publisher); otherwise they come from the catalogue.
+    The index it signs is the catalogue's at a known log head, and is signed only while the
+    log still ends there: another process (a running node beside the CLI) may append an
+    event in between, and the catalogue is then read again.
     """
-    if index is None:
+    for attempt in range(SIGN_TRIES):
+        # The last try signs what it read: a log that never stops moving must not leave the
+        # vault without a presence.
+        head = home.head() if attempt < SIGN_TRIES - 1 else None
         catalog = load_catalog(home)
         entries = catalog.index_entries()
         index = {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()}
+        doc, changed = _sign_if_changed(home, me, _body(home, me, index, url, relays), force, head)
+        if doc is not None:
+            return doc, changed
+    raise AssertionError("unreachable: the last try signs whatever the log does")
+
+
+def sign_index(home: Home, me: Identity, index: dict[str, Any],
+               at_head: tuple[int, str] | None) -> dict[str, Any] | None:
+    """The presence for ``index`` (root, size, cursor), which a caller that keeps the index
+    itself (the node's publisher) computed at log head ``at_head``: signed if it says
+    something new, unless the log has moved past that head, in which case None (catch up
+    and ask again). ``at_head`` None signs whatever the log does."""
+    doc, _ = _sign_if_changed(home, me, _body(home, me, index, None, None), False, at_head)
+    return doc
+
+
+def _body(home: Home, me: Identity, index: dict[str, Any], url: str | None,
+          relays: list[dict[str, Any]] | None) -> dict[str, Any]:
     settings = node_settings(home)
-    old = current(home, me.did)
     if url is None:
-        url = settings.get("public_url") or (old or {}).get("url")
+        url = settings.get("public_url") or (current(home, me.did) or {}).get("url")
     if relays is None:
         relays = settings.get("relays", [])
-    now = timefmt.now()
-    body: dict[str, Any] = {
+    return {
         "type": PRESENCE_TYPE,
         "did": me.did,
         "url": url,
@@ -87,11 +111,21 @@ def refresh(
         "identity_digest": doc_digest(me.doc),
         "relays": sorted(relays or [], key=lambda r: r["did"]),
     }
+
+
+def _sign_if_changed(home: Home, me: Identity, body: dict[str, Any], force: bool,
+                     head: tuple[int, str] | None) -> tuple[dict[str, Any] | None, bool]:
+    """(the current presence, False) if it already says ``body`` and lasts; else a new
+    one signed, unless the log no longer ends at ``head`` (None, False)."""
+    now = timefmt.now()
+    old = current(home, me.did)
     if old is not None and not force and all(old.get(k) == v for k, v in body.items()) and lasts(old, me, now):
         return old, False
     with home.lock():
+        if head is not None and home.head() != head:
+            return None, False
         seq = _highest_seq(home, me.did) + 1
-        body.update({"seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)})
+        body = {**body, "seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)}
         doc = sign_document(body, me.keys)
         # Event first: a presence on disk is always one the log records.
         home.append_event(me.keys, "presence.publish", {"seq": seq, "digest": doc_digest(doc)})

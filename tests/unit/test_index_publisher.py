@@ -141,3 +141,53 @@ def test_publisher_signs_a_presence_when_nobody_did(home: Home, alice: Identity,
     snap = pub.snapshot()
     assert snap.presence["index"]["size"] == 3
     assert presence.refresh(home, alice) == (snap.presence, False)
+
+
+def test_an_event_appended_while_the_node_signs_is_not_left_out(
+        home: Home, alice: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process (the CLI) publishes a document between the node computing its index
+    and signing its presence. The presence must not sign the older index: slices built from
+    the log would then fail to verify against it at every friend."""
+    from hn.vault import presence
+
+    pub = Publisher(home, SOURCE)
+    before = pub.snapshot().presence["seq"]
+    add(home, alice, tmp_path, "first.txt")  # no presence refresh: the node must sign
+    real = presence._sign_if_changed
+    raced = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not raced:  # the other process appends its event just before our lock
+            raced.extend(add(home, alice, tmp_path, "second.txt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "_sign_if_changed", racing)
+    snap = pub.snapshot()
+    assert raced and snap.presence["index"]["size"] == 2
+    assert snap.presence["seq"] == before + 1, "no presence of the older index was signed on the way"
+    entries, _ = pull(pub, "0")  # every slice verifies against the presence served with it
+    assert {e["id"] for e in entries} >= set(raced)
+    assert snap.presence == presence.current(home, alice.did)
+    assert presence.refresh(home, alice)[1] is False  # the catalogue agrees: nothing to re-sign
+
+
+def test_the_cli_reads_the_catalogue_again_when_the_log_moves(
+        home: Home, alice: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same race from the CLI side: the catalogue was read, then another process
+    appended before the lock; the presence signed is the newer index."""
+    from hn.vault import presence
+
+    add(home, alice, tmp_path, "first.txt")
+    real = presence._sign_if_changed
+    raced: list[str] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.extend(add(home, alice, tmp_path, "second.txt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "_sign_if_changed", racing)
+    doc, changed = presence.refresh(home, alice)
+    assert changed and doc["index"]["size"] == 2
+    entries = store.load_catalog(home).index_entries()
+    assert doc["index"]["root"] == index_root(entries)
