@@ -2,10 +2,13 @@
 
 Every class carries the exit code the CLI uses; the message is the one line the user
 reads. The CLI turns these into output in exactly one place (``hn.cli.app.main``), and
-the node turns them into JSON error bodies with a 4xx status.
+the node turns them into JSON error bodies with a 4xx status (507 when its own storage
+failed).
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class HnError(Exception):
@@ -118,7 +121,36 @@ class NetworkError(HnError):
 class DiskError(HnError):
     """Could not write to this machine's disk; nothing was changed."""
 
+    http_status = 507  # RFC 4918 Insufficient Storage: the node's fault, not the request's
     code = "disk"
+
+
+# This machine's storage failing, whatever the code path that met it: full, over quota,
+# read-only or giving I/O errors. A failed open of a missing file is not among them.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+_SQLITE_DISK = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
+
+
+def os_reason(exc: OSError) -> str:
+    """One line for a failed system call: its reason, then the file it was about."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def storage_failure(exc: BaseException) -> DiskError | None:
+    """``exc`` as a DiskError if it says this machine's storage failed, else None.
+
+    Recognises OSError (by errno) and SQLite errors (by ``sqlite_errorname``, read by
+    name so that sqlite3 need not be imported to ask).
+    """
+    if isinstance(exc, DiskError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return DiskError(os_reason(exc))
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str) and name.startswith(_SQLITE_DISK):
+        return DiskError(f"state database: {exc}")
+    return None
 
 
 class Conflict(HnError):

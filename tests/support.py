@@ -100,3 +100,20 @@ async def start_node(home: Home, **settings: object) -> tuple[Node, str]:
                        **settings})
     await node.start()
     return node, url
+
+
+def sqlite_full() -> Exception:
+    """A real SQLITE_FULL, from a database capped at the pages it already has."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE TABLE t (x)")
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        for _ in range(100):
+            db.execute("INSERT INTO t VALUES (?)", ("x" * 1000,))
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        db.close()
+    raise AssertionError("the capped database took every row")

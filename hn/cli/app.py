@@ -13,7 +13,7 @@ import typer
 
 from hn import __version__
 from hn.cli.context import STATE
-from hn.errors import HnError
+from hn.errors import HnError, storage_failure
 
 # Top-level command -> the modules that provide it. A module with a group name is added as
 # that sub-app; one without (None) registers itself (``register(root)``). `hn vault backup
@@ -111,7 +111,12 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except Exception as exc:  # a bug: say so in one line; HN_DEBUG=1 shows the traceback
+    except Exception as exc:
+        failure = storage_failure(exc)  # this machine's disk, met outside hn's own writers
+        if failure is not None:
+            print(f"error: this machine's storage failed: {failure.message}", file=sys.stderr)
+            sys.exit(failure.exit_code)
+        # A bug: say so in one line; HN_DEBUG=1 shows the traceback.
         if os.environ.get("HN_DEBUG"):
             traceback.print_exc()
         print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with HN_DEBUG=1 for details",

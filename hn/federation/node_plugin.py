@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hn.errors import Forbidden, NotFound, Unauthorized
+from hn.errors import Forbidden, HnError, NotFound, Unauthorized
 from hn.federation import roster
 from hn.federation.publisher import Publisher
 from hn.federation.sync import Syncer
@@ -116,6 +116,9 @@ class Worker:
         self.mirror = bool(ctx.settings.get("mirror", True))
         self.event = asyncio.Event()
         self.woken: set[str] = set()
+        # Peers whose last sync raised instead of recording its outcome (this node's state
+        # could not be written): not tried again before this time, unless a notification wakes them.
+        self.held: dict[str, float] = {}
         self.session: aiohttp.ClientSession | None = None
 
     def wake(self, did: str) -> None:
@@ -140,15 +143,33 @@ class Worker:
         now = timefmt.now()
         due = []
         for peer in roster.peers(self.ctx.home):
-            row = self.ctx.state.peer(peer["did"])
-            if peer["did"] in self.woken or row is None or row["next_attempt"] <= now:
+            did = peer["did"]
+            if did in self.woken:
                 due.append(peer)
+            elif self.held.get(did, 0.0) <= now:
+                row = self.ctx.state.peer(did)
+                if row is None or row["next_attempt"] <= now:
+                    due.append(peer)
         self.woken.clear()
         if not due:
             return
         syncer = Syncer(self.ctx.home, self.ctx.state, self.ctx.identity, self.session, self.interval)
-        await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
-                             return_exceptions=True)
+        results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
+                                       return_exceptions=True)
+        for peer, result in zip(due, results):
+            if isinstance(result, Exception):
+                self._unrecorded(peer["did"], result, now)
+            else:
+                self.held.pop(peer["did"], None)
+
+    def _unrecorded(self, did: str, exc: Exception, now: float) -> None:
+        """A sync that ended in an exception left no next attempt in the state: hold the
+        peer for one interval here, so a failing disk is not retried every tick."""
+        self.held[did] = now + self.interval
+        if isinstance(exc, HnError):  # another sync of the peer under way, or this node's disk
+            log.warning("federation.sync.unrecorded", extra={"hn": {"did": did, "error": exc.message}})
+        else:
+            log.error("federation.sync.error", exc_info=exc, extra={"hn": {"did": did}})
 
 
 class Notifier:

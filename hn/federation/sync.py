@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import blake3
 
-from hn.errors import DiskError, HnError, NetworkError, VerificationError
+from hn.errors import DiskError, HnError, NetworkError, VerificationError, os_reason, storage_failure
 from hn.federation.peerindex import PeerIndex
 from hn.netclient import copy_checked, fetch_bytes, response
 from hn.node.httpsig import sign_request
@@ -208,35 +208,48 @@ class Syncer:
         return doc, raw
 
     async def refresh_peer(self, did: str, url: str, mirror: bool = False) -> PeerResult:
-        async with PeerLock(peer_dir(self.home, did)):
-            now = timefmt.now()
-            self.state.upsert_peer(did, url)
-            errors = []
-            for label, presence_url, index_base, artifact_base in self._sources(did, url.rstrip("/")):
-                try:
-                    result = await self._refresh_from(did, label, presence_url, index_base, artifact_base, mirror)
-                except NetworkError as exc:
-                    errors.append(f"{label}: {exc.message}")
-                    continue
-                except DiskError as exc:
-                    return self._local_failure(did, now, errors, exc.message)
-                except OSError as exc:  # the network's are NetworkErrors by now: this is a local file
-                    where = f" ({exc.filename})" if exc.filename else ""
-                    return self._local_failure(did, now, errors, f"{exc.strerror or exc}{where}")
-                except HnError as exc:
-                    return self._failed(did, now, f"{label}: {exc.message}")
-                # The index came through; mirroring may still have met a full disk here.
-                row = self.state.peer(did) or {}
-                self.state.update_peer(did, health="ok", last_success=now, last_attempt=now, failures=0,
-                                       successes=int(row.get("successes", 0)) + 1, last_error=result.error,
-                                       last_source=label, next_attempt=now + self.interval)
-                self.state.bump("sync_success")
-                if result.error:
-                    self._log_local(did, result.error)
-                else:
-                    log.info("federation.sync.success", extra={"hn": result.as_dict()})
-                return result
-            return self._failed(did, now, "; ".join(errors) or "no source answered")
+        try:
+            async with PeerLock(peer_dir(self.home, did)):
+                now = timefmt.now()
+                self.state.upsert_peer(did, url)
+                return await self._refresh(did, url, mirror, now)
+        except Exception as exc:
+            # The peer's folder, lock or state row could not be written: this machine's
+            # storage. Recording that may fail the same way; then it is raised as a DiskError.
+            failure = storage_failure(exc)
+            if failure is None:
+                raise
+            try:
+                return self._local_failure(did, timefmt.now(), [], failure.message)
+            except Exception as again:
+                raise (storage_failure(again) or again) from exc
+
+    async def _refresh(self, did: str, url: str, mirror: bool, now: float) -> PeerResult:
+        errors = []
+        for label, presence_url, index_base, artifact_base in self._sources(did, url.rstrip("/")):
+            try:
+                result = await self._refresh_from(did, label, presence_url, index_base, artifact_base, mirror)
+            except NetworkError as exc:
+                errors.append(f"{label}: {exc.message}")
+                continue
+            except DiskError as exc:
+                return self._local_failure(did, now, errors, exc.message)
+            except OSError as exc:  # the network's are NetworkErrors by now: this is a local file
+                return self._local_failure(did, now, errors, os_reason(exc))
+            except HnError as exc:
+                return self._failed(did, now, f"{label}: {exc.message}")
+            # The index came through; mirroring may still have met a full disk here.
+            row = self.state.peer(did) or {}
+            self.state.update_peer(did, health="ok", last_success=now, last_attempt=now, failures=0,
+                                   successes=int(row.get("successes", 0)) + 1, last_error=result.error,
+                                   last_source=label, next_attempt=now + self.interval)
+            self.state.bump("sync_success")
+            if result.error:
+                self._log_local(did, result.error)
+            else:
+                log.info("federation.sync.success", extra={"hn": result.as_dict()})
+            return result
+        return self._failed(did, now, "; ".join(errors) or "no source answered")
 
     def _local_failure(self, did: str, now: float, errors: list[str], reason: str) -> PeerResult:
         """This machine failed (its disk), not the peer: the peer's health, failure count and

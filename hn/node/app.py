@@ -10,6 +10,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
 from hn import __version__
-from hn.errors import InputError, NotFound
+from hn.errors import InputError, NotFound, storage_failure
 from hn.node.context import CTX_KEY, PLUGINS, NodeContext
 from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware, json_error
 from hn.node.state import NodeState
@@ -41,6 +42,10 @@ LINGER = 1.0
 MAX_CONNECTIONS = 512
 FD_RESERVE = 256  # descriptors kept for the node's own files, databases and DHT socket
 TLS_HANDSHAKE = 10.0  # seconds a TLS handshake, or the closing exchange, may take
+# A background task that fails is started again after RESTART_FIRST seconds, doubling
+# up to RESTART_CAP while it keeps failing.
+RESTART_FIRST = 1.0
+RESTART_CAP = 300.0
 BUSY = json.dumps({"error": "busy", "detail": "this node has too many open connections; try again shortly"})
 
 
@@ -269,12 +274,28 @@ class Node:
         return info
 
     async def _guard(self, factory: Any) -> None:
-        try:
-            await factory()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("background task failed")
+        """Run a background task for the node's life: one that fails is logged and started
+        again, after a pause that doubles while it keeps failing quickly."""
+        pause = RESTART_FIRST
+        while True:
+            started = time.monotonic()
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started > RESTART_CAP:
+                    pause = RESTART_FIRST  # it had been running well: a new failure, not the same one
+                name = getattr(factory, "__qualname__", repr(factory))
+                failure = storage_failure(exc)
+                if failure is not None:
+                    log.warning("background.storage_failure", extra={"hn": {"task": name, "error": failure.message,
+                                                                            "restart_in": pause}})
+                else:
+                    log.exception("background task failed", extra={"hn": {"task": name, "restart_in": pause}})
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESTART_CAP)
 
     def reload_tls(self) -> bool:
         if self.ssl is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hn.errors import HnError, TooLarge
+from hn.errors import DiskError, HnError, TooLarge, storage_failure
 
 log = logging.getLogger("hn.node")
 
@@ -27,18 +27,34 @@ def json_error(status: int, code: str, detail: str) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes a JSON body with a 4xx; an unexpected exception is a logged 500."""
+    """Every failure becomes a JSON body with a 4xx; this node's storage failing (full,
+    read-only, I/O errors) a 507; any other unexpected exception is a logged 500."""
     try:
         return await handler(request)
+    except DiskError as exc:
+        return _storage_failed(request, exc)
     except HnError as exc:
         return json_error(exc.http_status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-    except Exception:  # a bug: log it with the traceback, answer without leaking details
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is not None:
+            return _storage_failed(request, failure)
+        # A bug: log it with the traceback, answer without leaking details.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal", "internal error")
+
+
+def _storage_failed(request: web.Request, exc: DiskError) -> web.Response:
+    """The caller did nothing wrong and may try again later; the operator's log says where
+    (the answer does not: it would show the node's file paths)."""
+    log.warning("node.storage_failure", extra={"hn": {"method": request.method, "path": request.path,
+                                                      "error": exc.message}})
+    return json_error(DiskError.http_status, "insufficient_storage",
+                      "this node could not write to its storage; try again later")
 
 
 async def read_body(request: web.Request, max_bytes: int = DEFAULT_BODY_CAP,

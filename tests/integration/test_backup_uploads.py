@@ -127,6 +127,76 @@ async def test_a_full_disk_while_fetching_a_payload_is_this_machine_s_disk(
         await node.stop()
 
 
+async def test_a_node_with_a_full_disk_answers_507_and_the_upload_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The friend's node runs out of room: it answers a JSON 507 (its fault, not the
+    request's), never a 500 or a 400, and once it has room the upload goes on from the
+    bytes it kept."""
+    from hn.backup import hosted
+
+    bob_home, _ = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    identities.import_contact(bob_home, canonical(alice.doc))
+    node, url = await start_node(bob_home, mirror=False)
+    monkeypatch.setattr(client, "SEGMENT", 1 << 20)
+    try:
+        result = _backup(alice_home, alice, tmp_path / "out", 3 << 20)
+
+        def no_temp(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        # The pending header cannot be written (an hn atomic write: a DiskError).
+        with monkeypatch.context() as patched:
+            patched.setattr(atomic.tempfile, "mkstemp", no_temp)
+            with pytest.raises(NetworkError, match="HTTP 507 insufficient_storage: this node could not write to its "
+                                                   "storage; try again later"):
+                await client.push(alice.keys, url, result.header, result.payload_path)
+
+        # The second segment fills the disk half way (a plain OSError from the file).
+        segments = {"n": 0}
+        real_open = open
+
+        class FillsUp:
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def write(self, data: bytes) -> int:
+                segments["n"] += 1
+                if segments["n"] == 2:
+                    self.inner.write(data[: len(data) // 2])
+                    self.inner.flush()
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return int(self.inner.write(data))
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+            def __enter__(self) -> FillsUp:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.inner.close()
+
+        def filling(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            handle = real_open(path, mode, *args, **kwargs)
+            return FillsUp(handle) if mode == "ab" else handle
+
+        with monkeypatch.context() as patched:
+            patched.setattr(hosted, "open", filling, raising=False)
+            with pytest.raises(NetworkError, match="HTTP 507 insufficient_storage"):
+                await client.push(alice.keys, url, result.header, result.payload_path)
+        partial = next(bob_home.path("hosted", "backups").rglob("*.partial"))
+        assert partial.stat().st_size == (1 << 20) + (1 << 19)  # one segment and the half that fit
+
+        # With room again, the same push resumes at the bytes kept and commits.
+        sent: list[int] = []
+        status = await client.push(alice.keys, url, result.header, result.payload_path, sent.append)
+        assert status["complete"] and sent[0] == (1 << 20) + (1 << 19)
+        assert await client.fetch_header(url, result.header["id"]) == result.header
+    finally:
+        await node.stop()
+
+
 async def test_quota_target_and_retention(tmp_path: Path) -> None:
     bob_home, bob = make_person(tmp_path, "bob")
     alice_home, alice = make_person(tmp_path, "alice")

@@ -26,7 +26,7 @@ from hn.proto.canonical import loads_canonical
 from hn.proto.index import verify_slice
 from hn.vault import identities, store
 from hn.vault.home import Home
-from tests.support import free_port
+from tests.support import free_port, sqlite_full
 
 
 class Vault:
@@ -258,6 +258,76 @@ async def test_worker_honours_the_schedule(pair: tuple[Vault, Vault], tmp_path: 
             assert ctx.state.peer(bob.me.did)["last_attempt"] == base + 601  # type: ignore[index]
     finally:
         await alice.stop()
+
+
+async def test_a_full_state_database_holds_the_peer_instead_of_retrying_every_tick(
+        pair: tuple[Vault, Vault], caplog: pytest.LogCaptureFixture) -> None:
+    """A sync that cannot record its outcome (the node's SQLite state is full) does not
+    escape the worker, is logged, and is not tried again before the sync interval."""
+    import logging
+
+    bob, alice = pair
+    await alice.start(sync_interval=600)
+    assert alice.node is not None and alice.node.ctx is not None
+    ctx = alice.node.ctx
+    for task in alice.node.tasks:  # the node's own worker would share the faulty state below
+        task.cancel()
+    full = sqlite_full()
+    attempts = []
+
+    def no_room(*args: Any, **kwargs: Any) -> None:
+        attempts.append(args)
+        raise full
+
+    logger = logging.getLogger("hn.federation")
+    logger.addHandler(caplog.handler)
+    try:
+        worker = Worker(ctx)
+        async with aiohttp.ClientSession() as session:
+            worker.session = session
+            base = timefmt.now()
+            with mock.patch.object(ctx.state, "upsert_peer", no_room), \
+                    mock.patch.object(ctx.state, "update_peer", no_room):
+                with mock.patch("hn.proto.timefmt.now", return_value=base):
+                    await worker.tick()
+                assert len(attempts) == 2  # the sync, then recording its local failure
+                assert worker.held[bob.me.did] == base + 600
+                with mock.patch("hn.proto.timefmt.now", return_value=base + 10):
+                    await worker.tick()
+                assert len(attempts) == 2, "held: not retried at the next tick"
+                # A notification from the peer still wakes it.
+                worker.wake(bob.me.did)
+                with mock.patch("hn.proto.timefmt.now", return_value=base + 20):
+                    await worker.tick()
+                assert len(attempts) == 4
+            # Each record once, whether it reached the handler directly or through the root logger.
+            records = list({id(r): r for r in caplog.records if r.getMessage() == "federation.sync.unrecorded"}
+                           .values())
+            assert len(records) == 2 and "state database: database or disk is full" in str(records[0].hn)
+            # With room again, the peer syncs once its hold is over.
+            with mock.patch("hn.proto.timefmt.now", return_value=base + 621):
+                await worker.tick()
+            row = ctx.state.peer(bob.me.did)
+            assert row is not None and row["health"] == "ok" and bob.me.did not in worker.held
+    finally:
+        logger.removeHandler(caplog.handler)
+        await alice.stop()
+
+
+async def test_an_unwritable_peer_folder_is_this_machine_s_failure(pair: tuple[Vault, Vault]) -> None:
+    """The per-peer lock cannot be made (a read-only or full disk): the refresh reports this
+    node's storage, and the peer's health and failure count are untouched."""
+    bob, alice = pair
+    assert (await refresh(alice))["ok"]
+
+    def read_only(*args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.EROFS, "Read-only file system", "peer/.lock")
+
+    with mock.patch("hn.federation.sync.os.open", read_only):
+        result = await refresh(alice)
+    assert not result["ok"] and result["error"] == "this node: Read-only file system (peer/.lock)", result
+    row = peer_row(alice, bob.me.did)
+    assert (row["health"], row["failures"], row["last_error"]) == ("ok", 0, result["error"])
 
 
 async def test_refresh_from_cli_while_the_node_runs(pair: tuple[Vault, Vault]) -> None:
