@@ -122,19 +122,27 @@ class DiskError(HnError):
     """Could not write to this machine's disk; nothing was changed."""
 
     http_status = 507  # RFC 4918 Insufficient Storage: the node's fault, not the request's
-    code = "disk"
+    code = "insufficient_storage"
 
 
 # This machine's storage failing, whatever the code path that met it: full, over quota,
 # read-only or giving I/O errors. A failed open of a missing file is not among them.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
-_SQLITE_DISK = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")
+_SQLITE_DISK = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
 
 
 def os_reason(exc: OSError) -> str:
     """One line for a failed system call: its reason, then the file it was about."""
     where = f" ({exc.filename})" if exc.filename else ""
     return f"{exc.strerror or exc}{where}"
+
+
+def cannot(doing: str, exc: OSError) -> HnError:
+    """A failed system call as the error a user reads: ``<doing>: <reason>``; a DiskError
+    if this machine's storage failed, else an InputError (a path that does not exist, is
+    not a folder, or may not be written)."""
+    message = f"{doing}: {exc.strerror or exc}"
+    return DiskError(message) if storage_failure(exc) is not None else InputError(message)
 
 
 def storage_failure(exc: BaseException) -> DiskError | None:
@@ -148,7 +156,7 @@ def storage_failure(exc: BaseException) -> DiskError | None:
     if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
         return DiskError(os_reason(exc))
     name = getattr(exc, "sqlite_errorname", None)
-    if isinstance(name, str) and name.startswith(_SQLITE_DISK):
+    if isinstance(name, str) and name.startswith(_SQLITE_DISK) and name != "SQLITE_IOERR_NOMEM":
         return DiskError(f"state database: {exc}")
     return None
 

@@ -13,7 +13,7 @@ import typer
 
 from hn import __version__
 from hn.cli.context import STATE
-from hn.errors import HnError, storage_failure
+from hn.errors import HnError, os_reason, storage_failure
 
 # Top-level command -> the modules that provide it. A module with a group name is added as
 # that sub-app; one without (None) registers itself (``register(root)``). `hn vault backup
@@ -112,13 +112,17 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:
+        # HN_DEBUG=1 shows where any of these came from.
+        if os.environ.get("HN_DEBUG"):
+            traceback.print_exc()
         failure = storage_failure(exc)  # this machine's disk, met outside hn's own writers
         if failure is not None:
             print(f"error: this machine's storage failed: {failure.message}", file=sys.stderr)
             sys.exit(failure.exit_code)
-        # A bug: say so in one line; HN_DEBUG=1 shows the traceback.
-        if os.environ.get("HN_DEBUG"):
-            traceback.print_exc()
+        if isinstance(exc, OSError):  # a path the command was given, or this machine refusing it
+            print(f"error: {os_reason(exc)}", file=sys.stderr)
+            sys.exit(1)
+        # A bug: say so in one line.
         print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with HN_DEBUG=1 for details",
               file=sys.stderr)
         sys.exit(1)

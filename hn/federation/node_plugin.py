@@ -142,7 +142,10 @@ class Worker:
         assert self.session is not None
         now = timefmt.now()
         due = []
-        for peer in roster.peers(self.ctx.home):
+        peers = roster.peers(self.ctx.home)
+        listed = {peer["did"] for peer in peers}
+        self.held = {did: until for did, until in self.held.items() if did in listed}
+        for peer in peers:
             did = peer["did"]
             if did in self.woken:
                 due.append(peer)
@@ -157,16 +160,16 @@ class Worker:
         results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
                                        return_exceptions=True)
         for peer, result in zip(due, results):
-            if isinstance(result, Exception):
-                self._unrecorded(peer["did"], result, now)
+            if isinstance(result, BaseException):
+                self._unrecorded(peer["did"], result)
             else:
                 self.held.pop(peer["did"], None)
 
-    def _unrecorded(self, did: str, exc: Exception, now: float) -> None:
+    def _unrecorded(self, did: str, exc: BaseException) -> None:
         """A sync that ended in an exception left no next attempt in the state: hold the
         peer for one interval here, so a failing disk is not retried every tick."""
-        self.held[did] = now + self.interval
-        if isinstance(exc, HnError):  # another sync of the peer under way, or this node's disk
+        self.held[did] = timefmt.now() + self.interval
+        if isinstance(exc, HnError):  # this node's disk, or another sync of the peer under way
             log.warning("federation.sync.unrecorded", extra={"hn": {"did": did, "error": exc.message}})
         else:
             log.error("federation.sync.error", exc_info=exc, extra={"hn": {"did": did}})

@@ -83,6 +83,10 @@ class _Changes:
         if item["type"] != TOMBSTONE:
             self.live[entry_id] = item
 
+    def head(self) -> tuple[int, str]:
+        """The log head this index has caught up to."""
+        return self.catalog.head_seq, self.catalog.head_hash
+
     def summary(self) -> dict[str, Any]:
         """What a presence says of this index: its root, size and cursor."""
         cursor = self.keys[-1][0] if self.keys else 0  # keys are sorted
@@ -110,27 +114,30 @@ class Publisher:
         if self._changes is None or not self._changes.catch_up(self.home, seq, head):
             self._changes = _Changes(self.home)
         changes = self._changes
+        seq, head = changes.head()
         me = identities.load(self.home)
         doc = presence.current(self.home, me.did)
         # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
         # only when nobody did (or it is due for renewal), from the index it keeps. The log
         # may grow meanwhile (another process, or our own presence event): catch up, and
-        # sign again until the presence and the index agree.
+        # sign again until the presence and the index agree. The last try signs the index
+        # it has whatever the log did, and stops there, so the snapshot always pairs a
+        # presence with the very index it signs.
         for attempt in range(presence.SIGN_TRIES):
             if doc is not None and changes.matches(doc) and presence.lasts(doc, me):
                 break
             last = attempt == presence.SIGN_TRIES - 1
             doc = presence.sign_index(self.home, me, changes.summary(), None if last else (seq, head)) or doc
+            if last:
+                break
             seq, head = self.home.head()
             if not changes.catch_up(self.home, seq, head):
                 self._changes = changes = _Changes(self.home)
+            seq, head = changes.head()
         assert doc is not None
-        snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
+        self._snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
         self._slices.clear()
-        # A presence that still lags the index (a log that would not stop moving) is not
-        # kept: the next request tries again.
-        self._snap = snap if changes.matches(doc) else None
-        return snap
+        return self._snap
 
     def etag(self) -> str:
         """Names the index state: unchanged presence digest means nothing new to fetch.

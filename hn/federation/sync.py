@@ -13,6 +13,7 @@ nothing but the peer's health.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -208,21 +209,28 @@ class Syncer:
         return doc, raw
 
     async def refresh_peer(self, did: str, url: str, mirror: bool = False) -> PeerResult:
-        try:
-            async with PeerLock(peer_dir(self.home, did)):
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(PeerLock(peer_dir(self.home, did)))
                 now = timefmt.now()
                 self.state.upsert_peer(did, url)
                 return await self._refresh(did, url, mirror, now)
-        except Exception as exc:
-            # The peer's folder, lock or state row could not be written: this machine's
-            # storage. Recording that may fail the same way; then it is raised as a DiskError.
-            failure = storage_failure(exc)
-            if failure is None:
-                raise
-            try:
-                return self._local_failure(did, timefmt.now(), [], failure.message)
-            except Exception as again:
-                raise (storage_failure(again) or again) from exc
+            except Exception as exc:
+                # The peer's folder, lock or state row could not be written. Recorded while
+                # the lock (if it was taken) is still held: no other sync of the peer comes between.
+                return self._storage_failed(did, url, exc)
+
+    def _storage_failed(self, did: str, url: str, exc: Exception) -> PeerResult:
+        """Record a failure of this machine's storage met outside the per-source loop; any
+        other exception goes on. Recording may fail the same way: then a DiskError is raised."""
+        failure = storage_failure(exc)
+        if failure is None:
+            raise exc
+        try:
+            self.state.upsert_peer(did, url)  # a peer with no row yet would otherwise record nothing
+            return self._local_failure(did, timefmt.now(), [], failure.message)
+        except Exception as again:
+            raise (storage_failure(again) or again) from exc
 
     async def _refresh(self, did: str, url: str, mirror: bool, now: float) -> PeerResult:
         errors = []

@@ -43,9 +43,11 @@ MAX_CONNECTIONS = 512
 FD_RESERVE = 256  # descriptors kept for the node's own files, databases and DHT socket
 TLS_HANDSHAKE = 10.0  # seconds a TLS handshake, or the closing exchange, may take
 # A background task that fails is started again after RESTART_FIRST seconds, doubling
-# up to RESTART_CAP while it keeps failing.
+# up to RESTART_CAP while it keeps failing; one that ran RESTART_RESET_AFTER seconds
+# before failing starts again from RESTART_FIRST.
 RESTART_FIRST = 1.0
 RESTART_CAP = 300.0
+RESTART_RESET_AFTER = 300.0
 BUSY = json.dumps({"error": "busy", "detail": "this node has too many open connections; try again shortly"})
 
 
@@ -285,7 +287,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if time.monotonic() - started > RESTART_CAP:
+                if time.monotonic() - started > RESTART_RESET_AFTER:
                     pause = RESTART_FIRST  # it had been running well: a new failure, not the same one
                 name = getattr(factory, "__qualname__", repr(factory))
                 failure = storage_failure(exc)

@@ -53,8 +53,7 @@ def _storage_failed(request: web.Request, exc: DiskError) -> web.Response:
     (the answer does not: it would show the node's file paths)."""
     log.warning("node.storage_failure", extra={"hn": {"method": request.method, "path": request.path,
                                                       "error": exc.message}})
-    return json_error(DiskError.http_status, "insufficient_storage",
-                      "this node could not write to its storage; try again later")
+    return json_error(exc.http_status, exc.code, "this node could not use its storage; try again later")
 
 
 async def read_body(request: web.Request, max_bytes: int = DEFAULT_BODY_CAP,

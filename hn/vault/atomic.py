@@ -65,6 +65,10 @@ def sync_tree(folder: Path) -> None:
 def _explain(exc: OSError, target: Path) -> DiskError:
     if exc.errno == errno.ENOSPC:
         return DiskError(f"disk full while writing {target}; the previous version is intact")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder of the path should be
+        blocker = next((p for p in target.parents if p.is_file()), None)
+        if blocker is not None:
+            return DiskError(f"could not write {target}: {blocker} is a file, not a folder")
     return DiskError(f"could not write {target}: {exc.strerror or exc}; the previous version is intact")
 
 

@@ -58,7 +58,8 @@ def lasts(doc: dict[str, Any], me: Identity, now: float | None = None) -> bool:
     return doc.get("key_seq") == me.keys.key_seq and timefmt.parse(doc["expires_at"]) - now > RENEW_BEFORE
 
 
-# How many times the catalogue is read again when other writers keep appending to the log.
+# Tries to sign a presence while other writers keep appending to the log; the last one
+# signs the index it has, whatever the log did meanwhile.
 SIGN_TRIES = 5
 
 
@@ -75,8 +76,8 @@ def refresh(
     for attempt in range(SIGN_TRIES):
         # The last try signs what it read: a log that never stops moving must not leave the
         # vault without a presence.
-        head = home.head() if attempt < SIGN_TRIES - 1 else None
         catalog = load_catalog(home)
+        head = (catalog.head_seq, catalog.head_hash) if attempt < SIGN_TRIES - 1 else None
         entries = catalog.index_entries()
         index = {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()}
         doc, changed = _sign_if_changed(home, me, _body(home, me, index, url, relays), force, head)

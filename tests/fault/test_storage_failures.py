@@ -17,6 +17,7 @@ import pytest
 from hn.errors import DiskError, HnError, NetworkError, os_reason, storage_failure
 from hn.node import app as node_app
 from hn.relay.store import RelayStore
+from hn.vault import atomic
 from tests.fault.test_disk_full import hn
 from tests.support import make_person, sqlite_full, start_node
 
@@ -57,6 +58,26 @@ def test_the_cli_names_a_full_state_database(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(HnError) as caught:
         hn(home, "mcp", "federate", "list")
     assert caught.value.message == "error: this machine's storage failed: state database: database or disk is full"
+
+
+def test_the_cli_names_any_other_failed_system_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, _ = make_person(tmp_path, "alice")
+
+    def gone(*args: Any, **kwargs: Any) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "sync/node.sqlite3")
+
+    monkeypatch.setattr("hn.node.state.NodeState.__init__", gone)
+    with pytest.raises(HnError) as caught:
+        hn(home, "mcp", "federate", "list")
+    assert caught.value.message == "error: No such file or directory (sync/node.sqlite3)"
+
+
+def test_a_file_where_a_folder_should_be_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("a file\n")
+    for target in (tmp_path / "notes" / "x.json", tmp_path / "notes" / "deeper" / "x.json"):
+        with pytest.raises(DiskError, match=rf"could not write {target}: {tmp_path / 'notes'} is a file, not a folder"):
+            atomic.write_bytes(target, b"{}")
+    assert (tmp_path / "notes").read_text() == "a file\n"
 
 
 async def test_a_node_answers_507_when_its_state_database_is_full(tmp_path: Path,

@@ -148,8 +148,8 @@ async def test_a_node_with_a_full_disk_answers_507_and_the_upload_resumes(
         # The pending header cannot be written (an hn atomic write: a DiskError).
         with monkeypatch.context() as patched:
             patched.setattr(atomic.tempfile, "mkstemp", no_temp)
-            with pytest.raises(NetworkError, match="HTTP 507 insufficient_storage: this node could not write to its "
-                                                   "storage; try again later"):
+            with pytest.raises(NetworkError, match="HTTP 507 insufficient_storage: this node could not use its storage; "
+                                                   "try again later"):
                 await client.push(alice.keys, url, result.header, result.payload_path)
 
         # The second segment fills the disk half way (a plain OSError from the file).

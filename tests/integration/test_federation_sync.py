@@ -320,8 +320,12 @@ async def test_an_unwritable_peer_folder_is_this_machine_s_failure(pair: tuple[V
     bob, alice = pair
     assert (await refresh(alice))["ok"]
 
-    def read_only(*args: Any, **kwargs: Any) -> int:
-        raise OSError(errno.EROFS, "Read-only file system", "peer/.lock")
+    real_open = os.open
+
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("/.lock") and "federation" in str(path):  # the per-peer lock only
+            raise OSError(errno.EROFS, "Read-only file system", "peer/.lock")
+        return real_open(path, *args, **kwargs)
 
     with mock.patch("hn.federation.sync.os.open", read_only):
         result = await refresh(alice)

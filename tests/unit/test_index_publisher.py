@@ -191,3 +191,32 @@ def test_the_cli_reads_the_catalogue_again_when_the_log_moves(
     assert changed and doc["index"]["size"] == 2
     entries = store.load_catalog(home).index_entries()
     assert doc["index"]["root"] == index_root(entries)
+
+
+def test_a_log_that_never_stops_moving_still_gets_a_presence_matching_its_index(
+        home: Home, alice: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every try loses the race: the last one signs the index it has, and the snapshot
+    pairs that presence with exactly that index (slices verify against it)."""
+    from hn.vault import presence
+
+    pub = Publisher(home, SOURCE)
+    pub.snapshot()
+    add(home, alice, tmp_path, "first.txt")
+    real = presence._sign_if_changed
+    added: list[str] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        added.extend(add(home, alice, tmp_path, f"race-{len(added)}.txt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "_sign_if_changed", racing)
+    snap = pub.snapshot()
+    monkeypatch.setattr(presence, "_sign_if_changed", real)
+    assert len(added) == presence.SIGN_TRIES
+    # The presence signs exactly the index the snapshot serves: first.txt and all but the last racer.
+    live = sorted(snap.live.values(), key=lambda e: e["id"].encode())
+    assert snap.presence["index"]["root"] == index_root(live) and snap.presence["index"]["size"] == len(added)
+    newer = pub.snapshot()  # the log moved on: the next request catches up and signs again
+    assert newer.presence["index"]["size"] == len(added) + 1
+    entries, _ = pull(pub, "0")
+    assert {e["id"] for e in entries} >= set(added)
