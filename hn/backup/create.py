@@ -20,7 +20,7 @@ import zstandard
 
 from hn.backup import snapshot, tarball
 from hn.backup.snapshot import FileInfo
-from hn.errors import InputError
+from hn.errors import InputError, cannot
 from hn.proto import backup as proto
 from hn.proto import chunked, timefmt
 from hn.proto.canonical import b64e
@@ -281,7 +281,12 @@ def create(
         }
         archiver = _Archiver(files, to_store, progress)
         reader = _CompressedReader(archiver.blocks(), threads)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if out_dir.exists():
+                raise InputError(f"{out_dir} exists and is not a folder") from exc
+            raise cannot(f"cannot write the backup into {out_dir}", exc) from exc
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
         with atomic.atomic_writer(incoming, mode=0o600) as out, writer.sink(out.fileno(), str(incoming)) as sink:
             _, size, payload_digest = chunked.encrypt_stream(

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from hn.errors import InputError, MalformedDocument
+from hn.errors import InputError, MalformedDocument, cannot
 from hn.proto.canonical import canonical, loads_strict
 from hn.vault import atomic
 
@@ -127,10 +127,16 @@ def prepare(target: Path) -> Path:
     target = target.absolute()
     if target.exists() and not target.is_dir():
         raise InputError(f"{target} exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot(f"cannot restore into {target}: cannot make {target.parent}", exc) from exc
     recover(target)
     staging, _, _ = paths(target)
-    staging.mkdir(mode=0o700)
+    try:
+        staging.mkdir(mode=0o700)
+    except OSError as exc:
+        raise cannot(f"cannot restore into {target}: cannot make the staging folder {staging}", exc) from exc
     return staging
 
 

@@ -11,7 +11,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, kv, real, table
-from hn.errors import InputError, UsageError
+from hn.errors import HnError, InputError, UsageError
 from hn.proto import timefmt
 
 backup_app = typer.Typer(help="Encrypted backups of the vault (backup@1).", no_args_is_help=True)
@@ -65,6 +65,7 @@ def create_cmd(
     """Snapshot the vault: a signed header and an encrypted payload (only changes with --scope delta)."""
     from hn.backup import create as creating
     from hn.backup import local, swap
+    from hn.proto.keys import is_did
     from hn.vault import identities
 
     home = STATE.existing_home()
@@ -74,6 +75,8 @@ def create_cmd(
         raise UsageError("--scope must be full or delta")
     if base is not None and scope != "delta":
         raise UsageError("--base only goes with --scope delta")
+    if target is not None and not is_did(target):
+        raise UsageError(f"--target must be the DID of the node meant to hold the backup, not {target!r}")
     base_header = None
     if scope == "delta":
         # Pushed deltas build on what that node holds, not on a local backup it never got.
@@ -88,22 +91,7 @@ def create_cmd(
     local.record_created(home, result)
     data = result.summary()
     if push_url:
-        with _bar("uploading", as_json) as (advance, total):
-            total(data["payload_size"])
-            import asyncio
-
-            from hn.backup import client
-
-            status = asyncio.run(client.push(me.keys, push_url, result.header, result.payload_path, advance))
-        local.record_pushed(home, result.header["id"], push_url.rstrip("/"), target, timefmt.now_iso())
-        if status.get("complete"):
-            # The signed log is the record trust links cite as evidence (backup:ID). It
-            # comes after the snapshot, so the next backup, not this one, carries it.
-            with home.lock():
-                home.append_event(me.keys, "backup.push", {
-                    "id": result.header["id"], "target": target, "url": push_url.rstrip("/"),
-                    "digest": result.header["payload"]["digest"]})
-        data["pushed"] = {"url": push_url.rstrip("/"), "target": target, "status": status}
+        data["pushed"] = _push(home, me, result.header, result.payload_path, push_url, as_json)
     emit(data, as_json, lambda d: kv({
         "backup": d["id"], "scope": d["scope"] + (f" (base {d['base_backup']})" if d["base_backup"] else ""),
         "files": f"{d['entries']} ({d['stored']} in this payload, {d['files_read']} read)",
@@ -111,6 +99,74 @@ def create_cmd(
         "sealed to": f"{d['recipient']} key {d['recipient_key_seq']}", "header": d["header"],
         "payload": d["payload"], "pushed": d["pushed"]["url"] if "pushed" in d else "-",
     }, title="backup created"))
+
+
+def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, quiet: bool) -> dict[str, Any]:
+    """Upload one local backup (resuming at the bytes the node holds); record it locally and,
+    once the node has it whole, in the signed log."""
+    import asyncio
+
+    from hn.backup import client, local
+
+    url = url.rstrip("/")
+    backup_id = header["id"]
+    with _bar(f"uploading {backup_id[:12]}", quiet) as (advance, total):
+        total(header["payload"]["size"])
+        try:
+            status = asyncio.run(client.push(me.keys, url, header, payload, advance))
+        except HnError as exc:
+            raise type(exc)(f"{exc.message}. Backup {backup_id} is kept in {payload.parent}; "
+                            f"`hn vault backup push --id {backup_id} --url {url}` resumes the upload") from exc
+    local.record_pushed(home, backup_id, url, header["target"], timefmt.now_iso())
+    if status.get("complete"):
+        # The signed log is the record trust links cite as evidence (backup:ID). It
+        # comes after the snapshot, so the next backup, not this one, carries it.
+        with home.lock():
+            home.append_event(me.keys, "backup.push", {
+                "id": backup_id, "target": header["target"], "url": url, "digest": header["payload"]["digest"]})
+    return {"id": backup_id, "url": url, "target": header["target"], "status": status}
+
+
+@backup_app.command("push")
+def push_cmd(
+    url: str = typer.Option(..., "--url", help="The friend's node to upload to."),
+    backup_id: str = typer.Option("latest", "--id", help="Local backup id or unique prefix ('latest': the newest)."),
+    as_json: bool = JSON,
+) -> None:
+    """Upload a local backup to a friend's node, resuming an interrupted upload; bases of a
+    delta that the node does not hold yet go first."""
+    import asyncio
+
+    from hn.backup import client, local, swap
+    from hn.backup.create import payload_path_for
+    from hn.vault import identities
+
+    home = STATE.existing_home()
+    swap.recover(home.root)
+    me = identities.load(home)
+    first = local.find(home, backup_id)["id"]
+    held = {str(r.get("id")) for r in asyncio.run(client.listing(url, me.did))}
+    chain: list[tuple[dict[str, Any], Path]] = []
+    wanted: str | None = first
+    while wanted is not None and wanted not in held:
+        if len(chain) > len(local.records(home)):
+            raise InputError(f"the chain of backup {chain[0][0]['id']} loops")
+        try:
+            record = local.find(home, wanted)
+        except HnError as exc:
+            raise InputError(f"backup {chain[-1][0]['id']} builds on {wanted}, which is neither on {url} nor "
+                             "here: push a chain whose full backup is at hand") from exc
+        path = Path(record["header"])
+        header = local.read_header_file(path)
+        if header["owner"] != me.did:
+            raise InputError(f"backup {header['id']} belongs to {header['owner']}, not to {me.did}")
+        chain.append((header, payload_path_for(path)))
+        wanted = header["base_backup"]
+    pushed = [_push(home, me, header, payload, url, as_json) for header, payload in reversed(chain)]
+    data = {"id": first, "url": url.rstrip("/"), "pushed": pushed, "already_there": not chain}
+    emit(data, as_json, lambda d: console.print(
+        f"{d['url']} already holds backup {d['id']}" if d["already_there"] else
+        "\n".join(f"pushed {p['id']} to {d['url']}" for p in d["pushed"])))
 
 
 @backup_app.command("verify")
@@ -183,6 +239,7 @@ def restore_cmd(
 ) -> None:
     """Restore a backup (with its delta chain): staged, verified, then swapped in under a journal."""
     from hn.backup import local, restore
+    from hn.proto.backup import is_backup_id
     from hn.vault import identities
 
     if (path is None) == (from_url is None):
@@ -199,6 +256,8 @@ def restore_cmd(
             else:
                 if not backup_id:
                     raise UsageError("--from needs --id ID (or --id latest)")
+                if backup_id != "latest" and not is_backup_id(backup_id):
+                    raise UsageError(f"--id must be a backup id (32 hex characters) or 'latest', not {backup_id!r}")
                 import asyncio
                 import tempfile
 

@@ -143,3 +143,27 @@ def test_a_header_under_another_name_is_checked_and_restored_with_the_payload_na
     assert deep["ok"] and deep["deep"]["files"] == full["entries"]
     restored = run_json(vault, "vault", "backup", "restore", "--path", str(renamed), "--into", str(target))
     assert restored["merkle_root"] == full["merkle_root"]
+
+
+def test_a_place_that_cannot_take_the_backup_or_the_restore_is_one_clear_error(vault: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    full = run_json(vault, "vault", "backup", "create", "--out", str(tmp_path / "backups"))
+    cases = [
+        (["create", "--out", str(a_file)], f"{a_file} exists and is not a folder"),
+        (["create", "--out", str(a_file / "sub")], f"cannot write the backup into {a_file / 'sub'}: Not a directory"),
+        (["restore", "--path", full["header"], "--into", str(a_file)], f"{a_file} exists and is not a folder"),
+        (["restore", "--path", full["header"], "--into", str(a_file / "sub" / "vault")],
+         f"cannot restore into {a_file / 'sub' / 'vault'}: cannot make {a_file / 'sub'}: Not a directory"),
+    ]
+    if Path("/proc/self").is_dir():  # a file system where no folder can be made, even by root
+        cases.append((["create", "--out", "/proc/hn-backups"],
+                      "cannot write the backup into /proc/hn-backups: No such file or directory"))
+        cases.append((["restore", "--path", full["header"], "--into", "/proc/hn-vault"],
+                      "cannot restore into /proc/hn-vault: cannot make the staging folder /proc/.hn-vault.restore-staging"))
+    for args, message in cases:
+        proc = run_hn(vault, "vault", "backup", *args, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), \
+            (args, proc.stderr)
+    assert a_file.read_text() == "not a folder\n"

@@ -15,7 +15,7 @@ import blake3
 import pytest
 
 from hn.backup.snapshot import EXCLUDED_FILES
-from hn.smoke.harness import Harness
+from hn.smoke.harness import Harness, free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -103,3 +103,63 @@ def test_lost_machine_restore_from_friends_node(harness: Harness, tmp_path: Path
     assert shown["did"] == alice.did and shown["key_seq"] == 1  # key history came back too
     # Nothing is left beside the vault: no staging, no journal, no download.
     assert sorted(p.name for p in alice.home.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_push_resumes_an_upload_and_sends_the_bases_the_node_lacks(harness: Harness, tmp_path: Path) -> None:
+    """`hn vault backup push`: a backup made without --push-url, or whose upload broke off,
+    reaches the friend's node later; a delta takes its missing bases along, oldest first."""
+    import asyncio
+    import os
+
+    from hn.backup import client
+    from hn.proto.canonical import canonical
+    from hn.vault import identities
+    from hn.vault.home import Home
+
+    alice, bob = harness.add_people("alice", "bob")
+    (alice.home / "personal").mkdir(exist_ok=True)
+    (alice.home / "personal" / "big.bin").write_bytes(os.urandom(3 << 20))
+    harness.start_node(bob, dht=False)
+    exported = tmp_path / "alice.identity.json"
+    harness.hn(alice, "id", "export", "--out", str(exported))
+    harness.hn(bob, "id", "import", str(exported))
+
+    # The upload dies: a friend's node nobody can reach. The error says how to resume.
+    dead = f"http://127.0.0.1:{free_port()}"
+    failed = harness.hn(alice, "vault", "backup", "create", "--push-url", dead, check=False)
+    assert failed.returncode == 1 and "`hn vault backup push --id " in failed.stderr, failed.stderr
+    full_id = failed.stderr.split("hn vault backup push --id ")[1].split()[0]
+    (alice.home / "personal" / "late.txt").write_text("after the full backup\n")
+    delta = harness.hn_json(alice, "vault", "backup", "create", "--scope", "delta")
+    assert delta["base_backup"] == full_id
+
+    # Half the full backup reaches bob (one segment of it), then the connection drops.
+    header = json.loads((alice.home / "backups" / f"{full_id}.backup.json").read_bytes())
+    payload = alice.home / "backups" / f"{full_id}.backup.payload"
+    keys = identities.load(Home(alice.home)).keys
+
+    async def first_segment() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            await client._signed(session, keys, "POST", f"{bob.url}/backup", canonical(header))
+            with open(payload, "rb") as src:
+                await client._signed(session, keys, "PUT", f"{bob.url}/backup/{full_id}/blob?offset=0",
+                                     src.read(1 << 20))
+
+    asyncio.run(first_segment())
+    out = harness.hn_json(alice, "vault", "backup", "push", "--id", delta["id"], "--url", bob.url)
+    assert [p["id"] for p in out["pushed"]] == [full_id, delta["id"]]
+    assert all(p["status"]["complete"] for p in out["pushed"])
+    listed = harness.hn_json(alice, "vault", "backup", "list", "--from", bob.url)
+    assert [b["id"] for b in listed["remote"]["backups"]] == [full_id, delta["id"]]
+    assert {b["id"]: [p["url"] for p in b["pushed"]] for b in listed["backups"]} == \
+        {full_id: [bob.url], delta["id"]: [bob.url]}
+    held = bob.home / "hosted" / "backups"
+    assert (next(held.rglob(f"{full_id}.backup.payload"))).read_bytes() == payload.read_bytes()
+    # Both pushes are in the signed log, for trust links to cite.
+    events = [json.loads(p.read_text()) for p in sorted((alice.home / "events").glob("*.json"))]
+    assert [e["data"]["id"] for e in events if e["kind"] == "backup.push"] == [full_id, delta["id"]]
+    # Pushing again sends nothing.
+    again = harness.hn_json(alice, "vault", "backup", "push", "--url", bob.url)
+    assert again["already_there"] and again["pushed"] == [] and again["id"] == delta["id"]
