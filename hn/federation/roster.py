@@ -33,10 +33,15 @@ def get(home: Home, did: str) -> dict[str, Any]:
     raise NotFound(f"{did} is not in your federation roster (`hn mcp federate list`)")
 
 
-def add(home: Home, did: str, url: str) -> dict[str, Any]:
+def checked(did: str, url: str) -> str:
+    """The peer URL as the roster keeps it, after checking it and the DID."""
     if not is_did(did):
         raise InputError(f"not a did:hn DID: {did!r}")
-    url = check_url(url.rstrip("/"), "peer URL")
+    return check_url(url.rstrip("/"), "peer URL")
+
+
+def add(home: Home, did: str, url: str) -> dict[str, Any]:
+    url = checked(did, url)
     entry = {"did": did, "url": url, "added_at": timefmt.now_iso()}
     with home.lock():
         rest = [p for p in peers(home) if p["did"] != did]

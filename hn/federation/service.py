@@ -32,6 +32,7 @@ async def add(home: Home, did: str, url: str) -> dict[str, Any]:
         from hn.errors import InputError
 
         raise InputError("you cannot federate with yourself")
+    url = roster.checked(did, url)  # before anything is fetched from it
     state = NodeState(home)
     try:
         async with _session() as session:

@@ -93,3 +93,13 @@ def test_corrupted_event_log_stops_every_writer(tmp_path: Path) -> None:
     last.write_bytes(b"\xff\xfe not json")
     refused(a, "doc", "list", expect="unreadable")
     refused(a, "doc", "add", str(other), expect="unreadable")
+
+
+def test_a_bad_peer_is_refused_before_anything_is_fetched(tmp_path: Path) -> None:
+    home = tmp_path / "a"
+    run_json(home, "id", "create", "alice")
+    before = tree_digest(home)
+    refused(home, "mcp", "federate", "add", "notadid", "http://127.0.0.1:9", expect="not a did:hn DID: 'notadid'")
+    refused(home, "mcp", "federate", "add", "did:hn:" + "a" * 32, "ftp://127.0.0.1/",
+            expect="peer URL: only http and https URLs are allowed")
+    assert tree_digest(home) == before
