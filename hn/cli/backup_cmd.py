@@ -11,7 +11,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, kv, real, table
-from hn.errors import HnError, InputError, UsageError
+from hn.errors import HnError, InputError, NetworkError, UsageError, cannot
 from hn.proto import timefmt
 
 backup_app = typer.Typer(help="Encrypted backups of the vault (backup@1).", no_args_is_help=True)
@@ -101,12 +101,14 @@ def create_cmd(
     }, title="backup created"))
 
 
-def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, quiet: bool) -> dict[str, Any]:
-    """Upload one local backup (resuming at the bytes the node holds); record it locally and,
-    once the node has it whole, in the signed log."""
+def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, quiet: bool,
+          resume_id: str | None = None) -> dict[str, Any]:
+    """Upload one local backup (resuming at the bytes the node holds); record it locally and
+    in the signed log once the node has it whole. ``resume_id``: the backup the user asked
+    for, named by the error that says how to resume."""
     import asyncio
 
-    from hn.backup import client, local
+    from hn.backup import client
 
     url = url.rstrip("/")
     backup_id = header["id"]
@@ -114,17 +116,26 @@ def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, q
         total(header["payload"]["size"])
         try:
             status = asyncio.run(client.push(me.keys, url, header, payload, advance))
-        except HnError as exc:
-            raise type(exc)(f"{exc.message}. Backup {backup_id} is kept in {payload.parent}; "
-                            f"`hn vault backup push --id {backup_id} --url {url}` resumes the upload") from exc
-    local.record_pushed(home, backup_id, url, header["target"], timefmt.now_iso())
-    if status.get("complete"):
-        # The signed log is the record trust links cite as evidence (backup:ID). It
-        # comes after the snapshot, so the next backup, not this one, carries it.
-        with home.lock():
-            home.append_event(me.keys, "backup.push", {
-                "id": backup_id, "target": header["target"], "url": url, "digest": header["payload"]["digest"]})
+        except NetworkError as exc:  # the node could not be reached, or answered an error
+            exc.args = (f"{exc.message.rstrip('.')}. Backup {backup_id} is kept in {payload.parent}; "
+                        f"`hn vault backup push --id {resume_id or backup_id} --url {url}` resumes the upload",)
+            raise
+    if backup_id in status.get("removed", []):
+        raise InputError(f"{url} stored backup {backup_id} and dropped it at once: it keeps only the newest "
+                         "backups of each owner, and yours there are newer than this one")
+    _record_push(home, me, header, url)
     return {"id": backup_id, "url": url, "target": header["target"], "status": status}
+
+
+def _record_push(home: Any, me: Any, header: dict[str, Any], url: str) -> None:
+    from hn.backup import local
+
+    local.record_pushed(home, header["id"], url, header["target"], timefmt.now_iso())
+    # The signed log is the record trust links cite as evidence (backup:ID). It comes
+    # after the snapshot, so the next backup, not this one, carries it.
+    with home.lock():
+        home.append_event(me.keys, "backup.push", {
+            "id": header["id"], "target": header["target"], "url": url, "digest": header["payload"]["digest"]})
 
 
 @backup_app.command("push")
@@ -144,26 +155,34 @@ def push_cmd(
     home = STATE.existing_home()
     swap.recover(home.root)
     me = identities.load(home)
+    url = url.rstrip("/")
     first = local.find(home, backup_id)["id"]
     held = {str(r.get("id")) for r in asyncio.run(client.listing(url, me.did))}
-    chain: list[tuple[dict[str, Any], Path]] = []
+    chain: list[tuple[dict[str, Any], Path]] = []  # newest first, down to what the node holds
     wanted: str | None = first
-    while wanted is not None and wanted not in held:
-        if len(chain) > len(local.records(home)):
-            raise InputError(f"the chain of backup {chain[0][0]['id']} loops")
+    while wanted is not None:
+        if any(h["id"] == wanted for h, _ in chain):
+            raise InputError(f"the chain of backup {first} loops at {wanted}")
         try:
             record = local.find(home, wanted)
         except HnError as exc:
+            if wanted in held:
+                break  # the node has it; it need not be here
             raise InputError(f"backup {chain[-1][0]['id']} builds on {wanted}, which is neither on {url} nor "
                              "here: push a chain whose full backup is at hand") from exc
         path = Path(record["header"])
         header = local.read_header_file(path)
         if header["owner"] != me.did:
             raise InputError(f"backup {header['id']} belongs to {header['owner']}, not to {me.did}")
+        if wanted in held:
+            # Already there; if the answer to its last segment was lost, say so here too.
+            if "pushed" in record and not any(p.get("url") == url for p in record["pushed"]):
+                _record_push(home, me, header, url)
+            break
         chain.append((header, payload_path_for(path)))
         wanted = header["base_backup"]
-    pushed = [_push(home, me, header, payload, url, as_json) for header, payload in reversed(chain)]
-    data = {"id": first, "url": url.rstrip("/"), "pushed": pushed, "already_there": not chain}
+    pushed = [_push(home, me, header, payload, url, as_json, first) for header, payload in reversed(chain)]
+    data = {"id": first, "url": url, "pushed": pushed, "already_there": not chain}
     emit(data, as_json, lambda d: console.print(
         f"{d['url']} already holds backup {d['id']}" if d["already_there"] else
         "\n".join(f"pushed {p['id']} to {d['url']}" for p in d["pushed"])))
@@ -257,13 +276,17 @@ def restore_cmd(
                 if not backup_id:
                     raise UsageError("--from needs --id ID (or --id latest)")
                 if backup_id != "latest" and not is_backup_id(backup_id):
-                    raise UsageError(f"--id must be a backup id (32 hex characters) or 'latest', not {backup_id!r}")
+                    raise UsageError(f"--id must be a backup id (32 lowercase hex characters) or 'latest', not {backup_id!r}")
                 import asyncio
                 import tempfile
 
                 from hn.backup import client
 
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".hn-restore-", dir=into.parent)))
+                try:
+                    scratch = Path(stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix=".hn-restore-", dir=into.parent)))
+                except OSError as exc:
+                    raise cannot(f"cannot restore into {into}: cannot download beside it", exc) from exc
                 source = client.RemoteSource(from_url or "", scratch, advance)
                 wanted = backup_id
                 if backup_id == "latest":

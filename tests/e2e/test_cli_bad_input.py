@@ -103,3 +103,14 @@ def test_a_bad_peer_is_refused_before_anything_is_fetched(tmp_path: Path) -> Non
     refused(home, "mcp", "federate", "add", "did:hn:" + "a" * 32, "ftp://127.0.0.1/",
             expect="peer URL: only http and https URLs are allowed")
     assert tree_digest(home) == before
+
+
+def test_a_bad_backup_target_or_id_is_refused_before_any_work(tmp_path: Path) -> None:
+    home = tmp_path / "a"
+    run_json(home, "id", "create", "alice")
+    before = tree_digest(home)
+    refused(home, "vault", "backup", "create", "--target", "did:hn:x", "--push-url", "http://127.0.0.1:9",
+            expect="--target must be the DID of the node meant to hold the backup, not 'did:hn:x'")
+    refused(home, "vault", "backup", "restore", "--from", "http://127.0.0.1:9", "--id", "../../etc",
+            "--into", str(tmp_path / "r"), expect="--id must be a backup id (32 lowercase hex characters)")
+    assert tree_digest(home) == before and not (tmp_path / "r").exists()

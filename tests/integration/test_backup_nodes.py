@@ -133,7 +133,7 @@ def test_push_resumes_an_upload_and_sends_the_bases_the_node_lacks(harness: Harn
     delta = harness.hn_json(alice, "vault", "backup", "create", "--scope", "delta")
     assert delta["base_backup"] == full_id
 
-    # Half the full backup reaches bob (one segment of it), then the connection drops.
+    # The first MiB of the full backup's 3 MiB payload reaches bob, then the connection drops.
     header = json.loads((alice.home / "backups" / f"{full_id}.backup.json").read_bytes())
     payload = alice.home / "backups" / f"{full_id}.backup.payload"
     keys = identities.load(Home(alice.home)).keys
@@ -163,3 +163,9 @@ def test_push_resumes_an_upload_and_sends_the_bases_the_node_lacks(harness: Harn
     # Pushing again sends nothing.
     again = harness.hn_json(alice, "vault", "backup", "push", "--url", bob.url)
     assert again["already_there"] and again["pushed"] == [] and again["id"] == delta["id"]
+    # A newer delta goes alone: its bases are there already.
+    (alice.home / "personal" / "later.txt").write_text("after the delta\n")
+    newer = harness.hn_json(alice, "vault", "backup", "create", "--scope", "delta")
+    assert newer["base_backup"] == delta["id"]
+    out = harness.hn_json(alice, "vault", "backup", "push", "--url", bob.url)
+    assert [p["id"] for p in out["pushed"]] == [newer["id"]]
