@@ -15,6 +15,8 @@ from hn.proto.canonical import loads_strict
 
 DEFAULT_TIMEOUT = 10.0
 MAX_DOCUMENT = 4 * 1024 * 1024
+# What ``response`` reads of an error answer: enough for any JSON error detail.
+ERROR_BODY = 64 * 1024
 # What a request to another node can raise besides an answer: the one list every caller catches.
 NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
@@ -34,14 +36,25 @@ async def response(
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """One request, its response open for the ``with`` block. A network failure, in the
     request or while the block reads, becomes a NetworkError naming the URL; with ``error``,
-    a status other than 200 becomes ``error(url, status, body)``."""
+    a status other than 200 becomes ``error(url, status, body)``, ``body`` being at most the
+    first ERROR_BODY bytes (the peer chooses how long an error body is)."""
     try:
         async with session.request(method, url, **kwargs) as resp:
             if error is not None and resp.status != 200:
-                raise error(url, resp.status, await resp.read())
+                raise error(url, resp.status, await _head_of(resp, ERROR_BODY))
             yield resp
     except NETWORK_ERRORS as exc:
         raise NetworkError(f"{url}: {describe(exc)}") from exc
+
+
+async def _head_of(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    body = bytearray()
+    while len(body) < limit:
+        block = await resp.content.read(limit - len(body))
+        if not block:
+            break
+        body += block
+    return bytes(body)
 
 
 async def fetch_bytes(

@@ -39,3 +39,39 @@ async def test_a_silent_server_and_a_closed_port_become_network_errors() -> None
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_an_error_answer_is_read_only_as_far_as_its_head() -> None:
+    """A peer that answers an error with a huge body gets only ERROR_BODY bytes of it read."""
+    from aiohttp import web
+
+    from hn.netclient import ERROR_BODY
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=503)
+        await resp.prepare(request)
+        for _ in range(64):  # 4 MiB, in pieces
+            await resp.write(b"x" * (1 << 16))
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/x", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    seen: list[int] = []
+
+    def error(url: str, status: int, body: bytes) -> Exception:
+        seen.append(len(body))
+        return NetworkError(f"{url}: HTTP {status}")
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(NetworkError, match="HTTP 503"):
+                async with response(session, "GET", f"http://127.0.0.1:{port}/x", error=error):
+                    pass
+    finally:
+        await runner.cleanup()
+    assert seen == [ERROR_BODY]
