@@ -115,7 +115,7 @@ async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: boo
 
 def known_relays(home: Home, did: str, hint: Hint | None) -> list[dict[str, Any]]:
     """Relays of ``did`` from the last presences we verified (discover cache, federation cache)."""
-    from hn.federation.sync import cached_relays, relays_of
+    from hn.federation.cache import cached_relays, relays_of
 
     relays: list[dict[str, Any]] = []
     try:

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 
 from hn.federation import roster
-from hn.federation.sync import Syncer, health_of, peer_dir
+from hn.federation.cache import peer_dir
+from hn.federation.sync import Syncer, health_of
 from hn.node.state import NodeState
 from hn.proto import timefmt
 from hn.vault import identities

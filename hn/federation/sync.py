@@ -28,6 +28,7 @@ import aiohttp
 import blake3
 
 from hn.errors import DiskError, HnError, NetworkError, VerificationError, os_reason, storage_failure
+from hn.federation.cache import cached_relays, peer_dir
 from hn.federation.peerindex import PeerIndex
 from hn.netclient import copy_checked, fetch_bytes, response
 from hn.node.httpsig import sign_request
@@ -39,7 +40,7 @@ from hn.proto.index import TOMBSTONE, verify_slice
 from hn.proto.presence import verify_presence
 from hn.vault import atomic, identities
 from hn.vault.home import Home
-from hn.vault.identities import Identity, did_tail
+from hn.vault.identities import Identity
 
 log = logging.getLogger("hn.federation")
 
@@ -74,26 +75,6 @@ class PeerResult:
         out = {k: v for k, v in self.__dict__.items() if k != "extra"}
         out.update(self.extra)
         return out
-
-
-def peer_dir(home: Home, did: str) -> Path:
-    return home.path("cache", "federation", did_tail(did))
-
-
-def relays_of(presence: Any) -> list[dict[str, Any]]:
-    """The relays a presence names, each with a string DID and URL (others are skipped)."""
-    relays = presence.get("relays") if isinstance(presence, dict) else None
-    return [r for r in relays if isinstance(r, dict) and isinstance(r.get("did"), str)
-            and isinstance(r.get("url"), str)] if isinstance(relays, list) else []
-
-
-def cached_relays(home: Home, did: str) -> list[dict[str, Any]]:
-    """Relays named in the peer's presence this node last verified and cached (none if unreadable)."""
-    cached = peer_dir(home, did) / "presence.json"
-    try:
-        return relays_of(loads_canonical(cached.read_bytes())) if cached.exists() else []
-    except (HnError, OSError):
-        return []
 
 
 def next_delay(failures: int, interval: float) -> float:

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from hn.errors import Forbidden, MalformedDocument, NotFound, VerificationError
+from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, read_body
 from hn.node.httpsig import verify_request
@@ -137,7 +138,7 @@ async def artifact_route(request: web.Request) -> web.StreamResponse:
     match = ARTIFACT_PATH.match(request.match_info["path"])
     if match is None:
         raise NotFound("no such artefact")
-    path = ctx.home.path("cache", "federation", identities.did_tail(did), "artifacts", *match.groups())
+    path = peer_dir(ctx.home, did).joinpath("artifacts", *match.groups())
     if not path.is_file():
         raise NotFound("this relay has not mirrored that artefact")
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})

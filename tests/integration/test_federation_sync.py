@@ -17,8 +17,9 @@ import pytest
 
 from hn.errors import RollbackError
 from hn.federation import service
+from hn.federation.cache import peer_dir
 from hn.federation.node_plugin import Worker
-from hn.federation.sync import BACKOFF_CAP, KEEP_SLICES, Syncer, peer_dir
+from hn.federation.sync import BACKOFF_CAP, KEEP_SLICES, Syncer
 from hn.node.app import Node
 from hn.node.state import NodeState
 from hn.proto import timefmt

@@ -48,7 +48,7 @@ def child(consumer: Path, publisher: Path, url: str, repeat: int) -> dict[str, A
     import aiohttp
 
     from hn.federation import service
-    from hn.federation.sync import peer_dir
+    from hn.federation.cache import peer_dir
     from hn.proto import merkle
     from hn.proto.canonical import loads_canonical
     from hn.proto.index import TOMBSTONE, verify_slice
