@@ -252,6 +252,13 @@ def create(
 ) -> Result:
     """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``."""
     rcpt = recipient or Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
+    # Before any scan: an output folder that cannot be used is known at once.
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if out_dir.exists():
+            raise InputError(f"{out_dir} exists and is not a folder") from exc
+        raise cannot(f"cannot write the backup into {out_dir}", exc) from exc
     files, skipped = snapshot.scan(home, include_cache)
     # A full backup reads every file anyway: the cache is only rewritten, never consulted.
     cache = snapshot.load_cache(home) if base is not None else {}
@@ -281,12 +288,6 @@ def create(
         }
         archiver = _Archiver(files, to_store, progress)
         reader = _CompressedReader(archiver.blocks(), threads)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            if out_dir.exists():
-                raise InputError(f"{out_dir} exists and is not a folder") from exc
-            raise cannot(f"cannot write the backup into {out_dir}", exc) from exc
         incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
         with atomic.atomic_writer(incoming, mode=0o600) as out, writer.sink(out.fileno(), str(incoming)) as sink:
             _, size, payload_digest = chunked.encrypt_stream(
