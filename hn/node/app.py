@@ -226,13 +226,14 @@ class Node:
         await create_app(ctx)
         # keepalive_timeout also bounds how long a connection may take to send its first
         # request's headers (aiohttp arms it once the connection is made: at accept, or for
-        # TLS once the handshake is done), so header trickling is cut off. The same
-        # settings build every connection's handler (JsonErrorsHandler, below).
+        # TLS once the handshake is done), so header trickling is cut off. These settings
+        # build every connection's handler (JsonErrorsHandler, below); the runner's server
+        # never builds one itself, as the node opens its own listener.
         handling: dict[str, Any] = {
             "keepalive_timeout": float(self.settings.get("keepalive_timeout") or KEEPALIVE),
             "access_log": None, "max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
             "max_headers": MAX_HEADERS, "lingering_time": LINGER}
-        self.runner = web.AppRunner(ctx.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **handling)
+        self.runner = web.AppRunner(ctx.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
         await self.runner.setup()
         server = self.runner.server
         assert server is not None
