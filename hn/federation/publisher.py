@@ -111,33 +111,33 @@ class Publisher:
         seq, head = self.home.head()
         if self._snap is not None and self._snap.head == head:
             return self._snap
-        if self._changes is None or not self._changes.catch_up(self.home, seq, head):
-            self._changes = _Changes(self.home)
-        changes = self._changes
-        seq, head = changes.head()
         me = identities.load(self.home)
+        changes = self._catch_up()
         doc = presence.current(self.home, me.did)
         # `hn doc add --publish` and friends re-sign the presence themselves; the node signs
-        # only when nobody did (or it is due for renewal), from the index it keeps. The log
-        # may grow meanwhile (another process, or our own presence event): catch up, and
-        # sign again until the presence and the index agree. The last try signs the index
-        # it has whatever the log did, and stops there, so the snapshot always pairs a
-        # presence with the very index it signs.
-        for attempt in range(presence.SIGN_TRIES):
-            if doc is not None and changes.matches(doc) and presence.lasts(doc, me):
-                break
-            last = attempt == presence.SIGN_TRIES - 1
-            doc = presence.sign_index(self.home, me, changes.summary(), None if last else (seq, head)) or doc
-            if last:
-                break
-            seq, head = self.home.head()
-            if not changes.catch_up(self.home, seq, head):
-                self._changes = changes = _Changes(self.home)
-            seq, head = changes.head()
-        assert doc is not None
-        self._snap = Snapshot(head, me, doc, doc_digest(doc), changes.keys, changes.changes, changes.live)
+        # only when nobody did (or it is due for renewal), from the index it keeps. The
+        # snapshot keeps the head the signed index was read at: the presence event that
+        # follows is caught up with at the next request.
+        if doc is None or not changes.matches(doc) or not presence.lasts(doc, me):
+
+            def read_index() -> tuple[dict[str, Any], tuple[int, str]]:
+                nonlocal changes
+                changes = self._catch_up()
+                return changes.summary(), changes.head()
+
+            doc, _ = presence.sign_fenced(self.home, me, read_index)
+        self._snap = Snapshot(changes.head()[1], me, doc, doc_digest(doc), changes.keys, changes.changes,
+                              changes.live)
         self._slices.clear()
         return self._snap
+
+    def _catch_up(self) -> _Changes:
+        """The index at the log's current head: caught up event by event, or rebuilt if the
+        log was rewritten underneath it."""
+        seq, head = self.home.head()
+        if self._changes is None or not self._changes.catch_up(self.home, seq, head):
+            self._changes = _Changes(self.home)
+        return self._changes
 
     def etag(self) -> str:
         """Names the index state: unchanged presence digest means nothing new to fetch.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hn.errors import MalformedDocument
@@ -67,33 +68,37 @@ def refresh(
     home: Home, me: Identity, *, force: bool = False, url: str | None = None,
     relays: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Return (presence, changed). Signs a new one if its content would differ.
+    """Return (presence, changed). Signs a new one, of the catalogue's index, if its content
+    would differ."""
 
-    The index it signs is the catalogue's at a known log head, and is signed only while the
-    log still ends there: another process (a running node beside the CLI) may append an
-    event in between, and the catalogue is then read again.
-    """
-    for attempt in range(SIGN_TRIES):
-        # The last try signs what it read: a log that never stops moving must not leave the
-        # vault without a presence.
+    def catalogue_index() -> tuple[dict[str, Any], tuple[int, str]]:
         catalog = load_catalog(home)
-        head = (catalog.head_seq, catalog.head_hash) if attempt < SIGN_TRIES - 1 else None
         entries = catalog.index_entries()
         index = {"root": index_root(entries), "size": len(entries), "cursor": catalog.index_cursor()}
-        doc, changed = _sign_if_changed(home, me, _body(home, me, index, url, relays), force, head)
+        return index, (catalog.head_seq, catalog.head_hash)
+
+    return sign_fenced(home, me, catalogue_index, force=force, url=url, relays=relays)
+
+
+def sign_fenced(
+    home: Home, me: Identity, read_index: Callable[[], tuple[dict[str, Any], tuple[int, str]]], *,
+    force: bool = False, url: str | None = None, relays: list[dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """(presence, changed) for the index ``read_index`` gives (root, size, cursor) with the
+    log head it was read at: signed if the presence would say something new.
+
+    Another process (the CLI beside a running node) may append an event between the read
+    and the signature; the signature is made under the vault lock only while the log still
+    ends at that head, and otherwise the index is read again. The last try signs what it
+    read: a log that never stops moving must not leave the vault without a presence.
+    """
+    for attempt in range(SIGN_TRIES):
+        index, head = read_index()
+        fence = head if attempt < SIGN_TRIES - 1 else None
+        doc, changed = _sign_if_changed(home, me, _body(home, me, index, url, relays), force, fence)
         if doc is not None:
             return doc, changed
     raise AssertionError("unreachable: the last try signs whatever the log does")
-
-
-def sign_index(home: Home, me: Identity, index: dict[str, Any],
-               at_head: tuple[int, str] | None) -> dict[str, Any] | None:
-    """The presence for ``index`` (root, size, cursor), which a caller that keeps the index
-    itself (the node's publisher) computed at log head ``at_head``: signed if it says
-    something new, unless the log has moved past that head, in which case None (catch up
-    and ask again). ``at_head`` None signs whatever the log does."""
-    doc, _ = _sign_if_changed(home, me, _body(home, me, index, None, None), False, at_head)
-    return doc
 
 
 def _body(home: Home, me: Identity, index: dict[str, Any], url: str | None,
