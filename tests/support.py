@@ -3,14 +3,19 @@ nodes, make vaults and in-process nodes, pick free ports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from hn.smoke.harness import free_port, terminate
 
@@ -19,7 +24,7 @@ if TYPE_CHECKING:
     from hn.vault.home import Home
     from hn.vault.identities import Identity
 
-__all__ = ["ROOT", "ServedNode", "free_port", "hn_env", "make_person", "run_hn", "run_json", "start_node"]
+__all__ = ["ROOT", "ServedNode", "free_port", "hn_env", "hn_in_process", "logged", "make_person", "run_hn", "run_json", "start_node"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +122,41 @@ def sqlite_full() -> Exception:
     finally:
         db.close()
     raise AssertionError("the capped database took every row")
+
+
+@contextlib.contextmanager
+def logged(caplog: pytest.LogCaptureFixture, logger: str) -> Iterator[Callable[[str], list[logging.LogRecord]]]:
+    """Capture ``logger``'s records even where the node's own log set-up stopped them from
+    reaching the root logger. Yields ``events(message)``: the records of that event, each
+    once (a record may reach the capture directly and through the root)."""
+    target = logging.getLogger(logger)
+    target.addHandler(caplog.handler)
+    try:
+        yield lambda event: list({id(r): r for r in caplog.records if r.getMessage() == event}.values())
+    finally:
+        target.removeHandler(caplog.handler)
+
+
+def hn_in_process(home: Home, *args: str) -> None:
+    """Run one `hn ... --json` command in this process (so faults can be injected into it);
+    a failure raises HnError with its one stderr line."""
+    import io
+
+    from hn.cli.app import main
+    from hn.errors import HnError
+
+    err = io.StringIO()
+    argv = ["hn", "--home", str(home.root), *args, "--json"]
+    code: object = 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        old, sys.argv = sys.argv, argv
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+        finally:
+            sys.argv = old
+    if code:
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
+        raise HnError(lines[0])

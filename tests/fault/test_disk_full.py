@@ -9,23 +9,20 @@ temp file is left, and `hn vault verify` passes. The operation then succeeds unt
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import io
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hn.cli.app import main
 from hn.errors import HnError
 from hn.vault import atomic, identities, presence
 from hn.vault.home import Home
 from hn.vault.verify import verify_vault
+from tests.support import hn_in_process as hn
 
 DERIVED = {"catalog.json", ".lock"}
 APPEND_ONLY = ("events/", "personal/objects/", "shards/")
@@ -93,24 +90,6 @@ class Disk:
             return real(*args)
 
         return inner
-
-
-def hn(home: Home, *args: str) -> None:
-    """Run one `hn` command in this process; a failure raises HnError with its stderr line."""
-    err = io.StringIO()
-    argv = ["hn", "--home", str(home.root), *args, "--json"]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        old, sys.argv = sys.argv, argv
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code
-        finally:
-            sys.argv = old
-    if code:
-        lines = err.getvalue().strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
-        raise HnError(lines[0])
 
 
 def run_with_faults(home: Home, operation: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from hn.errors import DiskError, HnError, NetworkError, os_reason, storage_failu
 from hn.node import app as node_app
 from hn.relay.store import RelayStore
 from hn.vault import atomic
-from tests.fault.test_disk_full import hn
-from tests.support import make_person, sqlite_full, start_node
+from tests.support import hn_in_process as hn
+from tests.support import logged, make_person, sqlite_full, start_node
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO])
@@ -125,19 +124,17 @@ async def test_a_failed_background_task_is_started_again(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(RelayStore, "prune", flaky)
     monkeypatch.setattr(node_app, "RESTART_FIRST", 0.05)
-    logger = logging.getLogger("hn.node")
-    logger.addHandler(caplog.handler)
-    node, _ = await start_node(home)
-    try:
-        for _ in range(200):
-            if len(calls) >= 3:
-                break
-            await asyncio.sleep(0.02)
-        assert len(calls) >= 3, calls
-        assert calls[2] - calls[1] >= calls[1] - calls[0] >= 0.05  # the pause doubles
-        records = list({id(r): r for r in caplog.records if r.getMessage() == "background.storage_failure"}.values())
-        assert [r.hn["restart_in"] for r in records[:2]] == [0.05, 0.1]  # type: ignore[attr-defined]
-        assert "Input/output error" in records[0].hn["error"]  # type: ignore[attr-defined]
-    finally:
-        logger.removeHandler(caplog.handler)
-        await node.stop()
+    with logged(caplog, "hn.node") as events:
+        node, _ = await start_node(home)
+        try:
+            for _ in range(200):
+                if len(calls) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(calls) >= 3, calls
+            assert calls[2] - calls[1] >= calls[1] - calls[0] >= 0.05  # the pause doubles
+            records = events("background.storage_failure")
+            assert [r.hn["restart_in"] for r in records[:2]] == [0.05, 0.1]  # type: ignore[attr-defined]
+            assert "Input/output error" in records[0].hn["error"]  # type: ignore[attr-defined]
+        finally:
+            await node.stop()

@@ -25,6 +25,11 @@ from tests.support import make_person, start_node
 pytestmark = pytest.mark.timeout(120)
 
 
+def no_temp(*args: Any, **kwargs: Any) -> Any:
+    """A temp file that cannot be made: the disk is full."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def _backup(home: Home, me: Identity, out: Path, size: int = 300_000, base: dict | None = None) -> create.Result:
     (home.path("personal") / f"blob-{os.urandom(4).hex()}").write_bytes(os.urandom(size))
     return create.create(home, me, out, base=base, chunk_size=64 * 1024)
@@ -115,9 +120,6 @@ async def test_a_full_disk_while_fetching_a_payload_is_this_machine_s_disk(
         assert not list(scratch.iterdir())
 
         # ... or the temp file itself, which is made while the response is open.
-        def no_temp(*args: Any, **kwargs: Any) -> Any:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
         with monkeypatch.context() as patched:
             patched.setattr(atomic.tempfile, "mkstemp", no_temp)
             with pytest.raises(DiskError, match="disk full while writing .*payload"):
@@ -141,9 +143,6 @@ async def test_a_node_with_a_full_disk_answers_507_and_the_upload_resumes(
     monkeypatch.setattr(client, "SEGMENT", 1 << 20)
     try:
         result = _backup(alice_home, alice, tmp_path / "out", 3 << 20)
-
-        def no_temp(*args: Any, **kwargs: Any) -> Any:
-            raise OSError(errno.ENOSPC, "No space left on device")
 
         # The pending header cannot be written (an hn atomic write: a DiskError).
         with monkeypatch.context() as patched:

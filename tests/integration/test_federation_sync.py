@@ -27,7 +27,7 @@ from hn.proto.canonical import loads_canonical
 from hn.proto.index import verify_slice
 from hn.vault import identities, store
 from hn.vault.home import Home
-from tests.support import free_port, sqlite_full
+from tests.support import free_port, logged, sqlite_full
 
 
 class Vault:
@@ -265,8 +265,6 @@ async def test_a_full_state_database_holds_the_peer_instead_of_retrying_every_ti
         pair: tuple[Vault, Vault], caplog: pytest.LogCaptureFixture) -> None:
     """A sync that cannot record its outcome (the node's SQLite state is full) does not
     escape the worker, is logged, and is not tried again before the sync interval."""
-    import logging
-
     bob, alice = pair
     await alice.start(sync_interval=600)
     assert alice.node is not None and alice.node.ctx is not None
@@ -280,38 +278,34 @@ async def test_a_full_state_database_holds_the_peer_instead_of_retrying_every_ti
         attempts.append(args)
         raise full
 
-    logger = logging.getLogger("hn.federation")
-    logger.addHandler(caplog.handler)
     try:
-        worker = Worker(ctx)
-        async with aiohttp.ClientSession() as session:
-            worker.session = session
-            base = timefmt.now()
-            with mock.patch.object(ctx.state, "upsert_peer", no_room), \
-                    mock.patch.object(ctx.state, "update_peer", no_room):
-                with mock.patch("hn.proto.timefmt.now", return_value=base):
+        with logged(caplog, "hn.federation") as events:
+            worker = Worker(ctx)
+            async with aiohttp.ClientSession() as session:
+                worker.session = session
+                base = timefmt.now()
+                with mock.patch.object(ctx.state, "upsert_peer", no_room), \
+                        mock.patch.object(ctx.state, "update_peer", no_room):
+                    with mock.patch("hn.proto.timefmt.now", return_value=base):
+                        await worker.tick()
+                    assert len(attempts) == 2  # the sync, then recording its local failure
+                    assert worker.held[bob.me.did] == base + 600
+                    with mock.patch("hn.proto.timefmt.now", return_value=base + 10):
+                        await worker.tick()
+                    assert len(attempts) == 2, "held: not retried at the next tick"
+                    # A notification from the peer still wakes it.
+                    worker.wake(bob.me.did)
+                    with mock.patch("hn.proto.timefmt.now", return_value=base + 20):
+                        await worker.tick()
+                    assert len(attempts) == 4
+                records = events("federation.sync.unrecorded")
+                assert len(records) == 2 and "state database: database or disk is full" in str(records[0].hn)
+                # With room again, the peer syncs once its hold is over.
+                with mock.patch("hn.proto.timefmt.now", return_value=base + 621):
                     await worker.tick()
-                assert len(attempts) == 2  # the sync, then recording its local failure
-                assert worker.held[bob.me.did] == base + 600
-                with mock.patch("hn.proto.timefmt.now", return_value=base + 10):
-                    await worker.tick()
-                assert len(attempts) == 2, "held: not retried at the next tick"
-                # A notification from the peer still wakes it.
-                worker.wake(bob.me.did)
-                with mock.patch("hn.proto.timefmt.now", return_value=base + 20):
-                    await worker.tick()
-                assert len(attempts) == 4
-            # Each record once, whether it reached the handler directly or through the root logger.
-            records = list({id(r): r for r in caplog.records if r.getMessage() == "federation.sync.unrecorded"}
-                           .values())
-            assert len(records) == 2 and "state database: database or disk is full" in str(records[0].hn)
-            # With room again, the peer syncs once its hold is over.
-            with mock.patch("hn.proto.timefmt.now", return_value=base + 621):
-                await worker.tick()
-            row = ctx.state.peer(bob.me.did)
-            assert row is not None and row["health"] == "ok" and bob.me.did not in worker.held
+                row = ctx.state.peer(bob.me.did)
+                assert row is not None and row["health"] == "ok" and bob.me.did not in worker.held
     finally:
-        logger.removeHandler(caplog.handler)
         await alice.stop()
 
 
@@ -370,15 +364,11 @@ async def test_sync_events_are_logged_as_json(pair: tuple[Vault, Vault], caplog:
 
     bob, alice = pair
     caplog.set_level(logging.INFO, logger="hn.federation")
-    # Attach directly: another test may have set up the node's own handlers (no propagation).
-    logger = logging.getLogger("hn.federation")
-    logger.addHandler(caplog.handler)
-    try:
+    # Attached directly: another test may have set up the node's own handlers (no propagation).
+    with logged(caplog, "hn.federation"):
         await refresh(alice)
         await bob.stop()
         await refresh(alice)
-    finally:
-        logger.removeHandler(caplog.handler)
     formatter = JsonFormatter()
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "hn.federation"]
     success = next(line for line in lines if line["event"] == "federation.sync.success")
