@@ -12,7 +12,7 @@ from typing import Any
 
 import tomli_w
 
-from hn.errors import HnError, InputError, MalformedDocument, VaultCorrupt
+from hn.errors import HnError, InputError, MalformedDocument, VaultCorrupt, cannot, os_reason, storage_failure
 from hn.proto import timefmt
 from hn.proto.canonical import b64d, canonical, loads_canonical
 from hn.proto.events import GENESIS_PREV, event_hash, make_event
@@ -88,7 +88,13 @@ class Home:
     def read_event(self, path: Path) -> dict[str, Any]:
         try:
             doc = loads_canonical(path.read_bytes())
-        except (MalformedDocument, OSError) as exc:
+        except OSError as exc:
+            # A failing disk is not a damaged log: `hn vault verify` would send the user
+            # looking for tampering when the fix is the disk.
+            if storage_failure(exc) is not None:
+                raise cannot(f"cannot read event log entry {path.name}", exc) from exc
+            raise VaultCorrupt(f"event log entry {path.name} is unreadable: {os_reason(exc)}") from exc
+        except MalformedDocument as exc:
             raise VaultCorrupt(f"event log entry {path.name} is unreadable: {exc}") from exc
         if not isinstance(doc, dict):
             raise VaultCorrupt(f"event log entry {path.name} is not an object")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hn.errors import HnError
+from hn.errors import DiskError, HnError, storage_failure
 from hn.proto.canonical import canonical, doc_digest, loads_canonical, loads_strict
 from hn.proto.events import GENESIS_PREV, verify_event
 from hn.proto.identity import KeyHistory, verify_identity
@@ -27,9 +27,13 @@ class Report:
         try:
             detail = fn()
             self.checks.append({"check": name, "ok": True, "detail": detail})
+        except DiskError:
+            raise  # the disk failing is not the vault failing a check: nothing is known yet
         except HnError as exc:
             self.checks.append({"check": name, "ok": False, "detail": exc.message})
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, OSError) and (failure := storage_failure(exc)) is not None:
+                raise failure from exc
             self.checks.append({"check": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
 
     @property

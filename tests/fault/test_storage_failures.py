@@ -15,6 +15,7 @@ import pytest
 
 from hn.errors import DiskError, HnError, NetworkError, os_reason, storage_failure
 from hn.node import app as node_app
+from hn.relay import node_plugin as relay_plugin
 from hn.relay.store import RelayStore
 from hn.vault import atomic
 from tests.support import hn_in_process as hn
@@ -138,3 +139,57 @@ async def test_a_failed_background_task_is_started_again(tmp_path: Path, monkeyp
             assert "Input/output error" in records[0].hn["error"]  # type: ignore[attr-defined]
         finally:
             await node.stop()
+
+
+async def test_a_task_that_ran_well_restarts_after_the_first_pause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Two quick failures double the pause; a failure after a long good run is a new one
+    and waits only the first pause again, not the doubled one."""
+    home, _ = make_person(tmp_path, "bob")
+    failures = 0
+    good_since: float | None = None
+    real = RelayStore.prune
+
+    def flaky(self: RelayStore, now: float) -> list[str]:
+        nonlocal failures, good_since
+        at = asyncio.get_running_loop().time()
+        # Fails twice at once, then runs well for 0.4 s (past RESTART_RESET_AFTER), then
+        # fails a third and last time.
+        if failures < 2 or (failures == 2 and good_since is not None and at - good_since > 0.4):
+            failures += 1
+            raise OSError(errno.EIO, "Input/output error", "relay/record.json")
+        if good_since is None:
+            good_since = at
+        return real(self, now)
+
+    monkeypatch.setattr(RelayStore, "prune", flaky)
+    monkeypatch.setattr(node_app, "RESTART_FIRST", 0.05)
+    monkeypatch.setattr(node_app, "RESTART_RESET_AFTER", 0.3)
+    monkeypatch.setattr(relay_plugin, "PRUNE_EVERY", 0.02)
+    with logged(caplog, "hn.node") as events:
+        node, _ = await start_node(home)
+        try:
+            for _ in range(300):
+                if len(events("background.storage_failure")) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            restarts = [r.hn["restart_in"] for r in events("background.storage_failure")]  # type: ignore[attr-defined]
+            assert restarts == [0.05, 0.1, 0.05]
+        finally:
+            await node.stop()
+
+
+def test_an_unreadable_event_log_is_a_disk_failure_not_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error on the event log sends the user to the disk, not to look for tampering."""
+    home, _ = make_person(tmp_path, "alice")
+    real = Path.read_bytes
+
+    def failing(self: Path) -> bytes:
+        if self.parent.name == "events":
+            raise OSError(errno.EIO, "Input/output error", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(HnError) as caught:
+        hn(home, "vault", "verify")
+    assert caught.value.message == "error: cannot read event log entry 000000000001.json: Input/output error"
