@@ -4,6 +4,7 @@ nodes, make vaults and in-process nodes, pick free ports."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -82,6 +83,16 @@ class ServedNode:
 
     def stop(self) -> None:
         terminate(self.proc)
+
+
+def tree_digest(root: Path) -> str:
+    """One digest over every file's relative path and bytes (the vault lock aside): equal
+    digests mean nothing in the tree changed."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != ".lock":
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def make_person(root: Path, name: str) -> tuple[Home, Identity]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,15 +10,7 @@ from hn.proto.canonical import canonical
 from hn.proto.identity import build_identity, make_key_entry
 from hn.proto.keys import IdentityKeys
 from hn.proto.signed import sign_document
-from tests.support import run_hn, run_json
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != ".lock":
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+from tests.support import run_hn, run_json, tree_digest
 
 
 def refused(home: Path, *args: str, expect: str = "") -> str:

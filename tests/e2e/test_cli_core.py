@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -11,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_hn, run_json
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != ".lock":
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
+from tests.support import run_hn, run_json, tree_digest
 
 
 @pytest.fixture
