@@ -10,15 +10,13 @@ import logging
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from hn.smoke.harness import free_port, terminate
+from hn.smoke.harness import free_port, terminate, wait_ready
 
 if TYPE_CHECKING:
     from hn.node.app import Node
@@ -64,22 +62,7 @@ class ServedNode:
         self.home = home
         self.proc = subprocess.Popen([sys.executable, "-m", "hn", "mcp", "serve", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=hn_env(home))
-        self.ready: dict[str, Any] = {}
-        box: list[str] = []
-
-        def reader() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if line.startswith("MCP_READY "):
-                    box.append(line)
-
-        threading.Thread(target=reader, daemon=True).start()
-        deadline = time.monotonic() + 30
-        while not box:
-            assert self.proc.poll() is None, "node exited early"
-            assert time.monotonic() < deadline, "node did not become ready"
-            time.sleep(0.05)
-        self.ready = json.loads(box[0][len("MCP_READY "):])
+        self.ready = wait_ready(self.proc, "node")
 
     def stop(self) -> None:
         terminate(self.proc)

@@ -129,28 +129,7 @@ class Harness:
         peer.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
                                      env={**self.env(peer), **(env or {})}, cwd=str(self.root),
                                      start_new_session=True)
-        deadline = time.monotonic() + timeout
-        assert peer.proc.stdout is not None
-        line_box: list[str] = []
-
-        def read_ready() -> None:
-            assert peer.proc is not None and peer.proc.stdout is not None
-            for line in peer.proc.stdout:
-                if line.startswith("MCP_READY "):
-                    line_box.append(line)
-                    break
-            # keep draining so the child never blocks on a full pipe
-            for _ in peer.proc.stdout:
-                pass
-
-        threading.Thread(target=read_ready, daemon=True).start()
-        while not line_box:
-            if peer.proc.poll() is not None:
-                raise StepFailed(f"node of {peer.name} exited with {peer.proc.returncode}: {self.tail(peer)}")
-            if time.monotonic() > deadline:
-                raise StepFailed(f"node of {peer.name} did not print MCP_READY within {timeout:.0f} s")
-            time.sleep(0.05)
-        peer.ready = json.loads(line_box[0][len("MCP_READY "):])
+        peer.ready = wait_ready(peer.proc, f"node of {peer.name}", timeout, lambda: self.tail(peer))
         return peer.ready
 
     def tail(self, peer: Peer, lines: int = 5) -> str:
@@ -175,6 +154,37 @@ class Harness:
                     os.killpg(peer.proc.pid, signal.SIGKILL)
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_ready(proc: subprocess.Popen[str], name: str, timeout: float = 30,
+               tail: Callable[[], str] | None = None) -> dict[str, Any]:
+    """The JSON of the MCP_READY line `hn mcp serve` prints once it listens.
+
+    Its stdout is drained after that line, so the node never blocks on a full pipe.
+    ``tail`` adds the node's last log lines to the error if it exits first.
+    """
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    box: list[str] = []
+
+    def read() -> None:
+        for line in stdout:
+            if line.startswith("MCP_READY ") and not box:
+                box.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while not box:
+        if proc.poll() is not None:
+            reader.join(1)  # what it printed before exiting is still in the pipe
+            if box:
+                break
+            raise StepFailed(f"{name} exited with {proc.returncode}" + (f": {tail()}" if tail else ""))
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{name} did not print MCP_READY within {timeout:.0f} s")
+        time.sleep(0.05)
+    return dict(json.loads(box[0][len("MCP_READY "):]))
 
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = 10, group: bool = False) -> int:
