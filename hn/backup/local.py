@@ -89,7 +89,10 @@ def read_header_file(path: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except OSError as exc:
         raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
-    return proto.parse_header(raw)
+    try:
+        return proto.parse_header(raw)
+    except MalformedDocument as exc:
+        raise MalformedDocument(f"{path} is not a backup header: {exc.message}") from exc
 
 
 def read_base(path: Path) -> dict[str, Any]:

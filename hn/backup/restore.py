@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,13 +14,17 @@ from hn.backup.create import HEADER_SUFFIX, payload_path_for
 from hn.backup.extract import Extractor
 from hn.backup.local import read_header_file
 from hn.backup.payload import open_archive, recipient_key, require_payload, verify_payload_digest
-from hn.errors import InputError, VerificationError
+from hn.errors import HnError, InputError, VerificationError, cannot
 from hn.proto import backup as proto
 from hn.proto.identity import KeyHistory
 from hn.vault import identities
 from hn.vault.home import Home
 
 MAX_CHAIN = 1000
+# Left out of every backup (snapshot.EXCLUDED_TOP, EXCLUDED_FILES), yet lost with the folder
+# a restore replaces: this vault's backups and their records, the backups it keeps for
+# friends. (run/ and the change-detection cache describe the old tree only.)
+KEPT = ("backups", "hosted", "sync/backups.json")
 
 
 class Source(Protocol):
@@ -90,7 +95,12 @@ def load_chain(source: Source, top: dict[str, Any], keys_home: Home, expected_ow
     while chain[-1]["scope"] == "delta":
         if len(chain) >= MAX_CHAIN:
             raise VerificationError(f"delta chain longer than {MAX_CHAIN} backups")
-        base = source.header(chain[-1]["base_backup"])
+        try:
+            base = source.header(chain[-1]["base_backup"])
+        except HnError as exc:
+            exc.args = (f"backup {chain[-1]['id']} is a delta on {chain[-1]['base_backup']}, which is needed "
+                        f"to restore it and cannot be read: {exc.message}",)
+            raise
         check_owner(keys_home, base, top["owner"])
         if base["created_at"] > chain[-1]["created_at"]:
             raise VerificationError(f"base backup {base['id']} is newer than the delta that names it")
@@ -123,18 +133,32 @@ class Outcome:
     merkle_root: str
     target: str | None
     recovered: str | None = None
+    kept: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "chain": self.chain, "files": self.files, "bytes": self.bytes,
                 "merkle_root": self.merkle_root, "restored_into": self.target, "ok": True,
-                "recovered_swap": self.recovered}
+                "recovered_swap": self.recovered, "kept": self.kept}
 
 
 def _check_target(target: Path, owner: str, force: bool) -> None:
-    """Refuse to replace a vault that belongs to someone else (unless forced)."""
-    if force or not target.exists():
-        return
+    """Refuse a folder that is neither empty nor a vault (always), and a vault that belongs
+    to someone else (unless forced): the swap replaces the whole folder."""
+    if not target.is_dir():
+        return  # missing (made by the restore), or not a folder (refused by swap.prepare)
     home = Home(target)
+    if not home.exists:
+        try:
+            with os.scandir(target) as entries:
+                occupied = any(True for _ in entries)
+        except OSError as exc:
+            raise cannot(f"cannot restore into {target}", exc) from exc
+        if occupied:
+            raise InputError(f"{target} is not empty and holds no vault; a restore replaces the whole folder, "
+                             "so give an empty or new folder, or an existing vault")
+        return
+    if force:
+        return
     dids = set()
     for alias in identities.own_aliases(home):
         try:
@@ -170,6 +194,7 @@ def restore(
     if on_total:
         on_total(sum(e["size"] for h in chain for e in h["entries"] if e["stored"]))
     staging = None
+    kept: list[str] = []
     if into is not None:
         _check_target(into, top["owner"], force)
         staging = swap.prepare(into)
@@ -183,11 +208,21 @@ def restore(
         if into is not None and staging is not None:
             # Folders the vault expects even when empty (cache/ is not backed up).
             Home(staging).ensure()
-            swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]})
+            kept = swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]},
+                               _kept_from_old(final))
             staging = None
     finally:
         extractor.abandon()
         if staging is not None:
             swap.abandon(staging)
     return Outcome(top["id"], [h["id"] for h in chain], len(final), sum(e["size"] for e in final.values()),
-                   top["merkle_root"], str(into.absolute()) if into is not None else None, recovered)
+                   top["merkle_root"], str(into.absolute()) if into is not None else None, recovered, kept)
+
+
+def _kept_from_old(final: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """What a restore keeps from the vault it replaces: what no backup holds (this vault's
+    own backups and their records, the backups it keeps for friends), and the federation
+    cache when the backup left it out."""
+    if any(path.startswith("cache/") for path in final):
+        return KEPT
+    return (*KEPT, "cache")

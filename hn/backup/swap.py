@@ -7,7 +7,9 @@ verified), ``.DIR.restore-old`` (the previous tree, once moved aside) and
 1. staging is complete, verified and synced;
 2. the journal is written (the intent);
 3. ``DIR`` -> ``old`` (rename), then ``staging`` -> ``DIR`` (rename: the commit point);
-4. ``old`` is removed, then the journal.
+4. what the journal says to keep (what backups leave out, such as the backups themselves)
+   moves from ``old`` into ``DIR``, by rename;
+5. ``old`` is removed, then the journal.
 
 ``recover`` inspects what is left after a crash: while ``staging`` still exists the swap
 has not committed and is rolled back (``old`` goes back to ``DIR``); once it is gone the
@@ -41,6 +43,24 @@ def paths(target: Path) -> tuple[Path, Path, Path]:
     parent, name = target.parent, target.name
     return (parent / f".{name}.restore-staging", parent / f".{name}.restore-old",
             parent / f".{name}.restore-journal.json")
+
+
+def download_folder(target: Path) -> Path:
+    """A fresh, empty folder beside ``target`` for a backup fetched from a node before it
+    is restored; a leftover of an interrupted restore is removed first."""
+    target = target.absolute()
+    folder = target.parent / f".{target.name}.restore-download"
+    try:
+        if os.path.lexists(folder):
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+            else:
+                folder.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except OSError as exc:
+        raise cannot(f"cannot restore into {target}: cannot download beside it into {folder}", exc) from exc
+    return folder
 
 
 def _fsync_parent(target: Path) -> None:
@@ -103,10 +123,6 @@ def recover(target: Path) -> str | None:
             shutil.rmtree(staging)
             return "removed an unfinished staging folder"
         return None
-    try:
-        loads_strict(journal.read_bytes())
-    except (OSError, MalformedDocument):
-        pass  # the rename order alone says what to do; the journal only marks the intent
     if staging.exists():
         if old.exists() and not target.exists():
             os.replace(old, target)
@@ -114,12 +130,47 @@ def recover(target: Path) -> str | None:
         action = "rolled back an interrupted restore (the previous vault is in place)"
     else:
         if old.exists():
+            _keep(old, target, _kept_paths(journal))
             shutil.rmtree(old)
         action = "completed an interrupted restore (the restored vault is in place)"
     _fsync_parent(target)
     journal.unlink(missing_ok=True)
     _fsync_parent(target)
     return action
+
+
+def _kept_paths(journal: Path) -> list[str]:
+    """The relative paths the journal says to carry from the old tree into the new one.
+
+    Besides those, the rename order alone says what to do; the journal marks the intent.
+    """
+    try:
+        doc = loads_strict(journal.read_bytes())
+    except (OSError, MalformedDocument):
+        return []
+    keep = doc.get("keep") if isinstance(doc, dict) else None
+    if not isinstance(keep, list):
+        return []
+    return [p for p in keep if isinstance(p, str) and p and not p.startswith("/") and ".." not in p.split("/")]
+
+
+def _keep(old: Path, target: Path, keep: list[str]) -> list[str]:
+    """Move each of ``keep`` from the old tree into the new one, unless the new tree has
+    its own (an empty folder made for the vault's layout does not count); returns what moved."""
+    moved = []
+    for rel in keep:
+        src, dst = old / rel, target / rel
+        if not os.path.lexists(src):
+            continue
+        if os.path.lexists(dst):
+            if dst.is_symlink() or not dst.is_dir() or any(dst.iterdir()):
+                continue
+            dst.rmdir()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        _fsync_parent(dst)
+        moved.append(rel)
+    return moved
 
 
 def prepare(target: Path) -> Path:
@@ -140,8 +191,12 @@ def prepare(target: Path) -> Path:
     return staging
 
 
-def commit(target: Path, staging: Path, note: dict[str, str]) -> None:
-    """Swap ``staging`` in for ``target``; the tree at ``target`` is old or new at every instant."""
+def commit(target: Path, staging: Path, note: dict[str, str], keep: tuple[str, ...] = ()) -> list[str]:
+    """Swap ``staging`` in for ``target``; the tree at ``target`` is old or new at every instant.
+
+    ``keep``: relative paths moved from the replaced tree into the new one afterwards
+    (a crash in between is finished by ``recover``); returns those that moved.
+    """
     target = target.absolute()
     _, old, journal = paths(target)
     if old.exists():
@@ -150,7 +205,8 @@ def commit(target: Path, staging: Path, note: dict[str, str]) -> None:
     atomic.sync_tree(staging)
     _step("journal")
     atomic.write_bytes(journal, canonical({"type": "restore-journal", "target": str(target),
-                                          "staging": str(staging), "old": str(old), **note}))
+                                          "staging": str(staging), "old": str(old), "keep": list(keep),
+                                          **note}))
     _step("move-old")
     if target.exists():
         os.replace(target, old)
@@ -158,12 +214,15 @@ def commit(target: Path, staging: Path, note: dict[str, str]) -> None:
     _step("move-new")
     os.replace(staging, target)
     _fsync_parent(target)
+    _step("keep")
+    moved = _keep(old, target, list(keep)) if old.exists() else []
     _step("cleanup")
     if old.exists():
         shutil.rmtree(old)
     _step("journal-remove")
     journal.unlink(missing_ok=True)
     _fsync_parent(target)
+    return moved
 
 
 def abandon(staging: Path) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, kv, real, table
-from hn.errors import HnError, InputError, NetworkError, UsageError, cannot
+from hn.errors import HnError, InputError, NetworkError, UsageError
 from hn.proto import timefmt
 
 backup_app = typer.Typer(help="Encrypted backups of the vault (backup@1).", no_args_is_help=True)
@@ -278,15 +278,12 @@ def restore_cmd(
                 if backup_id != "latest" and not is_backup_id(backup_id):
                     raise UsageError(f"--id must be a backup id (32 lowercase hex characters) or 'latest', not {backup_id!r}")
                 import asyncio
-                import tempfile
+                import shutil
 
-                from hn.backup import client
+                from hn.backup import client, swap
 
-                try:
-                    scratch = Path(stack.enter_context(
-                        tempfile.TemporaryDirectory(prefix=".hn-restore-", dir=into.parent)))
-                except OSError as exc:
-                    raise cannot(f"cannot restore into {into}: cannot download beside it", exc) from exc
+                scratch = swap.download_folder(into)
+                stack.callback(shutil.rmtree, scratch, True)
                 source = client.RemoteSource(from_url or "", scratch, advance)
                 wanted = backup_id
                 if backup_id == "latest":
@@ -302,7 +299,8 @@ def restore_cmd(
     emit(data, as_json, lambda d: console.print(
         f"[green]ok[/green] backup {d['id']} ({len(d['chain'])} in chain): {d['files']} files, {d['bytes']} bytes "
         + ("verified, nothing changed" if verify_only else f"restored into {d['restored_into']}")
-        + f"; Merkle root {d['merkle_root']}"))
+        + f"; Merkle root {d['merkle_root']}"
+        + (f"; kept from the vault it replaced: {', '.join(d['kept'])}" if d["kept"] else "")))
 
 
 @backup_app.command("list")

@@ -222,4 +222,8 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     doc = loads_canonical(raw, max_bytes=MAX_HEADER)
     if not isinstance(doc, dict):
         raise MalformedDocument("backup@1: expected a JSON object")
+    if doc.get("type") != BACKUP_TYPE:
+        raise MalformedDocument(f"expected a {BACKUP_TYPE} document, got {str(doc.get('type'))[:40]!r}")
+    if not is_backup_id(doc.get("id")):
+        raise MalformedDocument(f"{BACKUP_TYPE}: the id is not 32 lowercase hex characters")
     return doc

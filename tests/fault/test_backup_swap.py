@@ -15,7 +15,7 @@ from hn.errors import DiskError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
-STEPS = ("sync", "journal", "move-old", "move-new", "cleanup", "journal-remove")
+STEPS = ("sync", "journal", "move-old", "move-new", "keep", "cleanup", "journal-remove")
 
 
 class Crash(BaseException):
@@ -36,8 +36,15 @@ def _make_tree(root: Path, tag: str) -> None:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_crash_at_each_swap_step(tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the step, the tree is old or new; and what the swap keeps from the old tree
+    (folders and a file no backup holds) is never lost, wherever it then is."""
     target = tmp_path / "vault"
     _make_tree(target, "old")
+    (target / "backups").mkdir()
+    (target / "backups" / "b.backup.json").write_text("a backup")
+    (target / "d1" / "kept.json").write_text("a record")
+    kept = {"backups/b.backup.json": _tree(target)["backups/b.backup.json"],
+            "d1/kept.json": _tree(target)["d1/kept.json"]}
     old = _tree(target)
     staging = swap.prepare(target)
     _make_tree(staging, "new")
@@ -49,15 +56,30 @@ def test_crash_at_each_swap_step(tmp_path: Path, step: str, monkeypatch: pytest.
 
     monkeypatch.setattr(swap, "fault_hook", hook)
     with pytest.raises(Crash):
-        swap.commit(target, staging, {"id": "x"})
+        swap.commit(target, staging, {"id": "x"}, ("backups", "d1/kept.json", "not-there"))
     monkeypatch.setattr(swap, "fault_hook", None)
     # The next restore (or `hn vault backup create`) starts with recover().
     swap.recover(target)
     state = _tree(target)
-    assert state in (old, new)
-    # Before the commit point the old tree stays; from it on, the new one.
-    assert state == (new if STEPS.index(step) >= STEPS.index("cleanup") else old)
+    # Before the commit point the old tree stays; from it on, the new one with what is kept.
+    assert state == ({**new, **kept} if STEPS.index(step) >= STEPS.index("keep") else old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vault"]
+
+
+def test_a_kept_folder_replaces_an_empty_one_but_not_a_restored_one(tmp_path: Path) -> None:
+    target = tmp_path / "vault"
+    for name in ("cache", "hosted"):
+        (target / name).mkdir(parents=True)
+        (target / name / "old.bin").write_text(f"old {name}")
+    staging = swap.prepare(target)
+    (staging / "cache").mkdir()  # made empty for the vault's layout
+    (staging / "hosted").mkdir()
+    (staging / "hosted" / "new.bin").write_text("restored")
+    moved = swap.commit(target, staging, {"id": "x"}, ("cache", "hosted"))
+    assert moved == ["cache"]
+    assert _tree(target) == {"cache/old.bin": _tree(target)["cache/old.bin"],
+                             "hosted/new.bin": _tree(target)["hosted/new.bin"]}
+    assert (target / "cache" / "old.bin").read_text() == "old cache"
 
 
 def test_disk_full_while_staging_keeps_old_vault(alice: Identity, home: Home, tmp_path: Path,
@@ -67,6 +89,7 @@ def test_disk_full_while_staging_keeps_old_vault(alice: Identity, home: Home, tm
     result = create.create(home, alice, tmp_path / "out")
     target = tmp_path / "restored"
     _make_tree(target, "previous")
+    (target / "events").mkdir()  # a vault (a restore replaces only an empty folder or a vault)
     before = _tree(target)
     real_write = os.write
     calls = {"n": 0}
