@@ -28,6 +28,13 @@ REGISTRY = ("sync", "backups.json")
 EXCLUDED_TOP = ("backups", "hosted", "run", ".lock")
 EXCLUDED_FILES = ("sync/backup-cache.json", "sync/backups.json")
 EXCLUDED_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp")
+# Files hn writers hold while they write, renamed into place only once whole: a backup
+# taken meanwhile must not take a half-written one. Each is a dot-file beside its target:
+# atomic writes (hn.vault.atomic) ".<name>.XXXXXXXX.tmp", `doc add` (hn.vault.store)
+# ".add.XXXXXXXX", sealed shards (hn.vault.shards) ".seal.XXXXXXXX", mirrored artefacts
+# (hn.federation.sync) ".mirror.XXXXXXXX", and a backup payload being written
+# (hn.backup.create, when --out is inside the vault) ".incoming-<hex>.backup.payload…".
+TEMP_PREFIXES = (".add.", ".seal.", ".mirror.", ".incoming-")
 SQLITE_SUFFIX = ".sqlite3"
 
 
@@ -74,7 +81,8 @@ def scan(home: Home, include_cache: bool = False) -> tuple[list[FileInfo], list[
                 name = item.name
                 if not prefix and name in excluded_top:
                     continue
-                if name.endswith(EXCLUDED_SUFFIXES) or (name[0] == "." and ".tmp" in name):
+                if name.endswith(EXCLUDED_SUFFIXES) or (
+                        name[0] == "." and (".tmp" in name or name.startswith(TEMP_PREFIXES))):
                     continue
                 rel = prefix + name
                 if rel in excluded_files:
