@@ -69,8 +69,12 @@ def verify(as_json: bool = JSON) -> None:
     report = verify_vault(home)
 
     def human(d: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         for c in d["checks"]:
-            console.print(("[green]ok[/green]  " if c["ok"] else "[red]FAIL[/red] ") + f"{c['check']}: {c['detail']}")
+            console.print(("[green]ok[/green]  " if c["ok"] else "[red]FAIL[/red] ") + escape(f"{c['check']}: {c['detail']}"))
+        for note in d["notes"]:
+            console.print("[yellow]note[/yellow] " + escape(note))
 
     emit(report.as_dict(), as_json, human)
     if not report.ok:

@@ -7,18 +7,20 @@ live under their BLAKE3 address, exactly as added.
 
 from __future__ import annotations
 
+import fcntl
 import mimetypes
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 
-from hn.errors import DiskError, InputError, NotFound, VaultCorrupt
+from hn.errors import DiskError, InputError, NotFound, VaultCorrupt, cannot, storage_failure
 from hn.proto import merkle, timefmt
 from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
 from hn.vault import atomic
@@ -28,6 +30,8 @@ CATALOG = ("personal", "catalog.json")
 CATALOG_MAX_BYTES = 1 << 30
 READ_BLOCK = 1 << 20
 ADD_BATCH = 5000
+# Temp files of `doc add`, beside the objects they become; see store_file.
+ADD_TEMP_PREFIX = ".add."
 
 
 def object_path(home: Home, digest: str) -> Path:
@@ -216,30 +220,131 @@ def expand_inputs(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def store_file(home: Home, source: Path) -> tuple[str, int]:
-    """Copy ``source`` into the object store under its digest (no fsync; see add_files)."""
+def _locked_temp(folder: Path) -> tuple[int, Path]:
+    """A new temp file in ``folder``, open and exclusively flock-ed.
+
+    The lock is held as long as the descriptor is open: a temp file nobody holds a lock on
+    was left by an add that was killed or whose machine stopped, and sweep_temps removes
+    it. A sweeper removes a file only while it holds the lock, so a temp file that is
+    still linked once its lock is ours is ours to keep.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=ADD_TEMP_PREFIX, dir=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return fd, Path(tmp)
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.close(fd)  # swept between its creation and the lock: make another
+
+
+def _abandoned(path: Path, remove: bool) -> bool:
+    """Whether ``path`` is a temp file no running add holds (removed too, if ``remove``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone already, or not a file of ours
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # an add in another process is writing it
+        held = os.fstat(fd)
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            return False  # renamed into the store or swept while we waited to open it
+        if not stat.S_ISREG(held.st_mode) or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return False
+        if remove:
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _temp_candidates(home: Home) -> list[Path]:
     folder = home.path("personal", "objects")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".add.", dir=folder)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in sorted(names) if n.startswith(ADD_TEMP_PREFIX)]
+
+
+def leftover_temps(home: Home) -> list[Path]:
+    """Temp files of adds that were interrupted (killed, or the machine stopped); nothing is removed."""
+    return [p for p in _temp_candidates(home) if _abandoned(p, remove=False)]
+
+
+def sweep_temps(home: Home) -> list[Path]:
+    """Remove the temp files of interrupted adds; the ones of adds still running stay."""
+    removed: list[Path] = []
+    for path in _temp_candidates(home):
+        try:
+            if _abandoned(path, remove=True):
+                removed.append(path)
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
+                raise failure from exc
+            # Not removable (a read-only folder, say): it stays, and `hn vault verify` names it.
+    return removed
+
+
+def store_file(home: Home, source: Path) -> tuple[str, int]:
+    """Copy ``source`` into the object store under its digest (no fsync; see add_files).
+
+    The bytes go to a locked temp file first. Whatever stops the copy (an error, Ctrl-C)
+    removes it; a kill -9 leaves it behind for sweep_temps.
+    """
+    folder = home.path("personal", "objects")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _locked_temp(folder)
+    except OSError as exc:
+        raise DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
     hasher = blake3.blake3()
     size = 0
     try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            while block := src.read(READ_BLOCK):
-                hasher.update(block)
-                out.write(block)
-                size += len(block)
-        digest = hasher.hexdigest()
-        target = object_path(home, digest)
-        target.parent.mkdir(exist_ok=True)
-        if target.exists():
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, target)
+        # The rename happens before the descriptor closes: the lock covers the temp file's
+        # whole life, so no sweeper can take it between the last write and the rename.
+        with os.fdopen(fd, "wb") as out:
+            with _open_source(source) as src:
+                while block := _read(src, source):
+                    out.write(block)
+                    hasher.update(block)
+                    size += len(block)
+            out.flush()
+            digest = hasher.hexdigest()
+            target = object_path(home, digest)
+            target.parent.mkdir(exist_ok=True)
+            if target.exists():
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
         return digest, size
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
+        raise
+
+
+def _open_source(source: Path) -> BinaryIO:
+    try:
+        return open(source, "rb")
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
+        raise cannot(f"could not read {source}", exc) from exc
+
+
+def _read(src: BinaryIO, source: Path) -> bytes:
+    try:
+        return src.read(READ_BLOCK)
+    except OSError as exc:
+        raise cannot(f"could not read {source}", exc) from exc
 
 
 def add_files(
@@ -253,6 +358,7 @@ def add_files(
     if not files:
         raise InputError("no files to add")
     home.check_head(keys)  # refuse before storing bytes that no event could name
+    sweep_temps(home)
     items: list[dict[str, Any]] = []
     now = timefmt.now_iso()
     for path in files:

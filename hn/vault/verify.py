@@ -14,7 +14,7 @@ from hn.proto.presence import verify_presence
 from hn.proto.signed import verify_document
 from hn.vault import identities
 from hn.vault.home import Home
-from hn.vault.store import CATALOG, Catalog, hash_file, index_root, object_path, replay, shard_path
+from hn.vault.store import CATALOG, Catalog, hash_file, index_root, leftover_temps, object_path, replay, shard_path
 
 SIGNED_FOLDERS = ("trust", "receipts", "contracts", "sync")
 
@@ -22,6 +22,7 @@ SIGNED_FOLDERS = ("trust", "receipts", "contracts", "sync")
 class Report:
     def __init__(self) -> None:
         self.checks: list[dict[str, Any]] = []
+        self.notes: list[str] = []  # worth knowing, not damage: they do not fail the vault
 
     def check(self, name: str, fn: Callable[[], str]) -> None:
         try:
@@ -41,7 +42,8 @@ class Report:
         return all(c["ok"] for c in self.checks)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": self.checks, "failed": [c for c in self.checks if not c["ok"]]}
+        return {"ok": self.ok, "checks": self.checks, "failed": [c for c in self.checks if not c["ok"]],
+                "notes": self.notes}
 
 
 def verify_vault(home: Home) -> Report:
@@ -169,4 +171,9 @@ def verify_vault(home: Home) -> Report:
     report.check("artefacts", artefacts)
     report.check("presence", presence)
     report.check("signed_documents", signed_documents)
+    leftovers = [str(p.relative_to(home.root)) for p in leftover_temps(home)]
+    if leftovers:
+        report.notes.append(
+            f"{len(leftovers)} temp file(s) left by an interrupted `hn doc add` ({', '.join(leftovers)}): "
+            "not part of the vault; the next `hn doc add` removes them")
     return report

@@ -1,0 +1,63 @@
+"""Integrity of the vault's own files through the real `hn` entry point."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import hn_env, run_hn, run_json
+
+# `hn doc add` killed with SIGKILL in the middle of copying a file: the hasher kills the
+# process when the second block arrives.
+KILLED_ADD = """
+import os, signal, sys
+import hn.vault.store as store
+
+class Hasher:
+    calls = 0
+    def update(self, data):
+        Hasher.calls += 1
+        if Hasher.calls > 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    def hexdigest(self):
+        raise AssertionError("never reached")
+
+store.READ_BLOCK = 1024
+store.blake3 = type("fake", (), {"blake3": Hasher})
+from hn.cli.app import main
+sys.argv = ["hn", "--home", sys.argv[1], "doc", "add", sys.argv[2]]
+main()
+"""
+
+
+def test_a_killed_doc_add_is_noted_by_verify_and_swept_by_the_next_add(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8192))
+    proc = subprocess.run([sys.executable, "-c", KILLED_ADD, str(home), str(big)], env=hn_env(home),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    objects = home / "personal" / "objects"
+    [left] = [p for p in objects.iterdir() if p.name.startswith(".add.")]
+    checked = run_json(home, "vault", "verify")
+    assert checked["ok"] is True
+    assert any(f"personal/objects/{left.name}" in n and "next `hn doc add` removes" in n for n in checked["notes"])
+    human = run_hn(home, "vault", "verify")
+    assert "note" in human.stdout and left.name in human.stdout
+    # an add running in another process: its temp file is locked, and must survive
+    running = objects / ".add.running"
+    with open(running, "wb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        note = tmp_path / "n.txt"
+        note.write_text("note\n")
+        run_json(home, "doc", "add", str(note))
+        assert sorted(p.name for p in objects.iterdir() if p.name.startswith(".add.")) == [".add.running"]
+        assert run_json(home, "vault", "verify")["notes"] == []
+    running.unlink()
+    assert json.loads(run_hn(home, "vault", "verify", "--json").stdout)["notes"] == []
