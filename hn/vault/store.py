@@ -8,6 +8,7 @@ live under their BLAKE3 address, exactly as added.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mimetypes
 import os
 import shutil
@@ -16,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 import blake3
 
@@ -30,6 +31,7 @@ CATALOG = ("personal", "catalog.json")
 CATALOG_MAX_BYTES = 1 << 30
 READ_BLOCK = 1 << 20
 ADD_BATCH = 5000
+log = logging.getLogger("hn.vault")
 # Temp files of `doc add`, beside the objects they become; see store_file.
 ADD_TEMP_PREFIX = ".add."
 
@@ -159,22 +161,76 @@ def replay(home: Home, upto: int | None = None) -> Catalog:
     return Catalog(seq, head, entries)
 
 
+def _whole(value: Any) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
+
+
+def _entry_problem(key: str, entry: Any) -> str | None:
+    """What is wrong with one cached catalogue entry, for the fields readers rely on."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    if entry.get("id") != key or not is_hex_digest(key):
+        return "id does not match its key"
+    kind = entry.get("kind")
+    if kind not in ("doc", "shard"):
+        return "kind is neither doc nor shard"
+    if not is_hex_digest(entry.get("digest")):
+        return "digest missing or not a digest"
+    if not _whole(entry.get("size")):
+        return "size missing or not a whole number"
+    if type(entry.get("published", False)) is not bool or not _whole(entry.get("index_seq", 0)):
+        return "published or index_seq of the wrong type"
+    texts = ("name", "media_type") if kind == "doc" else ("direction", "recipient", "sender")
+    if any(not isinstance(entry.get(k, ""), str) for k in texts):
+        return f"{'/'.join(texts)} of the wrong type"
+    return None
+
+
+def parse_catalog(raw: bytes) -> Catalog:
+    """The cache file's content, with the shape every reader relies on; ValueError saying
+    what is wrong otherwise."""
+    try:
+        # Our own cache file, not network input: it grows with the vault (about 350 B per entry).
+        doc = loads_canonical(raw, max_bytes=CATALOG_MAX_BYTES)
+    except InputError as exc:
+        raise ValueError(exc.message) from exc
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    head_seq, head_hash, entries = doc.get("head_seq"), doc.get("head_hash"), doc.get("entries")
+    if not _whole(head_seq) or not is_hex_digest(head_hash) or not isinstance(entries, dict):
+        raise ValueError("head_seq, head_hash or entries missing or of the wrong type")
+    for key, entry in entries.items():
+        problem = _entry_problem(key, entry)
+        if problem is not None:
+            raise ValueError(f"entry {key[:16]}: {problem}")
+    return Catalog(head_seq, str(head_hash), entries)
+
+
+def read_cached_catalog(home: Home) -> tuple[Catalog | None, str | None]:
+    """(the cached catalogue, None), (None, what is wrong with it), or (None, None) if there is none."""
+    path = home.path(*CATALOG)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        if (failure := storage_failure(exc)) is not None:
+            raise failure from exc
+        return None, exc.strerror or str(exc)  # a folder in its place, say
+    try:
+        return parse_catalog(raw), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
 def load_catalog(home: Home, persist: bool = False) -> Catalog:
     """The catalogue at the log's head: the cache, caught up with newer events if needed.
 
-    Only writers (who hold the vault lock) pass ``persist`` to store the caught-up cache;
-    a read never changes a file of the vault.
+    Only writers (who hold the vault lock) pass ``persist`` to store the caught-up cache.
+    A damaged cache is rebuilt from the log and saved by any caller (see _rebuilt).
     """
     head_seq, head_hash = home.head()
-    path = home.path(*CATALOG)
-    cached: Catalog | None = None
-    if path.exists():
-        try:
-            # Our own cache file, not network input: it grows with the vault (about 350 B per entry).
-            raw = loads_canonical(path.read_bytes(), max_bytes=CATALOG_MAX_BYTES)
-            cached = Catalog(int(raw["head_seq"]), str(raw["head_hash"]), dict(raw["entries"]))
-        except (InputError, OSError, AttributeError, KeyError, TypeError, ValueError):
-            cached = None  # a damaged cache is rebuilt from the log below
+    cached, damage = read_cached_catalog(home)
     if cached is not None and cached.head_seq == head_seq and cached.head_hash == head_hash:
         return cached
     if cached is not None and 0 < cached.head_seq < head_seq and catch_up(home, cached, head_seq, head_hash) is not None:
@@ -182,9 +238,28 @@ def load_catalog(home: Home, persist: bool = False) -> Catalog:
             save_catalog(home, cached)
         return cached
     catalog = replay(home)
-    if persist:
+    if damage is not None:
+        _rebuilt(home, catalog, damage)
+    elif persist:
         save_catalog(home, catalog)
     return catalog
+
+
+def _rebuilt(home: Home, catalog: Catalog, damage: str) -> None:
+    """Save a catalogue replayed in place of a damaged cache, and say so.
+
+    Readers save it too, without the vault lock (a reader may be called by a writer that
+    holds it): the file is replaced atomically by the catalogue of a real head of the log,
+    and a cache behind the log is caught up by the next load, so a race with a writer
+    costs one catch-up, never a wrong answer.
+    """
+    name = "/".join(CATALOG)
+    say = f"{name} was damaged ({damage}); rebuilt from the event log"
+    try:
+        save_catalog(home, catalog)
+    except DiskError as exc:
+        say += f", but it could not be saved: {exc.message}"
+    log.warning("catalog.rebuilt", extra={"hn": {"path": name, "damage": damage, "say": say}})
 
 
 def save_catalog(home: Home, catalog: Catalog) -> None:

@@ -14,7 +14,17 @@ from hn.proto.presence import verify_presence
 from hn.proto.signed import verify_document
 from hn.vault import identities
 from hn.vault.home import Home
-from hn.vault.store import CATALOG, Catalog, hash_file, index_root, leftover_temps, object_path, replay, shard_path
+from hn.vault.store import (
+    CATALOG,
+    Catalog,
+    hash_file,
+    index_root,
+    leftover_temps,
+    object_path,
+    read_cached_catalog,
+    replay,
+    shard_path,
+)
 
 SIGNED_FOLDERS = ("trust", "receipts", "contracts", "sync")
 
@@ -86,15 +96,17 @@ def verify_vault(home: Home) -> Report:
     def catalog() -> str:
         rebuilt = replay(home)
         catalog_holder.append(rebuilt)
-        path = home.path(*CATALOG)
-        if path.exists():
-            cached = loads_canonical(path.read_bytes())
-            at = cached.get("head_seq") if isinstance(cached, dict) else None
-            if not isinstance(at, int) or at > rebuilt.head_seq:
-                raise HnError("personal/catalog.json is damaged")
-            expected = rebuilt if at == rebuilt.head_seq else replay(home, upto=at)
-            if cached.get("entries") != expected.entries or cached.get("head_hash") != expected.head_hash:
-                raise HnError("personal/catalog.json disagrees with the event log")
+        cached, damage = read_cached_catalog(home)
+        name = "/".join(CATALOG)
+        fix = "it is a cache of the event log, and the next hn command that reads it rebuilds it"
+        if damage is not None:
+            raise HnError(f"{name} is damaged ({damage}); {fix}")
+        if cached is not None:
+            if cached.head_seq > rebuilt.head_seq:
+                raise HnError(f"{name} is ahead of the event log (entry {cached.head_seq} is not in the log)")
+            expected = rebuilt if cached.head_seq == rebuilt.head_seq else replay(home, upto=cached.head_seq)
+            if cached.entries != expected.entries or cached.head_hash != expected.head_hash:
+                raise HnError(f"{name} disagrees with the event log; {fix}")
         return f"{len(rebuilt.entries)} catalogue entries match the event log"
 
     def artefacts() -> str:

@@ -61,3 +61,39 @@ def test_a_killed_doc_add_is_noted_by_verify_and_swept_by_the_next_add(tmp_path:
         assert run_json(home, "vault", "verify")["notes"] == []
     running.unlink()
     assert json.loads(run_hn(home, "vault", "verify", "--json").stdout)["notes"] == []
+
+
+def test_a_damaged_catalogue_is_rebuilt_from_the_event_log(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    note = tmp_path / "a.txt"
+    note.write_text("a\n")
+    doc = run_json(home, "doc", "add", str(note))["added"][0]
+    cache = home / "personal" / "catalog.json"
+    good = json.loads(cache.read_bytes())
+
+    def damage() -> None:
+        raw = cache.read_bytes()
+        assert b'"digest":' in raw
+        cache.write_bytes(raw.replace(b'"digest":', b'"digewt":'))
+
+    damage()
+    checked = run_hn(home, "vault", "verify", "--json", check=False)
+    assert checked.returncode == 1
+    [failed] = json.loads(checked.stdout)["failed"]
+    assert failed["check"] == "catalog" and "personal/catalog.json is damaged" in failed["detail"]
+    listed = run_hn(home, "doc", "list", "--json")
+    assert [a["name"] for a in json.loads(listed.stdout)["artefacts"]] == ["a.txt"]
+    assert listed.stderr.startswith("warning: personal/catalog.json was damaged")
+    assert "rebuilt from the event log" in listed.stderr and "Traceback" not in listed.stderr
+    assert json.loads(cache.read_bytes()) == good
+    assert run_hn(home, "doc", "list", "--json").stderr == ""
+    assert run_json(home, "vault", "verify")["ok"] is True
+    other = tmp_path / "b.txt"
+    other.write_text("b\n")
+    for args in (("vault", "status"), ("doc", "add", str(other)), ("id", "rotate")):
+        damage()
+        proc = run_hn(home, *args, "--json", check=False)
+        assert proc.returncode == 0 and "rebuilt from the event log" in proc.stderr, (args, proc.stderr)
+    assert {a["id"] for a in run_json(home, "doc", "list")["artefacts"]} >= {doc["id"]}
+    assert run_json(home, "vault", "verify")["ok"] is True

@@ -12,6 +12,7 @@ import pytest
 from hn.vault import store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
+from tests.support import logged
 
 
 def temps(home: Home) -> list[str]:
@@ -62,3 +63,31 @@ def test_sweep_takes_abandoned_temps_only(home: Home, alice: Identity, tmp_path:
         os.close(fd)
     assert store.leftover_temps(home) == [held]
     assert store.sweep_temps(home) == [held] and temps(home) == []
+
+
+@pytest.mark.parametrize("damage", [
+    lambda c: c["entries"][next(iter(c["entries"]))].pop("digest"),
+    lambda c: c["entries"][next(iter(c["entries"]))].update(size="12"),
+    lambda c: c["entries"][next(iter(c["entries"]))].update(kind="note"),
+    lambda c: c["entries"].update({"0" * 64: []}),
+    lambda c: c.update(entries=[]),
+    lambda c: c.update(head_seq=None),
+])
+def test_a_damaged_catalogue_entry_is_rebuilt(home: Home, alice: Identity, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture, damage: Any) -> None:
+    from hn.proto.canonical import canonical, loads_canonical
+
+    note = tmp_path / "n.txt"
+    note.write_text("n")
+    store.add_files(home, alice.keys, [note], publish=True)
+    cache = home.path(*store.CATALOG)
+    body = loads_canonical(cache.read_bytes())
+    damage(body)
+    cache.write_bytes(canonical(body))
+    with pytest.raises(ValueError):
+        store.parse_catalog(cache.read_bytes())
+    with logged(caplog, "hn.vault") as events:
+        catalog = store.load_catalog(home)
+        assert len(events("catalog.rebuilt")) == 1
+    assert catalog.entries == store.replay(home).entries and catalog.index_entries()
+    assert store.parse_catalog(cache.read_bytes()).entries == catalog.entries
