@@ -3,13 +3,16 @@
 Files are read once: each file's bytes are hashed as they go into the archive, so the
 manifest describes exactly what the payload holds. Memory stays bounded by one read
 block and one encryption chunk whatever the vault size. The header is written last and
-is the commit point: a crash before it leaves only a temp file.
+is the commit point: a crash before it leaves only the payload's temp file, which the
+next create into the same folder removes (sweep_incoming).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,11 @@ BATCH = 1 << 20
 ZSTD_LEVEL = 1  # spec/backup@1.md: the level is ours to choose; 1 is the fast one
 HEADER_SUFFIX = ".backup.json"
 PAYLOAD_SUFFIX = ".backup.payload"
+# A payload being written is ".incoming-<hex>.backup.payload" until it takes the backup's
+# id; before that, while the bytes go in, it is that name's atomic-write temp file,
+# "..incoming-<hex>.backup.payload.<random>.tmp".
+INCOMING_PREFIX = ".incoming-"
+INCOMING_NAMES = (INCOMING_PREFIX, "." + INCOMING_PREFIX)
 # No link is followed: a file swapped for a symlink after the scan is refused.
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -53,6 +61,7 @@ class Result:
     payload_path: Path
     skipped: list[str] = field(default_factory=list)
     read_files: int = 0
+    reclaimed_bytes: int = 0  # payload files of interrupted creates removed from the folder
 
     def summary(self) -> dict[str, Any]:
         h = self.header
@@ -225,6 +234,76 @@ class _Archiver:
             raise InputError(f"cannot read {info.path}: {exc.strerror}") from exc
 
 
+def sweep_incoming(out_dir: Path) -> int:
+    """Remove the payload files that interrupted creates (killed, or their machine stopped)
+    left in ``out_dir``; returns how many bytes that freed.
+
+    A create holds an exclusive flock on its payload file from the moment the file exists
+    until it has taken the backup's name (_open_payload), so a file nobody holds a lock on
+    is a leftover. A file is removed only while this holds its lock: a create that finds
+    its new file unlinked once the lock is its own knows a sweep took it, and makes another.
+    """
+    try:
+        names = os.listdir(out_dir)
+    except OSError:
+        return 0
+    freed = 0
+    for name in names:
+        if name.startswith(INCOMING_NAMES):
+            # Gone meanwhile, held by a create still running, or not ours to remove: it stays.
+            with contextlib.suppress(OSError):
+                freed += _remove_abandoned(out_dir / name)
+    return freed
+
+
+def _remove_abandoned(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a create is writing it
+        held = os.fstat(fd)
+        now = os.lstat(path)
+        if not stat.S_ISREG(held.st_mode) or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return 0
+        os.unlink(path)
+        return held.st_size
+    finally:
+        os.close(fd)
+
+
+class _Swept(Exception):
+    """A new payload temp file was removed by a sweep before its lock was taken."""
+
+
+def _open_payload(stack: contextlib.ExitStack, incoming: Path) -> tuple[BinaryIO, int]:
+    """The atomic writer of ``incoming`` (entered on ``stack``) and a lock descriptor: a
+    duplicate of the temp file's descriptor holding an exclusive flock on it.
+
+    The lock belongs to the open file, not to the name or the handle: it lasts through the
+    rename to ``incoming`` and after the writer has closed its handle, until the caller
+    closes the lock descriptor once the payload has taken the backup's name.
+    """
+    while True:
+        try:
+            with contextlib.ExitStack() as attempt:
+                out = attempt.enter_context(atomic.atomic_writer(incoming, mode=0o600))
+                lock = os.dup(out.fileno())
+                try:
+                    # No flock on this filesystem: no sweep can take the lock to remove it either.
+                    with contextlib.suppress(OSError):
+                        fcntl.flock(lock, fcntl.LOCK_EX)
+                    swept = os.fstat(lock).st_nlink == 0
+                except BaseException:
+                    os.close(lock)
+                    raise
+                if swept:
+                    os.close(lock)
+                    raise _Swept  # the writer removes nothing of anyone else's: its name is gone
+                stack.enter_context(attempt.pop_all())
+                return out, lock
+        except _Swept:
+            continue
+
+
 def _sqlite_files(files: list[FileInfo], stack: contextlib.ExitStack) -> list[FileInfo]:
     out = []
     for info in files:
@@ -259,73 +338,83 @@ def create(
         if out_dir.exists():
             raise InputError(f"{out_dir} exists and is not a folder") from exc
         raise cannot(f"cannot write the backup into {out_dir}", exc) from exc
+    reclaimed = sweep_incoming(out_dir)
     files, skipped = snapshot.scan(home, include_cache)
     # A full backup reads every file anyway: the cache is only rewritten, never consulted.
     cache = snapshot.load_cache(home) if base is not None else {}
     base_digests = {e["path"]: e["digest"] for e in base["entries"]} if base else {}
-    with contextlib.ExitStack() as stack:
-        files = _sqlite_files(files, stack)
-        known: dict[str, str] = {}
-        to_store: dict[str, str | None] = {}
-        for info in files:
-            digest = snapshot.cached_digest(cache, info) if base is not None and snapshot.cacheable(info.path) \
-                else None
-            if base is not None and digest is not None and base_digests.get(info.path) == digest:
-                known[info.path] = digest
-            else:
-                to_store[info.path] = digest
-        # Every file answered by the cache, and no row for a file that is gone: the cache
-        # stays as it is (SQLite databases are never cached).
-        cache_current = base is not None and len(known) == len(cache) and \
-            not any(snapshot.cacheable(path) for path in to_store)
-        if on_scan:
-            on_scan(sum(f.size for f in files if f.path in to_store))
-        created_at = timefmt.now_iso()
-        enc, cipher = chunked.sender(rcpt.hpke_public, proto.INFO)
-        skeleton: dict[str, Any] = {
-            "type": proto.BACKUP_TYPE, "owner": me.did, "created_at": created_at, "enc": b64e(enc),
-            "recipient": rcpt.did, "recipient_key_id": hpke_key_id(rcpt.hpke_public),
-        }
-        archiver = _Archiver(files, to_store, progress)
-        reader = _CompressedReader(archiver.blocks(), threads)
-        incoming = out_dir / f".incoming-{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
-        with atomic.atomic_writer(incoming, mode=0o600) as out, writer.sink(out.fileno(), str(incoming)) as sink:
-            _, size, payload_digest = chunked.encrypt_stream(
-                cipher, cast(BinaryIO, reader), cast(BinaryIO, sink), proto.payload_aad(skeleton),
-                chunk_size)
-        entries = []
-        for info in files:
-            stored = info.path in to_store
-            digest = archiver.digests[info.path] if stored else known[info.path]
-            entries.append({"path": info.path, "digest": digest, "size": info.size, "mode": info.mode,
-                            "stored": stored})
-    header: dict[str, Any] = {
-        **skeleton,
-        "scope": "delta" if base is not None else "full",
-        "base_backup": base["id"] if base is not None else None,
-        "target": target,
-        "recipient_key_seq": rcpt.key_seq,
-        "algorithm": {"hpke": SUITE_NAME, "compression": proto.COMPRESSION, "archive": proto.ARCHIVE,
-                      "chunk_size": chunk_size},
-        "payload": {"digest": payload_digest, "size": size, "compressed_size": reader.compressed_size,
-                    "archive_size": reader.archive_size},
-        "entries": entries,
-        "merkle_root": proto.merkle_root(entries),
-        "identity": me.doc,
-    }
-    header, header_bytes = proto.seal(header, me.keys)
-    header_path = out_dir / f"{header['id']}{HEADER_SUFFIX}"
-    payload_path = payload_path_for(header_path)
-    # The payload takes the id's name only now; the header, written last, commits both.
-    try:
-        os.replace(incoming, payload_path)
-        atomic.write_bytes(header_path, header_bytes)
-    except BaseException:
-        incoming.unlink(missing_ok=True)
-        raise
+    incoming = out_dir / f"{INCOMING_PREFIX}{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
+    named: Path | None = None  # the payload, once it has the backup's name
+    # ``held`` closes the payload's lock descriptor last of all, once the payload is named.
+    with contextlib.ExitStack() as held:
+        try:
+            with contextlib.ExitStack() as stack:
+                files = _sqlite_files(files, stack)
+                known: dict[str, str] = {}
+                to_store: dict[str, str | None] = {}
+                for info in files:
+                    digest = snapshot.cached_digest(cache, info) \
+                        if base is not None and snapshot.cacheable(info.path) else None
+                    if base is not None and digest is not None and base_digests.get(info.path) == digest:
+                        known[info.path] = digest
+                    else:
+                        to_store[info.path] = digest
+                # Every file answered by the cache, and no row for a file that is gone: the
+                # cache stays as it is (SQLite databases are never cached).
+                cache_current = base is not None and len(known) == len(cache) and \
+                    not any(snapshot.cacheable(path) for path in to_store)
+                if on_scan:
+                    on_scan(sum(f.size for f in files if f.path in to_store))
+                created_at = timefmt.now_iso()
+                enc, cipher = chunked.sender(rcpt.hpke_public, proto.INFO)
+                skeleton: dict[str, Any] = {
+                    "type": proto.BACKUP_TYPE, "owner": me.did, "created_at": created_at, "enc": b64e(enc),
+                    "recipient": rcpt.did, "recipient_key_id": hpke_key_id(rcpt.hpke_public),
+                }
+                archiver = _Archiver(files, to_store, progress)
+                reader = _CompressedReader(archiver.blocks(), threads)
+                with contextlib.ExitStack() as writing:
+                    out, lock = _open_payload(writing, incoming)
+                    held.callback(os.close, lock)
+                    sink = writing.enter_context(writer.sink(out.fileno(), str(incoming)))
+                    _, size, payload_digest = chunked.encrypt_stream(
+                        cipher, cast(BinaryIO, reader), cast(BinaryIO, sink), proto.payload_aad(skeleton),
+                        chunk_size)
+                entries = []
+                for info in files:
+                    stored = info.path in to_store
+                    digest = archiver.digests[info.path] if stored else known[info.path]
+                    entries.append({"path": info.path, "digest": digest, "size": info.size, "mode": info.mode,
+                                    "stored": stored})
+            header: dict[str, Any] = {
+                **skeleton,
+                "scope": "delta" if base is not None else "full",
+                "base_backup": base["id"] if base is not None else None,
+                "target": target,
+                "recipient_key_seq": rcpt.key_seq,
+                "algorithm": {"hpke": SUITE_NAME, "compression": proto.COMPRESSION, "archive": proto.ARCHIVE,
+                              "chunk_size": chunk_size},
+                "payload": {"digest": payload_digest, "size": size, "compressed_size": reader.compressed_size,
+                            "archive_size": reader.archive_size},
+                "entries": entries,
+                "merkle_root": proto.merkle_root(entries),
+                "identity": me.doc,
+            }
+            header, header_bytes = proto.seal(header, me.keys)
+            header_path = out_dir / f"{header['id']}{HEADER_SUFFIX}"
+            payload_path = payload_path_for(header_path)
+            # The payload takes the id's name only now; the header, written last, commits both.
+            os.replace(incoming, payload_path)
+            named = payload_path
+            atomic.write_bytes(header_path, header_bytes)
+        except BaseException:
+            # No header: the payload alone is no backup.
+            with contextlib.suppress(OSError):
+                (named or incoming).unlink(missing_ok=True)
+            raise
     if not cache_current:
         _update_cache(home, files, entries)
-    return Result(header, header_path, payload_path, skipped, archiver.read_files)
+    return Result(header, header_path, payload_path, skipped, archiver.read_files, reclaimed)
 
 
 def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]]) -> None:

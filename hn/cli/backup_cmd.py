@@ -90,6 +90,8 @@ def create_cmd(
                                  target=target, include_cache=include_cache, progress=advance, on_scan=total)
     local.record_created(home, result)
     data = result.summary()
+    if result.reclaimed_bytes:
+        data["reclaimed_bytes"] = result.reclaimed_bytes
     if push_url:
         data["pushed"] = _push(home, me, result.header, result.payload_path, push_url, as_json)
     emit(data, as_json, lambda d: kv({
@@ -98,6 +100,8 @@ def create_cmd(
         "size": f"{d['bytes']} bytes -> {d['payload_size']} encrypted", "merkle root": d["merkle_root"],
         "sealed to": f"{d['recipient']} key {d['recipient_key_seq']}", "header": d["header"],
         "payload": d["payload"], "pushed": d["pushed"]["url"] if "pushed" in d else "-",
+        **({"reclaimed": f"{d['reclaimed_bytes']} bytes left by interrupted backups"}
+           if "reclaimed_bytes" in d else {}),
     }, title="backup created"))
 
 

@@ -5,11 +5,13 @@ registry, and a backup recorded even when the change-detection cache cannot be w
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import run_hn, run_json
+from tests.support import hn_env, run_hn, run_json
 
 
 @pytest.fixture
@@ -43,3 +45,110 @@ def test_temp_files_of_other_hn_writers_are_not_backed_up(vault: Path, tmp_path:
     assert not paths & set(in_progress), sorted(paths & set(in_progress))
     assert "personal/.added" in paths and "personal/catalog.json" in paths
     run_hn(vault, "vault", "verify")
+
+
+# Runs `hn ARGS` and stops it part-way through writing the payload, until a line comes on
+# stdin: "writing" after the first encrypted bytes reach the temp file, "naming" once the
+# whole payload is written and only the rename to the backup's id is left.
+PAUSED_HN = r"""
+import os, sys
+from hn.backup import create
+from hn.cli.app import main
+
+where = sys.argv[1]
+
+
+def pause():
+    print("paused", flush=True)
+    sys.stdin.readline()
+
+
+if where == "writing":
+    real_encrypt = create.chunked.encrypt_stream
+
+    class Direct:
+        def __init__(self, sink):
+            self.fd, self.paused = sink.fd, False
+
+        def write(self, data):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+            if not self.paused:
+                self.paused = True
+                pause()
+            return len(data)
+
+    create.chunked.encrypt_stream = lambda cipher, src, dst, *rest: real_encrypt(cipher, src, Direct(dst), *rest)
+else:
+    real_seal = create.proto.seal
+
+    def seal(*args, **kwargs):
+        pause()
+        return real_seal(*args, **kwargs)
+
+    create.proto.seal = seal
+sys.argv = ["hn", *sys.argv[2:]]
+main()
+"""
+
+
+def paused_create(home: Path, out: Path, where: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_HN, where, "vault", "backup", "create", "--out", str(out),
+                             "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=hn_env(home), cwd=str(home.parent))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != "paused\n":
+        proc.kill()
+        raise AssertionError(f"the create did not pause: {line!r} {proc.communicate()}")
+    return proc
+
+
+def incoming(out: Path) -> dict[str, int]:
+    """A payload being written: "..incoming-<hex>.backup.payload.<random>.tmp" (the atomic
+    write's temp file of ".incoming-<hex>.backup.payload"), then that name until it takes
+    the backup's id."""
+    return {p.name: p.stat().st_size for p in out.iterdir() if p.name.startswith((".incoming-", "..incoming-"))}
+
+
+@pytest.mark.parametrize("where", ["writing", "naming"])
+def test_a_killed_create_s_payload_temp_is_swept_and_a_running_one_s_is_kept(
+        vault: Path, tmp_path: Path, where: str) -> None:
+    out = tmp_path / "bk"
+    running = paused_create(vault, out, where)
+    try:
+        held = incoming(out)
+        killed = paused_create(vault, out, where)
+        killed.kill()
+        killed.communicate()
+        left = {name: size for name, size in incoming(out).items() if name not in held}
+        assert len(held) == len(left) == 1 and all(left.values()), (held, left)
+        if where == "naming":
+            assert all(name.endswith(".backup.payload") for name in left)
+        else:
+            assert all(name.endswith(".tmp") for name in left)
+
+        # The next create removes what the killed one left, and says how much that was;
+        # the one still running keeps its file.
+        after = run_json(vault, "vault", "backup", "create", "--out", str(out))
+        assert after["reclaimed_bytes"] == sum(left.values())
+        assert incoming(out) == held
+        assert "reclaimed_bytes" not in run_json(vault, "vault", "backup", "create", "--out", str(out))
+    finally:
+        stdout, stderr = running.communicate("\n")
+    assert running.returncode == 0, stderr
+    finished = json.loads(stdout)
+    assert incoming(out) == {}
+    assert run_json(vault, "vault", "backup", "verify", "--path", finished["header"])["ok"]
+    listed = [b["id"] for b in run_json(vault, "vault", "backup", "list")["backups"]]
+    assert finished["id"] in listed and after["id"] in listed
+
+
+def test_the_human_output_says_what_was_reclaimed(vault: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bk"
+    out.mkdir()
+    (out / "..incoming-0123456789abcdef.backup.payload.k2j4x9q1.tmp").write_bytes(b"x" * 5000)
+    shown = run_hn(vault, "vault", "backup", "create", "--out", str(out)).stdout
+    assert "5000 bytes" in shown and "reclaimed" in shown, shown
+    assert incoming(out) == {}
