@@ -331,6 +331,7 @@ def create(
 ) -> Result:
     """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``."""
     rcpt = recipient or Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
+    out_dir = Path(os.path.abspath(out_dir))  # the Result's paths are recorded, to be found from anywhere
     # Before any scan: an output folder that cannot be used is known at once.
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ def create_cmd(
     scope: str = typer.Option("full", "--scope", help="full | delta"),
     base: Optional[str] = typer.Option(None, "--base", help="Base backup id of a delta (default: the latest, or "
                                        "with --push-url the latest that reached that node)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the header and payload (default $HN_HOME/backups)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Folder for the header and payload (default $HN_HOME/backups)."),
     push_url: Optional[str] = typer.Option(None, "--push-url", help="Upload to this friend's node."),
     target: Optional[str] = typer.Option(None, "--target", help="DID of the node meant to hold it."),
     recipient: Optional[str] = typer.Option(None, "--recipient", help="Seal to this identity (default: yourself)."),
@@ -63,6 +63,8 @@ def create_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Snapshot the vault: a signed header and an encrypted payload (only changes with --scope delta)."""
+    import os
+
     from hn.backup import create as creating
     from hn.backup import local, swap
     from hn.proto.keys import is_did
@@ -77,6 +79,10 @@ def create_cmd(
         raise UsageError("--base only goes with --scope delta")
     if target is not None and not is_did(target):
         raise UsageError(f"--target must be the DID of the node meant to hold the backup, not {target!r}")
+    if out == "":  # most often an unset variable: `--out "$DIR"`
+        raise UsageError("--out must name a folder (--out . for the current one)")
+    # Absolute from here on: the registry records where the files are, for any later cwd.
+    folder = Path(os.path.abspath(Path(out).expanduser())) if out is not None else local.default_dir(home)
     base_header = None
     if scope == "delta":
         # Pushed deltas build on what that node holds, not on a local backup it never got.
@@ -84,7 +90,6 @@ def create_cmd(
         base_header = local.read_base(Path(record["header"]))
         if base_header.get("owner") != me.did:
             raise InputError(f"base backup {record['id']} belongs to another identity")
-    folder = out.expanduser() if out else local.default_dir(home)
     with _bar("backing up", as_json) as (advance, total):
         result = creating.create(home, me, folder, recipient=_recipient(home, me, recipient), base=base_header,
                                  target=target, include_cache=include_cache, progress=advance, on_scan=total)

@@ -152,3 +152,39 @@ def test_the_human_output_says_what_was_reclaimed(vault: Path, tmp_path: Path) -
     shown = run_hn(vault, "vault", "backup", "create", "--out", str(out)).stdout
     assert "5000 bytes" in shown and "reclaimed" in shown, shown
     assert incoming(out) == {}
+
+
+def hn_from(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hn", *args], capture_output=True, text=True, timeout=120,
+                          env=hn_env(home), cwd=str(cwd))
+
+
+def test_a_relative_out_is_recorded_as_an_absolute_path(vault: Path, tmp_path: Path) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    here = here.resolve()
+    made = hn_from(here, vault, "vault", "backup", "create", "--out", "relbk", "--json")
+    assert made.returncode == 0, made.stderr
+    full = json.loads(made.stdout)
+    assert full["header"] == str(here / "relbk" / f"{full['id']}.backup.json")
+    assert full["payload"] == str(here / "relbk" / f"{full['id']}.backup.payload")
+    # From another folder the backup is still found: listed as local, and a delta builds on it.
+    listed = json.loads(hn_from(elsewhere, vault, "vault", "backup", "list", "--json").stdout)["backups"]
+    assert [(b["id"], b["local"], b["header"]) for b in listed] == [(full["id"], True, full["header"])]
+    (vault / "personal" / "later.txt").write_text("after the full backup\n")
+    delta = hn_from(elsewhere, vault, "vault", "backup", "create", "--scope", "delta", "--out", "../here/relbk",
+                    "--json")
+    assert delta.returncode == 0, delta.stderr
+    assert json.loads(delta.stdout)["base_backup"] == full["id"]
+    assert json.loads(delta.stdout)["header"].startswith(str(here / "relbk") + "/")
+    chained = run_json(vault, "vault", "backup", "verify", "--path", json.loads(delta.stdout)["header"], "--deep")
+    assert chained["deep"]["chain"] == [full["id"], json.loads(delta.stdout)["id"]]
+
+
+def test_an_empty_out_is_refused(vault: Path, tmp_path: Path) -> None:
+    # An unset variable in `--out "$DIR"`: no backup lands in whatever folder the shell is in.
+    refused = hn_from(tmp_path, vault, "vault", "backup", "create", "--out", "")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--out" in refused.stderr, refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "vault"]
+    assert run_json(vault, "vault", "backup", "list")["backups"] == []
