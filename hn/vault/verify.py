@@ -1,8 +1,12 @@
-"""`hn vault verify`: recompute everything the vault claims and report what fails."""
+"""`hn vault verify`: recompute everything the vault claims and report what fails.
+
+Every failure names the file it is about, relative to the vault.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,33 @@ from hn.vault.store import (
 )
 
 SIGNED_FOLDERS = ("trust", "receipts", "contracts", "sync")
+# Caches under those folders that hold no signed document and that hn rebuilds when they
+# are missing or unreadable (docs/backups.md): an unreadable one is a note, not damage.
+DISPOSABLE = {
+    "sync/backup-cache.json": "the next backup reads every file and writes it again",
+    "sync/backups.json": "`hn vault backup list` shows no local backup until the next backup writes it again",
+}
+
+
+def relative(root: Path, path: Path | str) -> str:
+    """``path`` as the user finds it in the vault (relative to it when inside it)."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def os_problem(exc: OSError) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, NotADirectoryError):
+        return "a file stands where a folder should be"
+    return exc.strerror or str(exc)
 
 
 class Report:
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.checks: list[dict[str, Any]] = []
         self.notes: list[str] = []  # worth knowing, not damage: they do not fail the vault
 
@@ -42,10 +69,14 @@ class Report:
             raise  # the disk failing is not the vault failing a check: nothing is known yet
         except HnError as exc:
             self.checks.append({"check": name, "ok": False, "detail": exc.message})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            if isinstance(exc, OSError) and (failure := storage_failure(exc)) is not None:
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
                 raise failure from exc
-            self.checks.append({"check": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
+            where = relative(self.root, exc.filename) if exc.filename else "a file of the vault"
+            self.checks.append({"check": name, "ok": False, "detail": f"{where}: {os_problem(exc)}"})
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # Checks name their files (``about``); this is a document of a shape none expected.
+            self.checks.append({"check": name, "ok": False, "detail": f"malformed ({type(exc).__name__}: {exc})"})
 
     @property
     def ok(self) -> bool:
@@ -57,13 +88,36 @@ class Report:
 
 
 def verify_vault(home: Home) -> Report:
-    report = Report()
+    report = Report(home.root)
     histories: dict[str, KeyHistory] = {}
+
+    def rel(path: Path) -> str:
+        return relative(home.root, path)
+
+    @contextlib.contextmanager
+    def about(path: Path) -> Iterator[None]:
+        """A failure while checking ``path`` names it."""
+        try:
+            yield
+        except DiskError:
+            raise
+        except HnError as exc:
+            if path.name in exc.message:
+                raise
+            raise HnError(f"{rel(path)}: {exc.message}") from exc
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
+                raise failure from exc
+            where = rel(Path(exc.filename)) if exc.filename else rel(path)
+            raise HnError(f"{where}: {os_problem(exc)}") from exc
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise HnError(f"{rel(path)}: malformed ({type(exc).__name__}: {exc})") from exc
 
     def own() -> str:
         aliases = identities.own_aliases(home)
         for alias in aliases:
-            ident = identities.load(home, alias)
+            with about(home.path("identities", "own", alias)):
+                ident = identities.load(home, alias)
             histories[ident.did] = ident.history
         return f"{len(aliases)} identities, key files match"
 
@@ -71,23 +125,27 @@ def verify_vault(home: Home) -> Report:
         dids = identities.contact_dids(home)
         for did in dids:
             path = identities.contact_path(home, did)
-            history = verify_identity(loads_strict(path.read_bytes()))
-            if history.did != did:
-                raise HnError(f"contact file {path.name} holds another DID")
+            with about(path):
+                history = verify_identity(loads_strict(path.read_bytes()))
+                if history.did != did:
+                    raise HnError(f"contact file {path.name} holds another DID")
             histories.setdefault(did, history)
         return f"{len(dids)} contacts verified"
 
     def events() -> str:
         prev, count = GENESIS_PREV, 0
-        for index, event in enumerate(home.events(), start=1):
-            signer = event.get("signer")
-            history = histories.get(signer) if isinstance(signer, str) else None
-            if history is None:
-                raise HnError(f"event {index}: signed by unknown identity {signer}")
-            try:
-                prev = verify_event(event, history, index, prev)
-            except HnError as exc:
-                raise HnError(f"event {index}: {exc.message}") from exc
+        for index, path in enumerate(home.event_files(), start=1):
+            with about(path):
+                event = home.read_event(path)  # its errors name the entry
+                signer = event.get("signer")
+                history = histories.get(signer) if isinstance(signer, str) else None
+                where = f"event {index} ({rel(path)})"
+                if history is None:
+                    raise HnError(f"{where}: signed by unknown identity {signer}")
+                try:
+                    prev = verify_event(event, history, index, prev)
+                except HnError as exc:
+                    raise HnError(f"{where}: {exc.message}") from exc
             count = index
         return f"{count} events, hash chain and signatures intact"
 
@@ -111,37 +169,40 @@ def verify_vault(home: Home) -> Report:
 
     def artefacts() -> str:
         if not catalog_holder:
-            raise HnError("catalogue unavailable")
+            raise HnError("catalogue unavailable: see the catalog check")
         entries = catalog_holder[0].entries
         for entry in entries.values():
             path: Path = object_path(home, entry["digest"]) if entry["kind"] == "doc" else shard_path(home, entry["id"])
             if not path.exists():
                 if entry["kind"] == "shard" and entry.get("direction") == "in":
                     continue  # received shards may live only in the federation cache
-                raise HnError(f"artefact {entry['id']} is missing")
-            digest, size = hash_file(path)
+                raise HnError(f"{rel(path)}: artefact {entry['id']} is missing")
+            with about(path):
+                digest, size = hash_file(path)
             if digest != entry["digest"] or size != entry["size"]:
-                raise HnError(f"artefact {entry['id']} does not match its digest (damaged)")
+                raise HnError(f"{rel(path)}: artefact {entry['id']} does not match its digest (damaged)")
         return f"{len(entries)} artefact digests recomputed"
 
     def presence() -> str:
         folder = home.path("presence")
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-        published = {e["data"].get("digest"): e["seq"] for e in home.events() if e.get("kind") == "presence.publish"}
+        published = {e["data"].get("digest"): e["seq"] for e in home.events()
+                     if e.get("kind") == "presence.publish" and isinstance(e.get("data"), dict)}
         lagging = 0
         for path in files:
-            doc = loads_canonical(path.read_bytes())
-            history = histories.get(str(doc.get("signer"))) if isinstance(doc, dict) else None
-            if history is None:
-                raise HnError(f"{path.name}: presence of an unknown identity")
-            verify_presence(doc, history)
-            at = published.get(doc_digest(doc))
-            if at is None:
-                raise HnError(f"{path.name}: presence@2 is not recorded in the event log")
-            # The presence states the index as it was when it was signed; recompute that.
-            entries = replay(home, upto=at - 1).index_entries()
-            if doc["index"]["root"] != index_root(entries) or doc["index"]["size"] != len(entries):
-                raise HnError(f"{path.name}: index root in presence@2 is not the recomputed root")
+            with about(path):
+                doc = loads_canonical(path.read_bytes())
+                history = histories.get(str(doc.get("signer"))) if isinstance(doc, dict) else None
+                if history is None:
+                    raise HnError("presence of an unknown identity")
+                verify_presence(doc, history)
+                at = published.get(doc_digest(doc))
+                if at is None:
+                    raise HnError("presence@2 is not recorded in the event log")
+                # The presence states the index as it was when it was signed; recompute that.
+                entries = replay(home, upto=at - 1).index_entries()
+                if doc["index"]["root"] != index_root(entries) or doc["index"]["size"] != len(entries):
+                    raise HnError("index root in presence@2 is not the recomputed root")
             if catalog_holder and index_root(catalog_holder[0].index_entries()) != doc["index"]["root"]:
                 lagging += 1
         note = f"; {lagging} to be re-signed for newer index changes" if lagging else ""
@@ -151,30 +212,43 @@ def verify_vault(home: Home) -> Report:
         count = 0
         for name in SIGNED_FOLDERS:
             for path in sorted(home.path(name).rglob("*.json")):
-                raw = path.read_bytes()
-                doc = loads_strict(raw)
-                if not isinstance(doc, dict):
+                if rel(path) in DISPOSABLE:
+                    disposable(path)
                     continue
-                # A signed document, or a record holding signed documents (a trust link
-                # beside its evidence, say): every signed document in it is verified.
-                found = [doc] if "signature" in doc and "type" in doc else [
-                    v for v in doc.values() if isinstance(v, dict) and "signature" in v and "type" in v]
-                if not found:
-                    continue
-                if canonical(doc) != raw:
-                    raise HnError(f"{path.relative_to(home.root)} is not in canonical form (altered)")
-                for signed in found:
-                    history = histories.get(str(signed.get("signer")))
-                    if history is None:
-                        history = identities.known_history(home, str(signed.get("signer")))
-                    if history is None:
-                        raise HnError(f"{path.relative_to(home.root)}: signer unknown")
-                    try:
+                with about(path):
+                    raw = path.read_bytes()
+                    doc = loads_strict(raw)
+                    if not isinstance(doc, dict):
+                        continue
+                    # A signed document, or a record holding signed documents (a trust link
+                    # beside its evidence, say): every signed document in it is verified.
+                    found = [doc] if "signature" in doc and "type" in doc else [
+                        v for v in doc.values() if isinstance(v, dict) and "signature" in v and "type" in v]
+                    if found and canonical(doc) != raw:
+                        raise HnError("not in canonical form (altered)")
+                    for signed in found:
+                        history = histories.get(str(signed.get("signer")))
+                        if history is None:
+                            history = identities.known_history(home, str(signed.get("signer")))
+                        if history is None:
+                            raise HnError("signer unknown")
                         verify_document(signed, history, str(signed["type"]))
-                    except HnError as exc:
-                        raise HnError(f"{path.relative_to(home.root)}: {exc.message}") from exc
-                    count += 1
+                        count += 1
         return f"{count} other signed documents verified"
+
+    def disposable(path: Path) -> None:
+        try:
+            loads_strict(path.read_bytes(), max_bytes=1 << 30)
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
+                raise failure from exc
+            problem = os_problem(exc)
+        except HnError as exc:
+            problem = exc.message
+        else:
+            return
+        report.notes.append(f"{rel(path)} is unreadable ({problem}): it is a cache, not part of what is "
+                            f"verified; {DISPOSABLE[rel(path)]}")
 
     report.check("identities", own)
     report.check("contacts", contacts)
@@ -183,7 +257,7 @@ def verify_vault(home: Home) -> Report:
     report.check("artefacts", artefacts)
     report.check("presence", presence)
     report.check("signed_documents", signed_documents)
-    leftovers = [str(p.relative_to(home.root)) for p in leftover_temps(home)]
+    leftovers = [rel(p) for p in leftover_temps(home)]
     if leftovers:
         report.notes.append(
             f"{len(leftovers)} temp file(s) left by an interrupted `hn doc add` ({', '.join(leftovers)}): "

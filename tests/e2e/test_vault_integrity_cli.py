@@ -97,3 +97,54 @@ def test_a_damaged_catalogue_is_rebuilt_from_the_event_log(tmp_path: Path) -> No
         assert proc.returncode == 0 and "rebuilt from the event log" in proc.stderr, (args, proc.stderr)
     assert {a["id"] for a in run_json(home, "doc", "list")["artefacts"]} >= {doc["id"]}
     assert run_json(home, "vault", "verify")["ok"] is True
+
+
+def failures(home: Path) -> list[str]:
+    proc = run_hn(home, "vault", "verify", "--json", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: vault verification failed: ")
+    return [f["detail"] for f in json.loads(proc.stdout)["failed"]]
+
+
+def test_verify_names_the_file_of_every_failure_and_leaves_caches_alone(tmp_path: Path) -> None:
+    home, bob = tmp_path / "v", tmp_path / "bob"
+    run_json(home, "id", "create", "alice")
+    bob_did = run_json(bob, "id", "create", "bob")["did"]
+    run_hn(bob, "id", "export", "--out", str(tmp_path / "bob.json"))
+    run_hn(home, "id", "import", str(tmp_path / "bob.json"))
+    note = tmp_path / "n.txt"
+    note.write_text("note\n")
+    doc = run_json(home, "doc", "add", str(note), "--publish")["added"][0]
+    run_json(home, "vault", "backup", "create")
+    backup_cache = home / "sync" / "backup-cache.json"
+    registry = home / "sync" / "backups.json"
+    assert backup_cache.is_file() and registry.is_file()
+    # The backup caches are disposable: damaged, they are a note, not a failed vault.
+    for cache in (backup_cache, registry):
+        cache.write_bytes(cache.read_bytes()[:7])
+    checked = run_json(home, "vault", "verify")
+    assert checked["ok"] is True
+    assert [n.split(" ")[0] for n in checked["notes"]] == ["sync/backup-cache.json", "sync/backups.json"]
+    assert "next backup reads every file" in checked["notes"][0]
+
+    [presence] = (home / "presence").glob("*.json")
+    contact = home / "identities" / "contacts" / f"{bob_did[7:]}.json"
+    obj = home / "personal" / "objects" / doc["id"][:2] / doc["id"]
+    for path in (presence, contact):
+        good = path.read_bytes()
+        path.write_bytes(good[: len(good) // 2])  # truncated: not valid JSON
+        [detail] = failures(home)
+        assert detail.startswith(str(path.relative_to(home)) + ": "), detail
+        path.unlink()
+        path.mkdir()  # a folder in place of the file
+        [detail] = failures(home)
+        assert detail == f"{path.relative_to(home)}: is a folder, not a file", detail
+        path.rmdir()
+        path.write_bytes(good)
+    obj.rename(tmp_path / "object")
+    obj.mkdir()
+    [detail] = failures(home)
+    assert detail == f"{obj.relative_to(home)}: is a folder, not a file"
+    obj.rmdir()
+    (tmp_path / "object").rename(obj)
+    assert run_json(home, "vault", "verify")["ok"] is True
