@@ -79,8 +79,8 @@ def create_cmd(
         raise UsageError("--base only goes with --scope delta")
     if target is not None and not is_did(target):
         raise UsageError(f"--target must be the DID of the node meant to hold the backup, not {target!r}")
-    if out == "":  # most often an unset variable: `--out "$DIR"`
-        raise UsageError("--out must name a folder (--out . for the current one)")
+    if out is not None and not out.strip():  # most often an unset variable: `--out "$DIR"`
+        raise UsageError("--out is empty: give the folder to write the backup into (--out . for the current one)")
     # Absolute from here on: the registry records where the files are, for any later cwd.
     folder = Path(os.path.abspath(Path(out).expanduser())) if out is not None else local.default_dir(home)
     base_header = None

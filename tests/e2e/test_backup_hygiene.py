@@ -184,7 +184,10 @@ def test_a_relative_out_is_recorded_as_an_absolute_path(vault: Path, tmp_path: P
 
 def test_an_empty_out_is_refused(vault: Path, tmp_path: Path) -> None:
     # An unset variable in `--out "$DIR"`: no backup lands in whatever folder the shell is in.
-    refused = hn_from(tmp_path, vault, "vault", "backup", "create", "--out", "")
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--out" in refused.stderr, refused.stderr
+    for empty in ("", " "):
+        refused = hn_from(tmp_path, vault, "vault", "backup", "create", "--out", empty)
+        assert refused.returncode == 2 and refused.stderr.startswith("error: --out is empty"), refused.stderr
+        assert refused.stderr.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "vault"]
     assert run_json(vault, "vault", "backup", "list")["backups"] == []
+
