@@ -6,6 +6,7 @@ Every failure names the file it is about, relative to the vault.
 from __future__ import annotations
 
 import contextlib
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hn.proto.events import GENESIS_PREV, verify_event
 from hn.proto.identity import KeyHistory, verify_identity
 from hn.proto.presence import verify_presence
 from hn.proto.signed import verify_document
-from hn.vault import identities
+from hn.vault import identities, policy
 from hn.vault.home import Home
 from hn.vault.store import (
     CATALOG,
@@ -112,6 +113,42 @@ def verify_vault(home: Home) -> Report:
             raise HnError(f"{where}: {os_problem(exc)}") from exc
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise HnError(f"{rel(path)}: malformed ({type(exc).__name__}: {exc})") from exc
+
+    def config() -> str:
+        folder = home.path("config")
+        files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        for path in files:
+            with about(path):
+                try:
+                    data = tomllib.loads(path.read_bytes().decode("utf-8"))
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                    raise HnError(f"is not valid TOML ({exc}); every hn command that reads it refuses "
+                                  "to work until it is fixed") from exc
+                if path.name == "vault.toml":
+                    active = data.get("active")
+                    if active is not None and (not isinstance(active, str) or active not in identities.own_aliases(home)):
+                        raise HnError(f"the active identity {active!r} is not in this vault (`hn id use ALIAS`)")
+                elif path.name == policy.FILE:
+                    policy_problems(data)
+        return f"{len(files)} config files parse" + (f" ({', '.join(p.name for p in files)})" if files else "")
+
+    def policy_problems(data: dict[str, Any]) -> None:
+        for name, entry in data.items():
+            if name not in policy.KNOWN:
+                continue  # never read: `hn policy show` lists the known ones
+            targets = entry.get("targets", {}) if isinstance(entry, dict) else None
+            if not isinstance(entry, dict) or not isinstance(targets, dict):
+                raise HnError(f"policy {name} is not a table of a default and targets")
+            values: list[tuple[str | None, Any]] = [(None, entry["default"])] if "default" in entry else []
+            for target, value in values + list(targets.items()):
+                where = f"policy {name}" + (f" for {target}" if target else "")
+                if not isinstance(value, str):
+                    raise HnError(f"{where} is not a string")
+                if name not in policy.SELECTABLE:  # selectors are the trust capability's to check
+                    try:
+                        policy.check_value(name, value)
+                    except HnError as exc:
+                        raise HnError(f"{where}: {exc.message}") from exc
 
     def own() -> str:
         aliases = identities.own_aliases(home)
@@ -250,6 +287,7 @@ def verify_vault(home: Home) -> Report:
         report.notes.append(f"{rel(path)} is unreadable ({problem}): it is a cache, not part of what is "
                             f"verified; {DISPOSABLE[rel(path)]}")
 
+    report.check("config", config)
     report.check("identities", own)
     report.check("contacts", contacts)
     report.check("event_log", events)

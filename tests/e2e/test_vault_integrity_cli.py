@@ -148,3 +148,24 @@ def test_verify_names_the_file_of_every_failure_and_leaves_caches_alone(tmp_path
     obj.rmdir()
     (tmp_path / "object").rename(obj)
     assert run_json(home, "vault", "verify")["ok"] is True
+
+
+def test_verify_checks_the_config_every_command_reads(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    run_json(home, "policy", "set", "trust.max_age", "3600")
+    checked = run_json(home, "vault", "verify")
+    assert checked["ok"] is True and checked["checks"][0] == {
+        "check": "config", "ok": True, "detail": "2 config files parse (policy.toml, vault.toml)"}
+    config = home / "config" / "vault.toml"
+    good = config.read_bytes()
+    config.write_bytes(good.replace(b"=", b"", 1))
+    assert "vault.toml is not valid TOML" in run_hn(home, "id", "show", check=False).stderr
+    [detail] = failures(home)
+    assert detail.startswith("config/vault.toml: is not valid TOML (")
+    config.write_bytes(b'active = "bob"\n')
+    assert failures(home) == ["config/vault.toml: the active identity 'bob' is not in this vault (`hn id use ALIAS`)"]
+    config.write_bytes(good)
+    policies = home / "config" / "policy.toml"
+    policies.write_bytes(policies.read_bytes().replace(b'"3600"', b'"soon"'))
+    assert failures(home) == ["config/policy.toml: policy trust.max_age: trust.max_age takes a positive whole number"]
