@@ -23,7 +23,7 @@ import zstandard
 
 from hn.backup import snapshot, tarball
 from hn.backup.snapshot import FileInfo
-from hn.errors import InputError, cannot
+from hn.errors import HnError, InputError, cannot, os_reason
 from hn.proto import backup as proto
 from hn.proto import chunked, timefmt
 from hn.proto.canonical import b64e
@@ -62,6 +62,7 @@ class Result:
     skipped: list[str] = field(default_factory=list)
     read_files: int = 0
     reclaimed_bytes: int = 0  # payload files of interrupted creates removed from the folder
+    warnings: list[str] = field(default_factory=list)  # for the user; the backup is whole all the same
 
     def summary(self) -> dict[str, Any]:
         h = self.header
@@ -328,8 +329,14 @@ def create(
     threads: int = -1,
     progress: Callable[[int], None] | None = None,
     on_scan: Callable[[int], None] | None = None,
+    on_written: Callable[[Result], None] | None = None,
 ) -> Result:
-    """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``."""
+    """Write ``<id>.backup.json`` and ``<id>.backup.payload`` into ``out_dir``.
+
+    ``on_written`` is called once both files are in place (to record the backup), before
+    the change-detection cache is updated. The cache is disposable: failing to write it
+    is one of the Result's warnings, not an error.
+    """
     rcpt = recipient or Recipient(me.did, me.keys.key_seq, me.keys.hpke_public())
     out_dir = Path(os.path.abspath(out_dir))  # the Result's paths are recorded, to be found from anywhere
     # Before any scan: an output folder that cannot be used is known at once.
@@ -413,9 +420,18 @@ def create(
             with contextlib.suppress(OSError):
                 (named or incoming).unlink(missing_ok=True)
             raise
+    result = Result(header, header_path, payload_path, skipped, archiver.read_files, reclaimed)
+    if on_written:
+        on_written(result)
     if not cache_current:
-        _update_cache(home, files, entries)
-    return Result(header, header_path, payload_path, skipped, archiver.read_files, reclaimed)
+        try:
+            _update_cache(home, files, entries)
+        except (HnError, OSError) as exc:
+            reason = exc.message if isinstance(exc, HnError) else os_reason(exc)
+            result.warnings.append(
+                f"backup {header['id']} is complete, but the change-detection cache was not updated ({reason}); "
+                "the next delta reads the files it has no record of")
+    return result
 
 
 def _update_cache(home: Home, files: list[FileInfo], entries: list[dict[str, Any]]) -> None:

@@ -91,12 +91,19 @@ def create_cmd(
         if base_header.get("owner") != me.did:
             raise InputError(f"base backup {record['id']} belongs to another identity")
     with _bar("backing up", as_json) as (advance, total):
+        # Recorded as soon as both files are written, before the disposable cache is.
         result = creating.create(home, me, folder, recipient=_recipient(home, me, recipient), base=base_header,
-                                 target=target, include_cache=include_cache, progress=advance, on_scan=total)
-    local.record_created(home, result)
+                                 target=target, include_cache=include_cache, progress=advance, on_scan=total,
+                                 on_written=lambda written: local.record_created(home, written))
     data = result.summary()
     if result.reclaimed_bytes:
         data["reclaimed_bytes"] = result.reclaimed_bytes
+    if result.warnings:
+        from hn.cli.context import warn
+
+        data["warnings"] = result.warnings
+        for text in result.warnings:
+            warn(text)
     if push_url:
         data["pushed"] = _push(home, me, result.header, result.payload_path, push_url, as_json)
     emit(data, as_json, lambda d: kv({

@@ -191,3 +191,22 @@ def test_an_empty_out_is_refused(vault: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "vault"]
     assert run_json(vault, "vault", "backup", "list")["backups"] == []
 
+
+def test_a_cache_that_cannot_be_written_is_a_warning_and_the_backup_is_recorded(vault: Path, tmp_path: Path) -> None:
+    (vault / "sync").mkdir(exist_ok=True)
+    (vault / "sync" / "backup-cache.json").mkdir()  # no file can take its place
+    out = tmp_path / "bk"
+    made = run_hn(vault, "vault", "backup", "create", "--out", str(out), "--json")
+    full = json.loads(made.stdout)
+    assert "backup-cache.json" in made.stderr and made.stderr.startswith("warning: "), made.stderr
+    assert made.stderr.count("\n") == 1
+    assert full["warnings"] == [made.stderr.removeprefix("warning: ").strip()]
+    assert [b["id"] for b in run_json(vault, "vault", "backup", "list")["backups"]] == [full["id"]]
+    # The next delta builds on it, reading every file (nothing vouches for any of them).
+    delta = run_json(vault, "vault", "backup", "create", "--scope", "delta", "--out", str(out))
+    assert delta["base_backup"] == full["id"] and delta["files_read"] == delta["entries"] == full["entries"]
+    assert delta["stored"] == delta["entries"]  # each file is stored as it is read
+    human = run_hn(vault, "vault", "backup", "create", "--out", str(out))
+    warned = [line for line in human.stderr.splitlines() if line.strip()]  # the progress bar leaves a newline
+    assert len(warned) == 1 and warned[0].startswith("warning: ") and "backup created" in human.stdout, human.stderr
+    assert len(run_json(vault, "vault", "backup", "list")["backups"]) == 3

@@ -10,7 +10,8 @@ from typing import BinaryIO
 
 import pytest
 
-from hn.backup import create, restore
+from hn.backup import create, restore, snapshot
+from hn.errors import DiskError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -36,3 +37,25 @@ def test_a_payload_temp_swept_before_its_lock_is_taken_is_made_again(
     assert sorted(p.name for p in out.iterdir()) == sorted([result.header_path.name, result.payload_path.name])
     checked = restore.verify_quick(result.header, result.payload_path, home, None)
     assert checked["payload_digest"] == result.header["payload"]["digest"]
+
+
+def test_the_backup_is_recorded_before_the_cache_and_a_cache_failure_is_only_a_warning(
+        alice: Identity, home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[create.Result] = []
+    tried: list[int] = []
+
+    def failing_save(home: Home, rows: list[str | int]) -> None:
+        tried.append(len(written))
+        raise DiskError("disk full while writing sync/backup-cache.json; nothing was written")
+
+    monkeypatch.setattr(snapshot, "save_cache", failing_save)
+    result = create.create(home, alice, tmp_path / "out", on_written=written.append)
+    assert written == [result] and tried == [1]  # recorded first, then the cache tried
+    assert result.header_path.exists() and result.payload_path.exists()
+    [warning] = result.warnings
+    assert result.header["id"] in warning and "disk full" in warning
+    monkeypatch.undo()
+    # Nothing was cached: a delta on it reads every file, and writes the cache this time.
+    delta = create.create(home, alice, tmp_path / "out", base=result.header)
+    assert delta.read_files == len(delta.header["entries"]) and delta.warnings == []
+    assert create.create(home, alice, tmp_path / "out", base=delta.header).read_files == 0
