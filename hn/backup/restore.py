@@ -17,7 +17,7 @@ from hn.backup.payload import open_archive, recipient_key, require_payload, veri
 from hn.errors import HnError, InputError, VerificationError, cannot
 from hn.proto import backup as proto
 from hn.proto.identity import KeyHistory
-from hn.vault import identities
+from hn.vault import identities, presence, serving
 from hn.vault.home import Home
 
 MAX_CHAIN = 1000
@@ -146,6 +146,9 @@ def _check_target(target: Path, owner: str, force: bool) -> None:
     to someone else (unless forced): the swap replaces the whole folder."""
     if not target.is_dir():
         return  # missing (made by the restore), or not a folder (refused by swap.prepare)
+    node = serving.served(target)
+    if node is not None:
+        raise InputError(f"{node}; stop it before restoring over its vault (it would go on with the old one)")
     home = Home(target)
     if not home.exists:
         try:
@@ -208,6 +211,9 @@ def restore(
         if into is not None and staging is not None:
             # Folders the vault expects even when empty (cache/ is not backed up).
             Home(staging).ensure()
+            # Friends have seen presences signed after this backup: the restored vault signs
+            # a new one, above them, at its next chance.
+            presence.mark_restored(Home(staging), top["id"])
             kept = swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]},
                                _kept_from_old(final))
             staging = None

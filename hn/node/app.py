@@ -26,7 +26,7 @@ from hn.node.state import NodeState
 from hn.optional import import_optional
 from hn.proto import timefmt
 from hn.proto.canonical import canonical
-from hn.vault import atomic, identities, presence
+from hn.vault import atomic, identities, presence, serving
 from hn.vault.home import Home
 
 log = logging.getLogger("hn.node")
@@ -207,9 +207,21 @@ class Node:
         self.port = 0
         self.cap: ConnectionCap | None = None
         self.listener: asyncio.AbstractServer | None = None
+        self.serve_lock = -1
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
+        # One node per vault: a second would share its state and, on exit, remove the
+        # first one's run/node.json.
+        self.serve_lock = serving.hold(self.home.root)
+        try:
+            return await self._start(host, port)
+        except BaseException:
+            serving.release(self.serve_lock)
+            self.serve_lock = -1
+            raise
+
+    async def _start(self, host: str, port: int) -> dict[str, Any]:
         wanted = self.settings.get("max_connections")
         wanted = MAX_CONNECTIONS if wanted is None else wanted
         if type(wanted) is not int or wanted < 1:
@@ -330,6 +342,9 @@ class Node:
         Path(self.home.path("run", "node.json")).unlink(missing_ok=True)
         if self.ctx is not None:
             self.ctx.state.close()
+        if self.serve_lock >= 0:
+            serving.release(self.serve_lock)
+            self.serve_lock = -1
 
 
 async def serve(home: Home, settings: dict[str, Any]) -> None:

@@ -1,0 +1,63 @@
+"""Which process serves a vault: `hn mcp serve` holds a lock on ``run/serve.lock`` for its
+whole life, so a second node on the same vault is refused, and so is a restore that
+would swap the vault away under a running node."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from hn.errors import InputError, cannot
+
+LOCK = ("run", "serve.lock")
+NODE_FILE = ("run", "node.json")
+
+
+def _pid(root: Path) -> str:
+    """The serving node's pid as its run/node.json gives it, for messages only."""
+    try:
+        pid = json.loads(root.joinpath(*NODE_FILE).read_bytes()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" (pid {pid})" if isinstance(pid, int) else ""
+
+
+def hold(root: Path) -> int:
+    """Take the vault's serve lock; returns the descriptor that holds it (``release``)."""
+    path = root.joinpath(*LOCK)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise cannot(f"cannot lock {path}", exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InputError(f"a node is already serving {root}{_pid(root)}; stop it first") from None
+    return fd
+
+
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def served(root: Path) -> str | None:
+    """A message naming the node that serves the vault at ``root``, or None if none does."""
+    try:
+        fd = os.open(root.joinpath(*LOCK), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: no node has served this vault, or it is not one
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return f"a node is serving {root}{_pid(root)}"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
