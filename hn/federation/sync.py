@@ -58,6 +58,21 @@ _INDEXES: dict[str, PeerIndex] = {}
 
 
 @dataclass
+class _Fetched:
+    """An index read from a peer, checked against its presence's root, not yet stored."""
+
+    staged: dict[str, Row | None]  # artefact id -> row (None: a tombstone)
+    slices: list[tuple[str, bytes]]  # (cursor, raw slice) as received
+    not_modified: bool  # the peer answered 304 to our ETag
+    cursor: str  # where the next sync starts
+    etag: str  # the ETag we sent
+    new_etag: str  # the ETag of the last slice received
+    root: str
+    size: int
+    index: PeerIndex | None  # recomputed, when it had to be
+
+
+@dataclass
 class PeerResult:
     did: str
     ok: bool
@@ -266,10 +281,38 @@ class Syncer:
                             artifact_base: str, mirror: bool) -> PeerResult:
         presence, presence_raw = await self._presence(did, presence_url)
         history = identities.require_history(self.home, did)
-        row = self.state.peer(did) or {}
         # A relay holds the publisher's slices from cursor 0 only: read them all and
         # replace our copy of the index wholesale.
         full = label != "node"
+        try:
+            fetched = await self._fetch_index(did, index_base, history, presence, full)
+        except VerificationError as exc:
+            if full:
+                raise
+            # The publisher's index no longer extends the one we hold (a vault restored from
+            # a backup, say): read it whole, checked against the same signed root.
+            log.info("federation.sync.index_reread", extra={"hn": {"did": did, "reason": exc.message}})
+            full = True
+            fetched = await self._fetch_index(did, index_base, history, presence, full)
+        staged, cursor, index = fetched.staged, fetched.cursor, fetched.index
+        self._commit(did, presence_raw, fetched.slices, staged, cursor,
+                     fetched.new_etag if fetched.slices else fetched.etag, presence, full)
+        if index is not None:
+            _INDEXES[did] = index
+        mirrored, error = 0, ""
+        if mirror:
+            try:
+                mirrored = await self._mirror(did, artifact_base)
+            except DiskError as exc:  # the index stands; the artefacts not stored come next sync
+                error = f"this node: {exc.message}"
+        return PeerResult(did, not error, label, error, sum(1 for _ in staged), fetched.not_modified, mirrored,
+                          fetched.root, fetched.size, cursor)
+
+    async def _fetch_index(self, did: str, index_base: str, history: Any, presence: dict[str, Any],
+                           full: bool) -> _Fetched:
+        """The index slices after our cursor (all of them when ``full``), checked against
+        the presence's signed root."""
+        row = self.state.peer(did) or {}
         cursor = "0" if full else str(row.get("cursor") or "0")
         etag = "" if full else str(row.get("etag") or "")
         staged: dict[str, Row | None] = {}
@@ -303,17 +346,7 @@ class Syncer:
         root, size, index = self._check_root(did, staged, presence, full)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
             raise VerificationError("index unchanged (304) but the presence root moved")
-        self._commit(did, presence_raw, slices, staged, cursor, new_etag if slices else etag, presence, full)
-        if index is not None:
-            _INDEXES[did] = index
-        mirrored, error = 0, ""
-        if mirror:
-            try:
-                mirrored = await self._mirror(did, artifact_base)
-            except DiskError as exc:  # the index stands; the artefacts not stored come next sync
-                error = f"this node: {exc.message}"
-        return PeerResult(did, not error, label, error, sum(1 for _ in staged), not_modified, mirrored, root, size,
-                          cursor)
+        return _Fetched(staged, slices, not_modified, cursor, etag, new_etag, root, size, index)
 
     def _check_root(self, did: str, staged: dict[str, Row | None],
                     presence: dict[str, Any], full: bool = False) -> tuple[str, int, PeerIndex | None]:

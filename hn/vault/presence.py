@@ -1,4 +1,10 @@
-"""The vault's own presence@2: re-signed with a higher seq whenever what it says changes."""
+"""The vault's own presence@2: re-signed with a higher seq whenever what it says changes.
+
+The seq is at least the Unix time of signing (as for dht_hint@1), so a vault restored
+from a backup signs above every presence its friends saw before the restore, instead of
+reusing seqs they would refuse as a fork or a rollback. A restore leaves a mark
+(``RESTORED``) that makes the next signing happen whether or not the content changed.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,11 @@ from hn.vault.store import index_root, load_catalog
 
 LIFETIME = 7 * 24 * 3600
 RENEW_BEFORE = 24 * 3600
+RESTORED = ("run", "restored.json")  # left by a restore: sign a new presence at the next chance
+
+
+def mark_restored(home: Home, backup_id: str) -> None:
+    atomic.write_bytes(home.path(*RESTORED), canonical({"backup": backup_id, "restored_at": timefmt.now_iso()}))
 
 
 def path_for(home: Home, did: str) -> Any:
@@ -92,11 +103,15 @@ def sign_fenced(
     ends at that head, and otherwise the index is read again. The last try signs what it
     read: a log that never stops moving must not leave the vault without a presence.
     """
+    restored = home.path(*RESTORED)
+    force = force or restored.exists()
     for attempt in range(SIGN_TRIES):
         index, head = read_index()
         fence = head if attempt < SIGN_TRIES - 1 else None
         doc, changed = _sign_if_changed(home, me, _body(home, me, index, url, relays), force, fence)
         if doc is not None:
+            if changed:
+                restored.unlink(missing_ok=True)
             return doc, changed
     raise AssertionError("unreachable: the last try signs whatever the log does")
 
@@ -130,7 +145,7 @@ def _sign_if_changed(home: Home, me: Identity, body: dict[str, Any], force: bool
     with home.lock():
         if head is not None and home.head() != head:
             return None, False
-        seq = _highest_seq(home, me.did) + 1
+        seq = max(_highest_seq(home, me.did) + 1, int(now))
         body = {**body, "seq": seq, "issued_at": timefmt.fmt(now), "expires_at": timefmt.fmt(now + LIFETIME)}
         doc = sign_document(body, me.keys)
         # Event first: a presence on disk is always one the log records.

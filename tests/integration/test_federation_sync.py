@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -375,3 +376,43 @@ async def test_sync_events_are_logged_as_json(pair: tuple[Vault, Vault], caplog:
     failure = next(line for line in lines if line["event"] == "federation.sync.failure")
     assert success["did"] == bob.me.did and success["ok"] is True and success["size"] == 3
     assert failure["did"] == bob.me.did and failure["level"] == "warning" and failure["error"]
+
+
+async def test_a_vault_restored_from_a_backup_syncs_again_with_its_friends(
+        pair: tuple[Vault, Vault], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob backs up, publishes more (alice syncs it), then restores the backup: the
+    presences and index alice saw after the backup are not bob's any more. bob's next
+    presence is signed above them, and alice reads his index afresh instead of refusing
+    it as a fork or a rollback."""
+    from hn.backup import create, restore
+
+    bob, alice = pair
+    full = create.create(bob.home, bob.me, tmp_path / "bob-backups")
+    lost = bob.publish("after-the-backup.txt")
+    seen = await refresh(alice)
+    assert seen["ok"] and lost[0] in held_ids(alice, bob)
+    seen_seq = bob.presence()["seq"]
+
+    await bob.stop()  # restored as after losing the machine: with the node stopped
+    # The restore comes later than the last signature, not within the same second.
+    real_now = timefmt.now
+    monkeypatch.setattr(timefmt, "now", lambda: real_now() + 30)
+    restore.restore(restore.FileSource(full.header_path.parent), full.header["id"], bob.home, bob.home.root)
+    assert bob.presence()["seq"] < seen_seq  # the presence of the backup, older than alice's
+    url = bob.url
+    await bob.start(listen=url.removeprefix("http://"), public_url=url)  # where alice knows it
+    bob.url = url
+    assert bob.presence()["seq"] > seen_seq  # signed again at once, above what alice saw
+    new = bob.publish("after-the-restore.txt")
+
+    caplog.set_level(logging.INFO, logger="hn.federation")
+    with logged(caplog, "hn.federation") as events:
+        result = await refresh(alice)
+    assert result["ok"], result
+    assert held_ids(alice, bob) == {e["id"] for e in store.load_catalog(bob.home).index_entries()}
+    assert new[0] in held_ids(alice, bob) and lost[0] not in held_ids(alice, bob)
+    assert result["root"] == bob.presence()["index"]["root"]
+    assert events("federation.sync.index_reread")
+    again = await refresh(alice)  # and from there on, incrementally again
+    assert again["ok"] and again["not_modified"]
