@@ -33,6 +33,39 @@ class _UserWarnings(logging.Handler):
 
 _WARNINGS = _UserWarnings()
 
+# Commands that may start a vault in a folder that holds none yet. Every other command
+# refuses a missing vault with one message (`no_vault`), instead of listing an empty one
+# (a mistyped --home would show no identities and default policies) or failing on the
+# first thing it misses in it.
+STARTS_A_VAULT = frozenset({
+    ("id", "create"), ("id", "import"), ("id", "recovery", "restore"), ("policy", "set"),
+    ("discover", "resolve"), ("mcp", "serve"),
+})
+
+
+def no_vault(home: Home) -> NoIdentity:
+    return NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS` first, "
+                      "or give --home (or $HN_HOME) the folder of an existing vault")
+
+
+def _command() -> tuple[str, ...]:
+    """The command being run (``("id", "list")``); empty outside a command line."""
+    import importlib
+
+    ctx = None
+    # Recent Typer releases carry their own copy of Click; older ones depend on Click.
+    for name in ("typer._click.globals", "click"):
+        try:
+            ctx = importlib.import_module(name).get_current_context(silent=True)
+        except ImportError:
+            continue
+        break
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
 
 @dataclass
 class State:
@@ -41,16 +74,23 @@ class State:
 
     @property
     def home(self) -> Home:
+        """The vault of this command; refused (`no_vault`) when there is none, unless the
+        command is one that starts a vault."""
         logger = logging.getLogger("hn")
         if _WARNINGS not in logger.handlers:
             logger.addHandler(_WARNINGS)
-        return Home(self.home_dir or default_home())
+        home = Home(self.home_dir or default_home())
+        if not home.exists:
+            command = _command()
+            if command and command not in STARTS_A_VAULT:
+                raise no_vault(home)
+        return home
 
     def existing_home(self) -> Home:
         """The home, refused with a clear message when no vault was ever created there."""
         home = self.home
         if not home.exists:
-            raise NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS` first")
+            raise no_vault(home)
         return home
 
 

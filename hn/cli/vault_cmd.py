@@ -20,9 +20,7 @@ def status(as_json: bool = JSON) -> None:
     # Imported here: `hn vault backup ...` loads this module too, and needs none of them.
     from hn.vault import identities, presence, store
 
-    home = STATE.home
-    if not home.exists:
-        raise NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS`")
+    home = STATE.existing_home()
     try:
         me = identities.load(home)
         doc, _ = presence.refresh(home, me)
@@ -63,9 +61,7 @@ def verify(as_json: bool = JSON) -> None:
     """Recompute the event hash chain, every artefact digest and the index root."""
     from hn.vault.verify import verify_vault
 
-    home = STATE.home
-    if not home.exists:
-        raise NoIdentity(f"no vault at {home.root}")
+    home = STATE.existing_home()
     report = verify_vault(home)
 
     def human(d: dict[str, Any]) -> None:

@@ -169,3 +169,25 @@ def test_verify_checks_the_config_every_command_reads(tmp_path: Path) -> None:
     policies = home / "config" / "policy.toml"
     policies.write_bytes(policies.read_bytes().replace(b'"3600"', b'"soon"'))
     assert failures(home) == ["config/policy.toml: policy trust.max_age: trust.max_age takes a positive whole number"]
+
+
+def test_a_missing_vault_is_one_clear_error_and_is_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    note = tmp_path / "n.txt"
+    note.write_text("n\n")
+    expected = (f"error: no vault at {typo}: run `hn id create ALIAS` first, "
+                "or give --home (or $HN_HOME) the folder of an existing vault")
+    commands = [("id", "list"), ("id", "show"), ("id", "rotate"), ("policy", "show"), ("vault", "status"),
+                ("vault", "verify"), ("doc", "list"), ("doc", "add", str(note)), ("trust", "link", "list"),
+                ("trust", "graph"), ("status",)]
+    for args in commands:
+        proc = run_hn(None, "--home", str(typo), *args, check=False)
+        assert (proc.returncode, proc.stderr.strip(), proc.stdout) == (1, expected, ""), args
+        assert not typo.exists(), args
+    # through $HN_HOME as well
+    proc = run_hn(typo, "id", "list", "--json", check=False)
+    assert (proc.returncode, proc.stderr.strip()) == (1, expected)
+    assert not typo.exists()
+    # the commands that start a vault still do
+    assert run_json(typo, "policy", "set", "trust.max_age", "60")["value"] == "60"
+    assert run_json(typo, "id", "list") == {"identities": []}
