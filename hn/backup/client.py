@@ -27,6 +27,32 @@ from hn.vault import atomic
 
 SEGMENT = 8 << 20
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+# Error answers that a later attempt can get past: a request that timed out or came too
+# early or too often (408, 425, 429), an upload that moved on meanwhile (409: the next
+# attempt asks the node where it stands), and a signature the node cannot check yet (401:
+# a key it has not learnt, or clocks apart). Every 5xx is the node's own trouble, a full
+# disk (507) included. Any other answer (403 a policy or a backup meant for another node,
+# 413 over a size limit or quota, 400 a backup the node finds wrong) stays the same
+# however often it is sent.
+RETRYABLE = frozenset({401, 408, 409, 425, 429})
+
+
+class NodeError(NetworkError):
+    """A node answered with an error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def can_resume(exc: HnError) -> bool:
+    """Whether pushing the backup again later can succeed where ``exc`` stopped it: the
+    node could not be reached or the exchange broke off, or it answered an error of its
+    own or one that passes (RETRYABLE)."""
+    if not isinstance(exc, NetworkError):
+        return False
+    status = exc.status if isinstance(exc, NodeError) else None
+    return status is None or status >= 500 or status in RETRYABLE
 
 
 def _error(url: str, status: int, body: bytes) -> HnError:
@@ -37,7 +63,7 @@ def _error(url: str, status: int, body: bytes) -> HnError:
         detail = body[:200].decode("utf-8", "replace")
     if status == 404:
         return NotFound(f"{url}: {detail}")
-    return NetworkError(f"{url}: HTTP {status} {detail}")
+    return NodeError(f"{url}: HTTP {status} {detail}", status)
 
 
 async def _signed(session: aiohttp.ClientSession, keys: IdentityKeys, method: str, url: str,

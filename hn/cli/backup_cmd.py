@@ -121,7 +121,7 @@ def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, q
           resume_id: str | None = None) -> dict[str, Any]:
     """Upload one local backup (resuming at the bytes the node holds); record it locally and
     in the signed log once the node has it whole. ``resume_id``: the backup the user asked
-    for, named by the error that says how to resume."""
+    for, named by the error that says how to resume (only where trying again can succeed)."""
     import asyncio
 
     from hn.backup import client
@@ -133,8 +133,11 @@ def _push(home: Any, me: Any, header: dict[str, Any], payload: Path, url: str, q
         try:
             status = asyncio.run(client.push(me.keys, url, header, payload, advance))
         except NetworkError as exc:  # the node could not be reached, or answered an error
-            exc.args = (f"{exc.message.rstrip('.')}. Backup {backup_id} is kept in {payload.parent}; "
-                        f"`hn vault backup push --id {resume_id or backup_id} --url {url}` resumes the upload",)
+            kept = f"{exc.message.rstrip('.')}. Backup {backup_id} is kept in {payload.parent}"
+            # A refusal that stays a refusal (a policy, a backup meant for another node, a
+            # quota) gets no hint: sending it again would only be refused again.
+            exc.args = (f"{kept}; `hn vault backup push --id {resume_id or backup_id} --url {url}` resumes the upload"
+                        if client.can_resume(exc) else kept,)
             raise
     if backup_id in status.get("removed", []):
         raise InputError(f"{url} stored backup {backup_id} and dropped it at once: it keeps only the newest "

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from hn.cli.context import STATE
+from hn.cli.context import STATE, warn
 from hn.cli.output import console, emit, table
 from hn.errors import InputError, VerificationError
 from hn.proto import trust as proto
@@ -57,17 +57,25 @@ def link_list(
     include_expired: bool = typer.Option(False, "--all", help="Include expired links."),
     as_json: bool = JSON,
 ) -> None:
-    """List my trust links (every one verified: a tampered link file is refused)."""
+    """List my trust links (every one verified: a tampered link file is listed as refused, never counted)."""
     from hn.trust import links
 
     home = STATE.home
     me = identities.load(home)
-    mine, _ = links.my_links(home, me)
+    mine, refused = links.checked_links(home, me)
     views = [s.view() for s in mine if s.live or include_expired]
-    emit({"links": views}, as_json, lambda d: table(
+    _say_refused([r.message for r in refused], "never counted (reputation, graph, what friends see)")
+    emit({"links": views, "refused": [r.view(home) for r in refused]}, as_json, lambda d: table(
         None, ["id", "to", "context", "confidence", "evidence", "expires", "live"],
         [[v["id"][:12], v["to"], v["context"], v["confidence"], v["evidence_count"], v["expires_at"],
-          "yes" if v["live"] else "expired"] for v in d["links"]]))
+          "yes" if v["live"] else "expired"] for v in d["links"]]
+        + [[r["id"][:12], r["to"], "", "", "", "", f"REFUSED: {r['reason']}"] for r in d["refused"]]))
+
+
+def _say_refused(refused: list[str], consequence: str) -> None:
+    """Links that failed verification are reported, not fatal: one warning on stderr."""
+    if refused:
+        warn(f"{len(refused)} trust link(s) refused, {consequence}: " + "; ".join(refused))
 
 
 def _rep_view(doc: dict[str, Any], changed: bool | None, refused: list[str]) -> dict[str, Any]:
@@ -84,8 +92,6 @@ def _rep_human(d: dict[str, Any]) -> None:
     console.print(f"reputation of {d['target']} (seq {d['seq']}): avg {agg['avg_confidence']} over "
                   f"{agg['count']} live link(s), min {agg['min_confidence']}, max {agg['max_confidence']}, "
                   f"stddev {agg['stddev']}")
-    for problem in d["refused"]:
-        console.print(f"[yellow]refused:[/yellow] {problem}")
 
 
 @rep_app.command("compute")
@@ -97,6 +103,7 @@ def reputation_compute(target: str = typer.Option(..., "--target", help="The DID
     home = STATE.home
     me = identities.load(home)
     doc, changed, refused = reputation.compute(home, me, target)
+    _say_refused(refused, "left out of the aggregate")
     emit(_rep_view(doc, changed, refused), as_json, _rep_human)
 
 
@@ -106,6 +113,7 @@ def _publish(target: str, as_json: bool) -> None:
     home = STATE.home
     me = identities.load(home)
     doc, refused = reputation.publish(home, me, target)
+    _say_refused(refused, "left out of the aggregate")
     data = {**_rep_view(doc, None, refused), "published": True, "route": f"/trust/{target}",
             "path": str(reputation.published_path(home, me.alias, target))}
     emit(data, as_json, lambda d: console.print(
@@ -176,6 +184,7 @@ def graph(
     if fetch_first:
         asyncio.run(remote.fetch_all(home, me))
     data = trust_graph.build(home, me, include_expired)
+    _say_refused(data["refused"], "left out of the graph")
     if fmt == "json":
         payload = None
     else:
@@ -189,7 +198,7 @@ def graph(
         body = payload if payload is not None else (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
         atomic.write_bytes(out, body)
         summary = {"format": fmt, "out": str(out), "bytes": len(body), "nodes": len(data["nodes"]),
-                   "edges": len(data["edges"])}
+                   "edges": len(data["edges"]), "refused": data["refused"]}
         emit(summary, as_json, lambda d: console.print(
             f"wrote {d['format']} graph ({d['nodes']} people, {d['edges']} links) to {d['out']}"))
         return
@@ -197,7 +206,7 @@ def graph(
         emit(data, True)
     elif as_json:
         emit({"format": fmt, fmt: payload.decode("utf-8") if payload else "", "nodes": len(data["nodes"]),
-              "edges": len(data["edges"])}, True)
+              "edges": len(data["edges"]), "refused": data["refused"]}, True)
     else:
         sys.stdout.write(payload.decode("utf-8") if payload else "")
         sys.stdout.flush()

@@ -114,6 +114,21 @@ def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None
 
 
 # -- reading ------------------------------------------------------------------------------
+class LinkRefused(VerificationError):
+    """A stored link file that does not verify (edited on disk, say): never counted."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"trust link {path.name} is refused: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def view(self, home: Home) -> dict[str, Any]:
+        """What `hn trust link list` shows of it: the id and target its place names, and why."""
+        tail = self.path.parent.name
+        return {"id": self.path.stem, "to": f"did:hn:{tail}", "reason": self.reason,
+                "file": str(self.path.relative_to(home.root)) if self.path.is_relative_to(home.root) else str(self.path)}
+
+
 def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLink:
     """One stored link, verified, and where it must be: ``<to tail>/<id>.json``."""
     try:
@@ -125,35 +140,39 @@ def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLi
         if path.stem != doc["id"] or path.parent.name != did_tail(doc["to"]):
             raise VerificationError("file name does not match the link id and target")
     except (HnError, OSError) as exc:
-        message = exc.message if isinstance(exc, HnError) else str(exc)
-        raise VerificationError(f"trust link {path.name} is refused: {message}") from exc
+        message = exc.message if isinstance(exc, HnError) else (exc.strerror or str(exc))
+        raise LinkRefused(path, message) from exc
     expires = proto.link_expires(doc, limit)
     return StoredLink(doc, evidence, expires, expires > now, "mine")
 
 
-def my_links(home: Home, me: Identity, *, strict: bool = True,
-             target: str | None = None) -> tuple[list[StoredLink], list[str]]:
-    """My stored links (about ``target`` only, if given), verified. Tampered ones raise (strict) or are reported."""
+def checked_links(home: Home, me: Identity, target: str | None = None) -> tuple[list[StoredLink], list[LinkRefused]]:
+    """My stored links (about ``target`` only, if given) that verify, and the ones refused."""
     folder = links_dir(home, me)
     pattern = f"{did_tail(target)}/*.json" if target is not None else "*/*.json"
     limit, now = max_age(home), timefmt.now()
     out: list[StoredLink] = []
-    refused: list[str] = []
+    refused: list[LinkRefused] = []
     if folder.is_dir():
         for path in sorted(folder.glob(pattern)):
             if path.name.startswith("."):
                 continue
             try:
-                stored = read_link_file(path, me.history, limit, now)
-            except VerificationError as exc:
-                if strict:
-                    raise
+                out.append(read_link_file(path, me.history, limit, now))
+            except LinkRefused as exc:
                 log.warning("trust.link.refused", extra={"hn": {"path": str(path), "error": exc.message}})
-                refused.append(exc.message)
-                continue
-            out.append(stored)
+                refused.append(exc)
     out.sort(key=lambda s: (s.link["to"], s.link["context"]))
     return out, refused
+
+
+def my_links(home: Home, me: Identity, *, strict: bool = True,
+             target: str | None = None) -> tuple[list[StoredLink], list[str]]:
+    """My stored links (about ``target`` only, if given), verified. Tampered ones raise (strict) or are reported."""
+    out, refused = checked_links(home, me, target)
+    if strict and refused:
+        raise refused[0]
+    return out, [r.message for r in refused]
 
 
 def friend_links(home: Home, me: Identity, target: str | None = None) -> tuple[list[StoredLink], list[str]]:

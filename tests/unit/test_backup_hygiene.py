@@ -1,17 +1,18 @@
 """Backup creation against the sweep of interrupted creates' payload files, and with a
-change-detection cache that cannot be written."""
+change-detection cache that cannot be written; which failed uploads can be resumed."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
-from hn.backup import create, restore, snapshot
-from hn.errors import DiskError
+from hn.backup import client, create, restore, snapshot
+from hn.errors import DiskError, NetworkError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -59,3 +60,18 @@ def test_the_backup_is_recorded_before_the_cache_and_a_cache_failure_is_only_a_w
     delta = create.create(home, alice, tmp_path / "out", base=result.header)
     assert delta.read_files == len(delta.header["entries"]) and delta.warnings == []
     assert create.create(home, alice, tmp_path / "out", base=delta.header).read_files == 0
+
+
+@pytest.mark.parametrize(("status", "resumable"), [
+    (500, True), (502, True), (503, True), (507, True), (408, True), (429, True), (409, True), (401, True),
+    (403, False), (413, False), (400, False),
+])
+def test_which_answers_of_a_node_a_later_push_can_get_past(status: int, resumable: bool) -> None:
+    body = json.dumps({"error": "e", "detail": "d"}).encode()
+    answer = client._error("http://127.0.0.1:1/backup", status, body)
+    assert f"HTTP {status} e: d" in answer.message
+    assert client.can_resume(answer) is resumable
+    # No answer at all (refused, reset, timed out): the node may be up later.
+    assert client.can_resume(NetworkError("http://127.0.0.1:1/backup: timed out"))
+    # Not found is no network failure: the push says what was missing, not how to resume.
+    assert not client.can_resume(client._error("http://127.0.0.1:1/backup", 404, body))
