@@ -33,7 +33,11 @@ def doc_view(entry: dict[str, Any]) -> dict[str, Any]:
 def add(files: list[Path] = typer.Argument(..., help="Files or folders (added recursively)."),
         publish: bool = typer.Option(False, "--publish", help="List them in the public index."),
         as_json: bool = JSON) -> None:
-    """Add files to the vault under their BLAKE3 content address."""
+    """Add files to the vault under their BLAKE3 content address.
+
+    A document is its content: a file whose bytes are in the vault already is not added
+    again and the document keeps its name (the output says so).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     home = STATE.home
@@ -43,12 +47,33 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
     with Progress(TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=real(console), disable=not show, transient=True) as bar:
         task = bar.add_task("add", total=len(todo))
-        entries = store.add_files(home, me.keys, todo, publish, progress=lambda n: bar.advance(task, n))
+        added = store.add(home, me.keys, todo, publish, progress=lambda n: bar.advance(task, n))
     doc, changed = presence.refresh(home, me)
-    views = [doc_view(e) for e in entries]
-    emit({"added": views, "presence_seq": doc["seq"], "index_root": doc["index"]["root"]}, as_json,
-         lambda d: console.print(f"added {len(views)} document(s)" + (", published" if publish else "")
-                                 + (f"; index root {doc['index']['root'][:16]}…" if changed else "")))
+    views: dict[str, dict[str, Any]] = {}
+    for a in added:
+        views.setdefault(a.entry["id"], {**doc_view(a.entry), "new": a.new})
+    per_file = [{"file": str(a.path), "id": a.entry["id"], "name": a.entry.get("name", ""),
+                 "outcome": "new" if a.new else "same_as_file" if a.same_as else "already_in_vault",
+                 **({"same_as": str(a.same_as)} if a.same_as else {})} for a in added]
+    data = {"added": list(views.values()), "files": per_file, "presence_seq": doc["seq"],
+            "index_root": doc["index"]["root"]}
+
+    def human(d: dict[str, Any]) -> None:
+        from rich.markup import escape
+
+        new = sum(1 for v in d["added"] if v["new"])
+        console.print(f"added {new} document(s)" + (", published" if publish else "")
+                      + (f"; index root {doc['index']['root'][:16]}…" if changed else ""))
+        for f in d["files"]:
+            if f["outcome"] == "already_in_vault" and Path(f["file"]).name == f["name"]:
+                console.print(escape(f"{f['file']}: already in the vault"))
+            elif f["outcome"] == "already_in_vault":
+                console.print(escape(f"{f['file']}: same content as {f['name']} (already in the vault); "
+                                     f"it keeps the name {f['name']}"))
+            elif f["outcome"] == "same_as_file":
+                console.print(escape(f"{f['file']}: same content as {f['same_as']}; added once, as {f['name']}"))
+
+    emit(data, as_json, human)
 
 
 @app.command("list")

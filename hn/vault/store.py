@@ -284,12 +284,23 @@ def resolve_id(catalog: Catalog, prefix: str, kind: str | None = None) -> dict[s
 
 # -- adding artefacts -------------------------------------------------------------------
 def expand_inputs(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and those found in the folders named, each once (a file named
+    twice, or named and found in a folder named too, is added once)."""
     files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def take(path: Path) -> None:
+        st = path.stat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            files.append(path)
+
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()))
+            for found in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+                take(found)
         elif path.is_file():
-            files.append(path)
+            take(path)
         else:
             raise InputError(f"{path}: no such file")
     return files
@@ -422,31 +433,37 @@ def _read(src: BinaryIO, source: Path) -> bytes:
         raise cannot(f"could not read {source}", exc) from exc
 
 
-def add_files(
+@dataclass
+class Added:
+    """One file of an add and the document it is in the vault."""
+
+    path: Path
+    entry: dict[str, Any]  # the catalogue entry after the add
+    new: bool  # False: the same bytes were in the vault already, or came from an earlier file of this add
+    same_as: Path | None = None  # that earlier file of this add, if it was one
+
+
+def add(
     home: Home,
     keys: Any,
-    paths: list[Path],
+    files: list[Path],
     publish: bool,
     progress: Callable[[int], None] | None = None,
-) -> list[dict[str, Any]]:
-    files = expand_inputs(paths)
+) -> list[Added]:
+    """Store ``files`` (from expand_inputs) and record the new documents, one per content.
+
+    A document is its bytes: content already in the vault keeps the name it has, and a
+    second file of the same bytes in one add does not rename the first. ``publish``
+    publishes those already there too.
+    """
     if not files:
         raise InputError("no files to add")
     home.check_head(keys)  # refuse before storing bytes that no event could name
     sweep_temps(home)
-    items: list[dict[str, Any]] = []
-    now = timefmt.now_iso()
+    stored: list[tuple[Path, str, int]] = []
     for path in files:
         digest, size = store_file(home, path)
-        items.append({
-            "id": digest,
-            "digest": digest,
-            "size": size,
-            "name": path.name,
-            "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-            "published": publish,
-            "added_at": now,
-        })
+        stored.append((path, digest, size))
         if progress:
             progress(1)
     # One sync for the whole batch: every object is durable before the event names it.
@@ -454,17 +471,58 @@ def add_files(
         atomic.sync_tree(home.path("personal", "objects"))
     except OSError as exc:
         raise DiskError(f"could not flush new objects: {exc.strerror or exc}; nothing was added") from exc
+    now = timefmt.now_iso()
     with home.lock():
+        before = load_catalog(home, persist=True)
+        first: dict[str, Path] = {}  # digest -> the file of this add that brought it
+        items: list[dict[str, Any]] = []
+        to_publish: list[str] = []
+        for path, digest, size in stored:
+            if digest in first:
+                continue
+            first[digest] = path
+            old = before.entries.get(digest)
+            if old is None:
+                items.append({
+                    "id": digest,
+                    "digest": digest,
+                    "size": size,
+                    "name": path.name,
+                    "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                    "published": publish,
+                    "added_at": now,
+                })
+            elif publish and not old.get("published"):
+                to_publish.append(digest)
         # Batches keep every event far below the log reader's size cap, whatever the count.
         for start in range(0, len(items), ADD_BATCH):
             home.append_event(keys, "doc.add", {"items": items[start:start + ADD_BATCH]})
+        if to_publish:
+            home.append_event(keys, "doc.publish", {"ids": to_publish})
         catalog = load_catalog(home, persist=True)
-    return [catalog.entries[i["id"]] for i in items]
+    out: list[Added] = []
+    for path, digest, _ in stored:
+        new = digest not in before.entries and first[digest] == path
+        earlier = first[digest] if first[digest] != path else None
+        out.append(Added(path, catalog.entries[digest], new, earlier))
+    return out
+
+
+def add_files(
+    home: Home,
+    keys: Any,
+    paths: list[Path],
+    publish: bool,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """``add`` of the files and folders ``paths``: the catalogue entry of each file."""
+    return [a.entry for a in add(home, keys, expand_inputs(paths), publish, progress)]
 
 
 def set_published(home: Home, keys: Any, ids: list[str], published: bool) -> list[dict[str, Any]]:
+    """Publish or unpublish documents (ids or prefixes; one naming the same document twice counts once)."""
     catalog = load_catalog(home)
-    entries = [resolve_id(catalog, i, "doc") for i in ids]
+    entries = list({e["id"]: e for e in (resolve_id(catalog, i, "doc") for i in ids)}.values())
     with home.lock():
         home.append_event(keys, "doc.publish" if published else "doc.unpublish", {"ids": [e["id"] for e in entries]})
         catalog = load_catalog(home, persist=True)

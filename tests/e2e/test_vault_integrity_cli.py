@@ -191,3 +191,38 @@ def test_a_missing_vault_is_one_clear_error_and_is_not_created(tmp_path: Path) -
     # the commands that start a vault still do
     assert run_json(typo, "policy", "set", "trust.max_age", "60")["value"] == "60"
     assert run_json(typo, "id", "list") == {"identities": []}
+
+
+def test_the_same_content_twice_keeps_its_first_name_and_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    a, copy = tmp_path / "a.txt", tmp_path / "copy_of_a.txt"
+    a.write_text("same bytes\n")
+    copy.write_text("same bytes\n")
+    first = run_json(home, "doc", "add", str(a))
+    assert [(f["outcome"], f["name"]) for f in first["files"]] == [("new", "a.txt")]
+    head = len(list((home / "events").iterdir()))
+    again = run_hn(home, "doc", "add", str(copy))
+    assert again.stdout.splitlines() == [
+        "added 0 document(s)", f"{copy}: same content as a.txt (already in the vault); it keeps the name a.txt"]
+    assert len(list((home / "events").iterdir())) == head, "content already there is no change to the vault"
+    assert [d["name"] for d in run_json(home, "doc", "list")["artefacts"]] == ["a.txt"]
+    # one file named twice (directly and through its folder) is one document
+    sub = tmp_path / "files" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "b.md").write_text("b\n")
+    both = run_hn(home, "doc", "add", str(sub), str(sub / "b.md"))
+    assert both.stdout.splitlines() == ["added 1 document(s)"]
+    # two new files with the same bytes in one add: the first names the document
+    (sub / "c1.txt").write_text("c\n")
+    (sub / "c2.txt").write_text("c\n")
+    pair = run_json(home, "doc", "add", str(sub / "c1.txt"), str(sub / "c2.txt"), "--publish")
+    assert [(v["name"], v["new"], v["published"]) for v in pair["added"]] == [("c1.txt", True, True)]
+    assert [f["outcome"] for f in pair["files"]] == ["new", "same_as_file"]
+    assert pair["files"][1]["same_as"] == str(sub / "c1.txt")
+    # --publish publishes content already in the vault, under its name
+    published = run_json(home, "doc", "add", str(copy), "--publish")
+    assert [(v["name"], v["published"], v["new"]) for v in published["added"]] == [("a.txt", True, False)]
+    doc_id = first["added"][0]["id"]
+    out = run_json(home, "doc", "unpublish", doc_id, doc_id[:10], doc_id)
+    assert [v["id"] for v in out["artefacts"]] == [doc_id]
