@@ -9,6 +9,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, real, table
+from hn.errors import InputError
 from hn.vault import identities, presence, shards, store
 
 app = typer.Typer(help="Documents: content-addressed artefacts, shares and shards.", no_args_is_help=True)
@@ -30,7 +31,9 @@ def doc_view(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.command("add")
-def add(files: list[Path] = typer.Argument(..., help="Files or folders (added recursively)."),
+def add(files: list[Path] = typer.Argument(..., help="Files or folders (added recursively). A symbolic link named "
+                                           "here is followed, as cp does; inside folders, symbolic links, FIFOs "
+                                           "and devices are skipped and listed."),
         publish: bool = typer.Option(False, "--publish", help="List them in the public index."),
         as_json: bool = JSON) -> None:
     """Add files to the vault under their BLAKE3 content address.
@@ -42,7 +45,11 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
 
     home = STATE.home
     me = identities.load(home)
-    todo = store.expand_inputs(files)
+    inputs = store.expand_inputs(files)
+    skipped = [{"path": str(k.path), "reason": k.reason} for k in inputs.skipped]
+    if not inputs.files:
+        raise InputError("no files to add" + (f": {_skipped_text(skipped)}" if skipped else ""))
+    todo = inputs.files
     show = not as_json and len(todo) > 20
     with Progress(TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=real(console), disable=not show, transient=True) as bar:
@@ -55,7 +62,7 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
     per_file = [{"file": str(a.path), "id": a.entry["id"], "name": a.entry.get("name", ""),
                  "outcome": "new" if a.new else "same_as_file" if a.same_as else "already_in_vault",
                  **({"same_as": str(a.same_as)} if a.same_as else {})} for a in added]
-    data = {"added": list(views.values()), "files": per_file, "presence_seq": doc["seq"],
+    data = {"added": list(views.values()), "files": per_file, "skipped": skipped, "presence_seq": doc["seq"],
             "index_root": doc["index"]["root"]}
 
     def human(d: dict[str, Any]) -> None:
@@ -72,8 +79,16 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
                                      f"it keeps the name {f['name']}"))
             elif f["outcome"] == "same_as_file":
                 console.print(escape(f"{f['file']}: same content as {f['same_as']}; added once, as {f['name']}"))
+        if d["skipped"]:
+            console.print(escape(_skipped_text(d["skipped"])))
 
     emit(data, as_json, human)
+
+
+def _skipped_text(skipped: list[dict[str, str]]) -> str:
+    return (f"skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that "
+            f"{'is' if len(skipped) == 1 else 'are'} not a regular file: "
+            + ", ".join(f"{k['path']} ({k['reason']})" for k in skipped))
 
 
 @app.command("list")

@@ -283,27 +283,82 @@ def resolve_id(catalog: Catalog, prefix: str, kind: str | None = None) -> dict[s
 
 
 # -- adding artefacts -------------------------------------------------------------------
-def expand_inputs(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and those found in the folders named, each once (a file named
-    twice, or named and found in a folder named too, is added once)."""
+@dataclass
+class Skipped:
+    """An entry of a folder being added that is not a regular file, and what it is."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Inputs:
+    files: list[Path]
+    skipped: list[Skipped]
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in the words of the messages."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def expand_inputs(paths: Iterable[Path]) -> Inputs:
+    """The regular files named, and those found in the folders named, each once.
+
+    A path named on the command line is followed if it is a symbolic link (as cp does);
+    one named that is not a regular file or folder (a FIFO, a device) is an error. Inside
+    folders, symbolic links and every other non-regular entry are skipped and listed:
+    following links there could add files from anywhere on the machine. A file named
+    twice (or named and found in a folder named too) is taken once.
+    """
     files: list[Path] = []
+    skipped: list[Skipped] = []
     seen: set[tuple[int, int]] = set()
 
-    def take(path: Path) -> None:
-        st = path.stat()
+    def take(path: Path, st: os.stat_result) -> None:
         if (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             files.append(path)
 
+    def walk(folder: Path) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
+                raise failure from exc
+            skipped.append(Skipped(folder, f"a folder that cannot be read: {exc.strerror or exc}"))
+            return
+        for entry in entries:
+            path = folder / entry.name
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                walk(path)
+            elif stat.S_ISREG(st.st_mode):
+                take(path, st)
+            else:
+                skipped.append(Skipped(path, file_kind(st.st_mode)))
+
     for path in paths:
-        if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
-                take(found)
-        elif path.is_file():
-            take(path)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            broken = path.is_symlink()
+            raise InputError(f"{path}: {'a symbolic link to a missing file' if broken else 'no such file'}") from None
+        except OSError as exc:
+            raise cannot(f"cannot read {path}", exc) from exc
+        if stat.S_ISDIR(st.st_mode):
+            walk(path)
+        elif stat.S_ISREG(st.st_mode):
+            take(path, st)
         else:
-            raise InputError(f"{path}: no such file")
-    return files
+            raise InputError(f"{path}: not a regular file ({file_kind(st.st_mode)}); nothing was added")
+    return Inputs(files, skipped)
 
 
 def _locked_temp(folder: Path) -> tuple[int, Path]:
@@ -420,10 +475,17 @@ def store_file(home: Home, source: Path) -> tuple[str, int]:
 
 
 def _open_source(source: Path) -> BinaryIO:
+    """``source`` open for reading, if it is (still) a regular file: a FIFO put in its place
+    since expand_inputs looked is refused, not waited on."""
     try:
-        return open(source, "rb")
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise cannot(f"could not read {source}", exc) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{source}: not a regular file ({file_kind(mode)}); nothing was added")
+    return os.fdopen(fd, "rb")
 
 
 def _read(src: BinaryIO, source: Path) -> bytes:
@@ -516,7 +578,7 @@ def add_files(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """``add`` of the files and folders ``paths``: the catalogue entry of each file."""
-    return [a.entry for a in add(home, keys, expand_inputs(paths), publish, progress)]
+    return [a.entry for a in add(home, keys, expand_inputs(paths).files, publish, progress)]
 
 
 def set_published(home: Home, keys: Any, ids: list[str], published: bool) -> list[dict[str, Any]]:

@@ -226,3 +226,39 @@ def test_the_same_content_twice_keeps_its_first_name_and_says_so(tmp_path: Path)
     doc_id = first["added"][0]["id"]
     out = run_json(home, "doc", "unpublish", doc_id, doc_id[:10], doc_id)
     assert [v["id"] for v in out["artefacts"]] == [doc_id]
+
+
+def test_what_is_not_a_regular_file_is_named_and_skipped_entries_are_reported(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "a.txt").write_text("a\n")
+    os.mkfifo(files / "fifo")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not in the folder\n")
+    (files / "link").symlink_to(outside)
+    # a FIFO named on the command line: said what it is (it exists), nothing waits on it
+    proc = run_hn(home, "doc", "add", str(files / "fifo"), check=False)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        1, f"error: {files / 'fifo'}: not a regular file (a FIFO); nothing was added")
+    # a folder: its link and FIFO are skipped, and both outputs say so
+    added = run_json(home, "doc", "add", str(files))
+    assert [f["file"] for f in added["files"]] == [str(files / "a.txt")]
+    assert added["skipped"] == [{"path": str(files / "fifo"), "reason": "a FIFO"},
+                                {"path": str(files / "link"), "reason": "a symbolic link"}]
+    human = run_hn(home, "doc", "add", str(files)).stdout.splitlines()
+    assert human[-1] == (f"skipped 2 entries that are not a regular file: {files / 'fifo'} (a FIFO), "
+                         f"{files / 'link'} (a symbolic link)")
+    # a symbolic link named on the command line is followed, as cp does (and as help says)
+    via_link = run_json(home, "doc", "add", str(files / "link"))
+    assert [(v["name"], v["size"]) for v in via_link["added"]] == [("link", outside.stat().st_size)]
+    assert "symbolic link named here is followed" in " ".join(run_hn(home, "doc", "add", "--help").stdout.split())
+    (tmp_path / "broken").symlink_to(tmp_path / "missing")
+    proc = run_hn(home, "doc", "add", str(tmp_path / "broken"), check=False)
+    assert proc.stderr.strip() == f"error: {tmp_path / 'broken'}: a symbolic link to a missing file"
+    only = tmp_path / "only"
+    only.mkdir()
+    os.mkfifo(only / "f")
+    proc = run_hn(home, "doc", "add", str(only), check=False)
+    assert proc.stderr.strip() == f"error: no files to add: skipped 1 entry that is not a regular file: {only / 'f'} (a FIFO)"

@@ -91,3 +91,16 @@ def test_a_damaged_catalogue_entry_is_rebuilt(home: Home, alice: Identity, tmp_p
         assert len(events("catalog.rebuilt")) == 1
     assert catalog.entries == store.replay(home).entries and catalog.index_entries()
     assert store.parse_catalog(cache.read_bytes()).entries == catalog.entries
+
+
+def test_a_fifo_put_where_a_file_was_is_refused_not_waited_on(home: Home, alice: Identity, tmp_path: Path) -> None:
+    from hn.errors import InputError
+
+    path = tmp_path / "was_a_file"
+    path.write_text("x")
+    inputs = store.expand_inputs([path])
+    path.unlink()
+    os.mkfifo(path)  # between the look and the copy
+    with pytest.raises(InputError, match="not a regular file \\(a FIFO\\)"):
+        store.add(home, alice.keys, inputs.files, publish=False)
+    assert temps(home) == []
