@@ -244,8 +244,11 @@ def decrypt_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Write the decrypted payload as a standard .tar.zst (`zstd -d < F | tar -x` extracts it)."""
+    import shlex
+
     from hn.backup import create as creating
     from hn.backup import local, payload, restore
+    from hn.cli import output
     from hn.vault import atomic
 
     home = STATE.existing_home()
@@ -260,8 +263,9 @@ def decrypt_cmd(
                 dst.write(block)
     data = {"id": header["id"], "out": str(out), "compressed_size": header["payload"]["compressed_size"],
             "scope": header["scope"], "base_backup": header["base_backup"]}
-    emit(data, as_json, lambda d: console.print(
-        f"wrote {d['out']} ({d['compressed_size']} bytes); extract with: zstd -d < {d['out']} | tar -x"))
+    # The command is one whole line, to be copied as it is (the path quoted for a shell).
+    emit(data, as_json, lambda d: output.plain(
+        f"wrote {d['out']} ({d['compressed_size']} bytes); extract with: zstd -d < {shlex.quote(d['out'])} | tar -x"))
 
 
 @backup_app.command("restore")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -10,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, kv, table
+from hn.cli.output import console, emit, err_console, kv, plain, table
 from hn.errors import InputError, MalformedDocument
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.identity import verify_identity
@@ -116,11 +117,17 @@ def split(threshold: int = typer.Option(3, "--threshold", "-k"), shares: int = t
     words = recovery.split(home, ident, threshold, shares, passphrase)
 
     def human(d: dict[str, Any]) -> None:
+        # Standard output holds the shares alone, one whole line each (`restore` reads
+        # them back as they are); the advice goes to standard error.
         for i, w in enumerate(d["shares"]):
-            console.print(f"share {i + 1} of {len(words)}: {w}")
-        console.print(f"Any {threshold} of these rebuild every key of {ident.did}. Keep them apart.")
+            plain(f"share {i + 1} of {len(words)}: {w}")
+        err_console.print(f"Any {threshold} of these rebuild every key of {ident.did}. Keep them apart.")
 
     emit({"did": ident.did, "threshold": threshold, "shares": words}, as_json, human)
+
+
+# The label `split` puts before each mnemonic; `restore` takes lines with or without it.
+SHARE_LABEL = re.compile(r"^\s*share\s+\d+\s+of\s+\d+\s*:", re.IGNORECASE)
 
 
 def _load_identity_doc(source: str) -> dict[str, Any]:
@@ -147,9 +154,10 @@ def restore(alias: Optional[str] = typer.Option(None, "--alias", help="Local nam
             identity: Optional[str] = typer.Option(None, "--identity", help="identity@1 file or URL with the key history."),
             passphrase: str = typer.Option("", "--passphrase"),
             as_json: bool = JSON) -> None:
-    """Rebuild an identity from K mnemonics read from standard input, one per line."""
+    """Rebuild an identity from K mnemonics read from standard input, one per line (as
+    `split` prints them, with or without their "share N of M:" label)."""
     home = STATE.home
-    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    lines = [SHARE_LABEL.sub("", line) for line in sys.stdin.read().splitlines() if line.strip()]
     doc = _load_identity_doc(identity) if identity else None
     name = alias or (doc.get("alias") if doc else None) or "restored"
     ident = recovery.restore(home, lines, name, doc, passphrase)

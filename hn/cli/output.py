@@ -1,4 +1,10 @@
-"""Rendering: one JSON document on stdout with --json, Rich text otherwise."""
+"""Rendering: one JSON document on stdout with --json, Rich text otherwise.
+
+Nothing a reader may copy (a mnemonic, a command, an id, a digest) is wrapped or cut:
+Rich prints every line whole (soft wrap), leaving a terminal to fold what is wider than
+it, and ``kv`` and ``table`` keep every cell whole. Into a file or a pipe no line is ever
+folded.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +17,35 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# The width given to Rich for output that is not a terminal (Rich would take $COLUMNS or
+# 80 columns): wide enough that nothing there is laid out to fit a screen.
+UNWRAPPED_WIDTH = 1 << 15
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class _LazyConsole:
     """A Rich console made on first use: importing Rich costs about 20 ms of start-up,
     which a command that prints JSON, or nothing, never needs."""
 
     def __init__(self, **options: Any) -> None:
-        self._options = options
+        # Soft wrap: lines are never folded at word boundaries nor cropped by Rich.
+        self._options = {"soft_wrap": True, **options}
         self._console: Console | None = None
 
     def instance(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            made = Console(**self._options)
+            if not _is_tty(made.file):
+                made.width = UNWRAPPED_WIDTH
+            self._console = made
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -49,23 +71,46 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         console.print_json(json.dumps(data, default=str))
 
 
+def plain(text: str, style: str | None = None) -> None:
+    """One line a reader may copy (a mnemonic, a command, an id), printed as it is: whole,
+    and without Rich markup."""
+    from rich.text import Text
+
+    console.print(Text(text, style=style or ""), soft_wrap=True)
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table as wide as its content: no cell is folded or cut to fit the terminal."""
     from rich.table import Table
 
     t = Table(title=title, show_lines=False)
     for column in columns:
-        t.add_column(column)
+        t.add_column(column, no_wrap=True)
     for row in rows:
         t.add_row(*[str(c) for c in row])
-    console.print(t)
+    _print_whole(t)
 
 
 def kv(data: dict[str, Any], title: str | None = None) -> None:
+    """Key/value lines, keys aligned in bold; each value printed whole."""
     from rich.table import Table
 
     t = Table(title=title, show_header=False, box=None)
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(no_wrap=True)
     for key, value in data.items():
         t.add_row(str(key), str(value))
-    console.print(t)
+    _print_whole(t)
+
+
+def _print_whole(t: Any) -> None:
+    """Print a Rich table at its natural width even where that is wider than the console:
+    the terminal then folds the long lines, but every cell keeps its whole text."""
+    from rich.measure import Measurement
+
+    target = real(console)
+    natural = Measurement.get(target, target.options.update_width(UNWRAPPED_WIDTH), t).maximum
+    if natural > target.width:
+        t.width = natural
+    target.print(t, soft_wrap=True)
+
