@@ -93,6 +93,8 @@ class Home:
             # looking for tampering when the fix is the disk.
             if storage_failure(exc) is not None:
                 raise cannot(f"cannot read event log entry {path.name}", exc) from exc
+            if isinstance(exc, IsADirectoryError):
+                raise VaultCorrupt(f"event log entry {path.name} is a folder, not a file") from exc
             raise VaultCorrupt(f"event log entry {path.name} is unreadable: {os_reason(exc)}") from exc
         except MalformedDocument as exc:
             raise VaultCorrupt(f"event log entry {path.name} is unreadable: {exc}") from exc

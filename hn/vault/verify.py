@@ -103,7 +103,7 @@ def verify_vault(home: Home) -> Report:
         except DiskError:
             raise
         except HnError as exc:
-            if path.name in exc.message:
+            if rel(path) in exc.message:
                 raise
             raise HnError(f"{rel(path)}: {exc.message}") from exc
         except OSError as exc:
@@ -153,7 +153,11 @@ def verify_vault(home: Home) -> Report:
     def own() -> str:
         aliases = identities.own_aliases(home)
         for alias in aliases:
-            with about(home.path("identities", "own", alias)):
+            folder = home.path("identities", "own", alias)
+            for name in ("identity.json", "secret.json"):
+                with about(folder / name):
+                    (folder / name).read_bytes()  # a folder or an unreadable file in its place is named
+            with about(folder):
                 ident = identities.load(home, alias)
             histories[ident.did] = ident.history
         return f"{len(aliases)} identities, key files match"
@@ -172,8 +176,8 @@ def verify_vault(home: Home) -> Report:
     def events() -> str:
         prev, count = GENESIS_PREV, 0
         for index, path in enumerate(home.event_files(), start=1):
+            event = home.read_event(path)  # its errors name the entry
             with about(path):
-                event = home.read_event(path)  # its errors name the entry
                 signer = event.get("signer")
                 history = histories.get(signer) if isinstance(signer, str) else None
                 where = f"event {index} ({rel(path)})"
@@ -206,7 +210,7 @@ def verify_vault(home: Home) -> Report:
 
     def artefacts() -> str:
         if not catalog_holder:
-            raise HnError("catalogue unavailable: see the catalog check")
+            raise HnError(f"not checked: the catalogue ({'/'.join(CATALOG)}) could not be rebuilt from the event log")
         entries = catalog_holder[0].entries
         for entry in entries.values():
             path: Path = object_path(home, entry["digest"]) if entry["kind"] == "doc" else shard_path(home, entry["id"])

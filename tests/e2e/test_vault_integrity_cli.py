@@ -262,3 +262,18 @@ def test_what_is_not_a_regular_file_is_named_and_skipped_entries_are_reported(tm
     os.mkfifo(only / "f")
     proc = run_hn(home, "doc", "add", str(only), check=False)
     assert proc.stderr.strip() == f"error: no files to add: skipped 1 entry that is not a regular file: {only / 'f'} (a FIFO)"
+
+
+def test_a_folder_in_place_of_a_key_or_event_file_is_named(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    for path in (home / "identities" / "own" / "alice" / "identity.json", sorted((home / "events").iterdir())[-1]):
+        path.rename(tmp_path / "aside")
+        path.mkdir()
+        details = failures(home)
+        path.rmdir()
+        (tmp_path / "aside").rename(path)
+        assert details[0] in (f"{path.relative_to(home)}: is a folder, not a file",
+                              f"event log entry {path.name} is a folder, not a file"), details
+        assert all("Errno" not in d for d in details), details
+    assert run_json(home, "vault", "verify")["ok"] is True
