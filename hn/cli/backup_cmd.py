@@ -239,8 +239,9 @@ def verify_cmd(
 @backup_app.command("decrypt")
 def decrypt_cmd(
     path: Path = typer.Option(..., "--path", help="Header file <id>.backup.json."),
-    out: Path = typer.Option(..., "--out", help="Where to write the plain .tar.zst."),
+    out: str = typer.Option(..., "--out", metavar="FILE", help="Where to write the plain .tar.zst (a new file)."),
     owner: Optional[str] = typer.Option(None, "--owner", help="Accept a backup signed by this DID."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     as_json: bool = JSON,
 ) -> None:
     """Write the decrypted payload as a standard .tar.zst (`zstd -d < F | tar -x` extracts it)."""
@@ -251,17 +252,18 @@ def decrypt_cmd(
     from hn.cli import output
     from hn.vault import atomic
 
+    target = output.out_file(out, force=force)
     home = STATE.existing_home()
     header = local.read_header_file(path)
     restore.check_owner(home, header, owner)
     key = payload.recipient_key(home, header)
     source = creating.payload_path_for(path)
     payload.require_payload(source)
-    with open(source, "rb") as src, atomic.atomic_writer(out, mode=0o600) as dst:
+    with open(source, "rb") as src, atomic.atomic_writer(target, mode=0o600) as dst:
         with payload.open_compressed(header, key, src) as plain:
             while block := plain.read(1 << 20):
                 dst.write(block)
-    data = {"id": header["id"], "out": str(out), "compressed_size": header["payload"]["compressed_size"],
+    data = {"id": header["id"], "out": str(target), "compressed_size": header["payload"]["compressed_size"],
             "scope": header["scope"], "base_backup": header["base_backup"]}
     # The command is one whole line, to be copied as it is (the path quoted for a shell).
     emit(data, as_json, lambda d: output.plain(

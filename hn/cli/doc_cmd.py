@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, real, table
+from hn.cli.output import console, emit, out_file, real, table
 from hn.errors import InputError
 from hn.vault import identities, presence, shards, store
 
@@ -136,12 +136,14 @@ def share(doc_id: str = typer.Argument(..., help="Document id or unique prefix."
 
 @app.command("open")
 def open_(shard_id: str = typer.Argument(..., help="Shard id (or prefix), or a path to a shard file."),
-          out: Path = typer.Option(..., "--out", help="Where to write the document."),
+          out: str = typer.Option(..., "--out", metavar="FILE", help="Where to write the document (a new file)."),
+          force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
           as_json: bool = JSON) -> None:
     """Decrypt a shard addressed to you."""
+    target = out_file(out, force=force)
     home = STATE.home
     me = identities.load(home)
     candidate = Path(shard_id)
     source = candidate if candidate.is_file() else shards.find_shard(home, shard_id)
-    data = shards.open_shard(home, me, source, out)
+    data = shards.open_shard(home, me, source, target)
     emit(data, as_json, lambda d: console.print(f"opened {d['name'] or d['id']} from {d['sender']} -> {d['out']}"))

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, err_console, kv, plain, table
+from hn.cli.output import console, emit, err_console, kv, out_file, plain, table
 from hn.errors import InputError, MalformedDocument
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.identity import verify_identity
@@ -81,18 +81,20 @@ def rotate(as_json: bool = JSON) -> None:
 
 
 @app.command("export")
-def export(out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: stdout)."),
+def export(out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                           help="File to write, replaced if it exists (default: stdout)."),
            alias: Optional[str] = typer.Option(None, "--alias")) -> None:
     """Export the public identity@1 (key history and current HPKE key)."""
     from hn.vault import atomic
 
+    target = out_file(out) if out is not None else None
     ident = identities.load(STATE.home, alias)
     raw = canonical(ident.doc)
-    if out is None:
+    if target is None:
         sys.stdout.write(raw.decode("utf-8") + "\n")
     else:
-        atomic.write_bytes(out, raw)
-        console.print(f"wrote {out}", style="dim") if sys.stdout.isatty() else None
+        atomic.write_bytes(target, raw)
+        plain(f"wrote {target}", style="dim") if sys.stdout.isatty() else None
 
 
 @app.command("import")

@@ -3,14 +3,16 @@
 Nothing a reader may copy (a mnemonic, a command, an id, a digest) is wrapped or cut:
 Rich prints every line whole (soft wrap), leaving a terminal to fold what is wider than
 it, and ``kv`` and ``table`` keep every cell whole. Into a file or a pipe no line is ever
-folded.
+folded. ``out_file`` checks a file a command is told to write before it starts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -114,3 +116,18 @@ def _print_whole(t: Any) -> None:
         t.width = natural
     target.print(t, soft_wrap=True)
 
+
+def out_file(value: str, *, force: bool | None = None, option: str = "--out") -> Path:
+    """The file a command is told to write with ``option``, checked before any work: not
+    empty, not a folder, and, where ``force`` is given (a command with --force), not an
+    existing file unless it is True. Nothing is written or removed here."""
+    from hn.errors import InputError, UsageError
+
+    if not value.strip():
+        raise UsageError(f"{option} is empty: give the path of a file to write")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{option} {value} is a folder: give a file path, such as {path / 'NAME'}")
+    if force is False and os.path.lexists(path):
+        raise InputError(f"{path} already exists: pass --force to replace it, or choose another {option}")
+    return path

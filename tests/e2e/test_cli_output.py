@@ -1,5 +1,6 @@
-"""What the real `hn` prints: lines a reader copies are whole, into a pipe and on a
-narrow terminal."""
+"""What the real `hn` prints and writes: lines a reader copies are whole (into a pipe and on a
+narrow terminal), --out never replaces a file unless told to, and odd --out paths are
+plain errors."""
 
 from __future__ import annotations
 
@@ -99,3 +100,50 @@ def test_shares_and_digests_are_whole_on_a_narrow_terminal(tmp_path: Path) -> No
     assert len(split) == 3 and all(len(line.split(": ", 1)[1].split()) == 33 for line in split), split
     restored = run_json(tmp_path / "new", "id", "recovery", "restore", input="\n".join(split[:2]))
     assert restored["did"] == run_json(home, "id", "show")["did"]
+
+
+def test_out_never_replaces_a_file_without_force(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    alice = run_json(a, "id", "create", "alice")["did"]
+    bob = run_json(b, "id", "create", "bob")["did"]
+    run_hn(b, "id", "export", "--out", str(tmp_path / "bob.json"))
+    run_hn(a, "id", "import", str(tmp_path / "bob.json"))
+    run_hn(a, "id", "export", "--out", str(tmp_path / "alice.json"))
+    run_hn(b, "id", "import", str(tmp_path / "alice.json"))
+    note = tmp_path / "note.md"
+    note.write_text("# for bob\n")
+    added = run_json(a, "doc", "add", str(note))["added"][0]
+    shard = run_json(a, "doc", "share", added["id"], "--to", bob)
+    shard_file = a / "shards" / shard["id"][:2] / f"{shard['id']}.shard"
+
+    kept = tmp_path / "kept.md"
+    kept.write_text("mine, not to be lost\n")
+    refused = run_hn(b, "doc", "open", str(shard_file), "--out", str(kept), check=False)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr == f"error: {kept} already exists: pass --force to replace it, or choose another --out\n"
+    assert kept.read_text() == "mine, not to be lost\n"
+    opened = run_json(b, "doc", "open", str(shard_file), "--out", str(kept), "--force")
+    assert opened["sender"] == alice and kept.read_text() == "# for bob\n"
+
+    full = run_json(a, "vault", "backup", "create", "--out", str(tmp_path / "backups"))
+    plain = tmp_path / "payload.tar.zst"
+    plain.write_bytes(b"an older archive")
+    refused = run_hn(a, "vault", "backup", "decrypt", "--path", full["header"], "--out", str(plain), check=False)
+    assert refused.returncode != 0 and "already exists: pass --force" in refused.stderr, refused.stderr
+    assert plain.read_bytes() == b"an older archive"
+    run_json(a, "vault", "backup", "decrypt", "--path", full["header"], "--out", str(plain), "--force")
+    assert plain.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+
+
+def test_odd_out_paths_are_plain_errors(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for value, expected in (("", "error: --out is empty: give the path of a file to write\n"),
+                            (str(folder), f"error: --out {folder} is a folder: give a file path, such as "
+                                          f"{folder / 'NAME'}\n")):
+        proc = run_hn(home, "id", "export", "--out", value, check=False)
+        assert proc.returncode == 2 and proc.stderr == expected, proc.stderr
+        assert "previous version" not in proc.stderr
+    assert list(folder.iterdir()) == []
