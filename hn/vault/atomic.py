@@ -62,14 +62,25 @@ def sync_tree(folder: Path) -> None:
         os.close(fd)
 
 
+def _is(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except OSError:  # a path that cannot even be looked at is neither
+        return False
+
+
 def _explain(exc: OSError, target: Path) -> DiskError:
+    # Only a file that was there before is "the previous version": say so only then.
+    kept = "the previous version is intact" if _is(target.is_file) else "nothing was written"
     if exc.errno == errno.ENOSPC:
-        return DiskError(f"disk full while writing {target}; the previous version is intact")
+        return DiskError(f"disk full while writing {target}; {kept}")
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder of the path should be
-        blocker = next((p for p in target.parents if p.is_file()), None)
+        blocker = next((p for p in target.parents if _is(p.is_file)), None)
         if blocker is not None:
             return DiskError(f"could not write {target}: {blocker} is a file, not a folder")
-    return DiskError(f"could not write {target}: {exc.strerror or exc}; the previous version is intact")
+    if exc.errno in (errno.EISDIR, errno.EBUSY) and _is(target.is_dir):  # EBUSY: "." or a mount point
+        return DiskError(f"could not write {target}: it is a folder, not a file; nothing was written")
+    return DiskError(f"could not write {target}: {exc.strerror or exc}; {kept}")
 
 
 @contextlib.contextmanager
