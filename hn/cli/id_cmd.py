@@ -99,12 +99,12 @@ def export(out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
 
 @app.command("import")
 def import_(file: Path = typer.Argument(..., help="An identity@1 JSON file."), as_json: bool = JSON) -> None:
-    """Add (or update) a contact from their identity@1."""
+    """Add (or update) a contact from their identity@1 (not one of this vault's own identities)."""
     try:
         raw = file.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror}") from exc
-    history = identities.import_contact(STATE.home, raw)
+    history = identities.import_contact(STATE.home, raw, refuse_own=True)
     emit({"did": history.did, "keys": len(history.keys)}, as_json,
          lambda d: console.print(f"contact {d['did']} ({d['keys']} keys) pinned"))
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hn.errors import InputError, KeyFileError, MalformedDocument, NoIdentity, NotFound, VerificationError
+from hn.errors import (
+    InputError,
+    KeyFileError,
+    MalformedDocument,
+    NoIdentity,
+    NotFound,
+    RollbackError,
+    VerificationError,
+)
 from hn.proto import timefmt
 from hn.proto.canonical import b64d, b64e, canonical, doc_digest, loads_canonical, loads_strict
 from hn.proto.identity import KeyHistory, accept_update, build_identity, make_key_entry, verify_identity
@@ -221,13 +229,19 @@ def contact_path(home: Home, did: str) -> Path:
     return home.path("identities", "contacts", f"{did_tail(did)}.json")
 
 
-def import_contact(home: Home, raw: bytes, *, record_event: bool = True) -> KeyHistory:
-    """Pin a contact's identity@1 (newer histories replace older, rollback refused)."""
+def import_contact(home: Home, raw: bytes, *, record_event: bool = True, refuse_own: bool = False) -> KeyHistory:
+    """Pin a contact's identity@1 (newer histories replace older, rollback refused).
+
+    ``refuse_own`` (`hn id import`): an identity of this vault's own is refused, saying why,
+    instead of being taken as already known (or pinned as a contact no lookup reads).
+    """
     try:
         doc = loads_strict(raw, max_bytes=1 << 20)
     except MalformedDocument as exc:
         raise InputError(f"not an identity@1 document: {exc}") from exc
     offered = verify_identity(doc)
+    if refuse_own:
+        _refuse_own(home, offered)
     pinned = known_history(home, offered.did)
     accept_update(pinned, offered)
     if pinned is not None and pinned.extends(offered) and offered.extends(pinned):
@@ -243,6 +257,30 @@ def import_contact(home: Home, raw: bytes, *, record_event: bool = True) -> KeyH
         if identity is not None:
             home.append_event(identity.keys, "contact.import", {"did": offered.did, "keys": len(offered.keys)})
     return offered
+
+
+def _refuse_own(home: Home, offered: KeyHistory) -> None:
+    """InputError if ``offered`` is one of this vault's own identities, whatever its keys."""
+    for alias in own_aliases(home):
+        mine = load(home, alias)
+        if mine.did != offered.did:
+            continue
+        try:
+            accept_update(mine.history, offered)  # a fork of your own keys stays a ForkError
+        except RollbackError:
+            raise InputError(f"{offered.did} is your own identity {alias!r}, and this export of it is older "
+                             f"(key {offered.current.seq}; this vault holds key {mine.history.current.seq}): "
+                             "there is nothing to import") from None
+        if len(offered.keys) == len(mine.history.keys):
+            raise InputError(f"{offered.did} is your own identity {alias!r} in this vault: there is nothing to "
+                             "import (`hn id import` pins the identities of other people)")
+        # Newer: rotated in another vault. Import pins contacts; it does not change own keys
+        # (and one identity signing in two vaults would fork its presence and its log).
+        raise InputError(
+            f"{offered.did} is your own identity {alias!r}, rotated in another vault to key {offered.current.seq} "
+            f"(this vault holds key {mine.history.current.seq}); `hn id import` does not change your own keys. "
+            "Keep using the vault that rotated it, or move that vault here (`hn vault backup restore` of a backup "
+            "of it), or rebuild it in a new vault with `hn id recovery restore --identity FILE`")
 
 
 def contact_dids(home: Home) -> list[str]:

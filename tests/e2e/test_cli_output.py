@@ -1,6 +1,6 @@
 """What the real `hn` prints and writes: lines a reader copies are whole (into a pipe and on a
-narrow terminal), --out never replaces a file unless told to, and odd --out paths are
-plain errors."""
+narrow terminal), --out never replaces a file unless told to, and odd --out paths and the
+import of one's own identity are plain errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 import termios
 from pathlib import Path
 
-from tests.support import hn_env, run_hn, run_json
+from tests.support import hn_env, run_hn, run_json, tree_digest
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -147,3 +147,32 @@ def test_odd_out_paths_are_plain_errors(tmp_path: Path) -> None:
         assert proc.returncode == 2 and proc.stderr == expected, proc.stderr
         assert "previous version" not in proc.stderr
     assert list(folder.iterdir()) == []
+
+
+def test_importing_your_own_identity_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    did = run_json(home, "id", "create", "alice")["did"]
+    me = tmp_path / "me.json"
+    run_hn(home, "id", "export", "--out", str(me))
+    before = tree_digest(home)
+    same = run_hn(home, "id", "import", str(me), check=False)
+    assert same.returncode == 1 and same.stdout == ""
+    assert same.stderr == (f"error: {did} is your own identity 'alice' in this vault: there is nothing to import "
+                           "(`hn id import` pins the identities of other people)\n")
+    assert tree_digest(home) == before
+    # Rotated in another vault (restored from a share): explained, and this vault left as it was.
+    other = tmp_path / "other"
+    share = share_lines(run_hn(home, "id", "recovery", "split", "-k", "1", "-n", "1").stdout)
+    run_json(other, "id", "recovery", "restore", "--identity", str(me), input="\n".join(share))
+    before = tree_digest(home)
+    run_json(other, "id", "rotate")
+    newer = tmp_path / "newer.json"
+    run_hn(other, "id", "export", "--out", str(newer))
+    rotated = run_hn(home, "id", "import", str(newer), check=False)
+    assert rotated.returncode == 1 and "rotated in another vault to key 1 (this vault holds key 0)" in rotated.stderr
+    assert "does not change your own keys" in rotated.stderr
+    assert tree_digest(home) == before
+    assert not (home / "identities" / "contacts").exists() or not any((home / "identities" / "contacts").iterdir())
+    # The other way round: an older export of one's own identity.
+    older = run_hn(other, "id", "import", str(me), check=False)
+    assert older.returncode == 1 and "this export of it is older" in older.stderr, older.stderr
