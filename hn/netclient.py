@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 
@@ -21,12 +22,78 @@ ERROR_BODY = 64 * 1024
 NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
 
+# What a failed connection or exchange says, by errno, in the words a user reads.
+_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "the connection was reset",
+    errno.ECONNABORTED: "the connection was aborted",
+    errno.EPIPE: "the connection was closed",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTDOWN: "host is down",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def _address(url: str) -> str:
+    """What a user gives as a node's address: ``url`` without the path and query the
+    client put after it (``notaurl`` of ``notaurl/backup?owner=…``)."""
+    scheme, sep, rest = url.partition("://")
+    head = (rest if sep else scheme).split("/", 1)[0].split("?", 1)[0]
+    return f"{scheme}{sep}{head}" if sep else head or url
+
+
+def _bad_url(url: str) -> str:
+    if url.lower().startswith(("http:", "https:")):
+        return f"{_address(url)} is not a valid URL"
+    return f"{_address(url)} is not an http(s) URL"
+
+
+def _reason(exc: OSError) -> str:
+    return _REASONS.get(exc.errno or 0) or (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+def _cannot_connect(exc: aiohttp.ClientConnectorError) -> str:
+    host = f"[{exc.host}]" if ":" in exc.host else exc.host
+    where = f"cannot connect to {host}:{exc.port}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"{where}: host name not found"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"{where}: its TLS certificate was not accepted ({exc.certificate_error})"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"{where}: the TLS handshake failed ({exc.os_error.strerror or exc.os_error})"
+    return f"{where}: {_reason(exc.os_error)}"
+
+
 def describe(exc: BaseException) -> str:
     """A network failure in a few words, the same wherever it is reported."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _cannot_connect(exc)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return _bad_url(str(exc.args[0]) if exc.args else "")
     if isinstance(exc, TimeoutError) and not str(exc):
         return "timed out"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def explain(url: str, exc: BaseException) -> str:
+    """The one line a user reads for a request to ``url`` that failed with ``exc`` (one of
+    NETWORK_ERRORS): what was wrong in plain words, not the client library's text."""
+    if isinstance(exc, aiohttp.ClientConnectorError):  # before OSError: it is one
+        return _cannot_connect(exc)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return _bad_url(url)
+    if isinstance(exc, TimeoutError):  # the total limit, or a connect or read limit
+        return f"{url}: timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{url}: the server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"{url}: the answer was cut short"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{url}: {_reason(exc)}"
+    return f"{url}: {describe(exc)}"
 
 
 @contextlib.asynccontextmanager
@@ -35,16 +102,17 @@ async def response(
     error: Callable[[str, int, bytes], Exception] | None = None, **kwargs: Any,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """One request, its response open for the ``with`` block. A network failure, in the
-    request or while the block reads, becomes a NetworkError naming the URL; with ``error``,
-    a status other than 200 becomes ``error(url, status, body)``, ``body`` being at most the
-    first ERROR_BODY bytes (the peer chooses how long an error body is)."""
+    request or while the block reads, becomes a NetworkError saying what failed
+    (``explain``); with ``error``, a status other than 200 becomes ``error(url, status,
+    body)``, ``body`` being at most the first ERROR_BODY bytes (the peer chooses how long
+    an error body is)."""
     try:
         async with session.request(method, url, **kwargs) as resp:
             if error is not None and resp.status != 200:
                 raise error(url, resp.status, await _head_of(resp, ERROR_BODY))
             yield resp
     except NETWORK_ERRORS as exc:
-        raise NetworkError(f"{url}: {describe(exc)}") from exc
+        raise NetworkError(explain(url, exc)) from exc
 
 
 async def _head_of(resp: aiohttp.ClientResponse, limit: int) -> bytes:

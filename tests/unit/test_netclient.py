@@ -33,7 +33,7 @@ async def test_a_silent_server_and_a_closed_port_become_network_errors() -> None
                 async with response(session, "GET", f"http://127.0.0.1:{port}/x"):
                     pass
             closed = free_port()
-            with pytest.raises(NetworkError, match=rf"127.0.0.1:{closed}/x: ClientConnectorError"):
+            with pytest.raises(NetworkError, match=rf"^cannot connect to 127.0.0.1:{closed}: connection refused$"):
                 async with response(session, "GET", f"http://127.0.0.1:{closed}/x"):
                     pass
     finally:
