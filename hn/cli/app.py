@@ -89,6 +89,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` ends in a Ctrl-C nobody reported: Typer turns a KeyboardInterrupt
+    into a silent exit 130 (SystemExit <- typer.Exit <- KeyboardInterrupt). A command that
+    says something itself about being interrupted raises its exit ``from None``."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ if link.__cause__ is not None else (
+            None if link.__suppress_context__ else link.__context__)
+    return False
+
+
 def main() -> None:
     import logging
 
@@ -102,7 +117,12 @@ def main() -> None:
         only = command_of(argv)
         if only is None and "--version" in argv:
             only = ""  # the eager --version answers before any command is needed
-        build(only)(prog_name="hn")
+        try:
+            build(only)(prog_name="hn")
+        except SystemExit as exc:
+            if exc.code == 130 and interrupted(exc):
+                raise KeyboardInterrupt from None
+            raise
     except HnError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -1,19 +1,22 @@
 """What the real `hn` prints and writes: lines a reader copies are whole (into a pipe and on a
-narrow terminal), --out never replaces a file unless told to, and odd --out paths and the
-import of one's own identity are plain errors."""
+narrow terminal), --out never replaces a file unless told to, odd --out paths and the
+import of one's own identity are plain errors, and Ctrl-C says so."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import pty
 import re
 import shlex
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 from tests.support import hn_env, run_hn, run_json, tree_digest
@@ -176,3 +179,35 @@ def test_importing_your_own_identity_is_refused(tmp_path: Path) -> None:
     # The other way round: an older export of one's own identity.
     older = run_hn(other, "id", "import", str(me), check=False)
     assert older.returncode == 1 and "this export of it is older" in older.stderr, older.stderr
+
+
+def test_ctrl_c_says_interrupted(tmp_path: Path) -> None:
+    """`hn id import FIFO` blocks reading a named pipe nobody writes: the command is running
+    when it gets SIGINT (a child of a non-interactive shell would ignore SIGINT, so the child
+    is given the default disposition)."""
+    fifo = tmp_path / "identity.json"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "hn", "id", "import", str(fifo)], env=hn_env(tmp_path / "v"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    writer = None
+    try:
+        while writer is None:  # opening the writing end succeeds once hn has opened the pipe to read
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        os.close(writer)  # whatever happens, hn's read ends (a missed signal fails, not hangs)
+        writer = None
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err == b"interrupted\n" and out == b""
