@@ -126,12 +126,15 @@ def test_links_expire_by_ttl_and_max_age(home: Home, alice: Identity, bob: tuple
 
 def test_reputation_seq_and_rederive(home: Home, alice: Identity, bob: tuple[Home, Identity], shared: str) -> None:
     links.derive(home, alice, bob[1].did)
+    before = int(timefmt.now())
     first, changed, _ = reputation.compute(home, alice, bob[1].did)
     again, changed_again, _ = reputation.compute(home, alice, bob[1].did)
     assert changed and not changed_again and again == first
+    # At least the Unix time of signing: a restored vault signs above what it published before.
+    assert first["seq"] >= before
     links.derive(home, alice, bob[1].did, confidence=0.5, context="micropay")
     second, changed, _ = reputation.compute(home, alice, bob[1].did)
-    assert changed and second["seq"] == first["seq"] + 1
+    assert changed and second["seq"] > first["seq"]
     assert second["aggregate"]["count"] == 2 and second["aggregate"]["max_confidence"] == 0.5
     published, _ = reputation.publish(home, alice, bob[1].did)
     assert published == second
