@@ -214,22 +214,36 @@ def verify_cmd(
     owner: Optional[str] = typer.Option(None, "--owner", help="Accept a backup signed by this DID."),
     as_json: bool = JSON,
 ) -> None:
-    """Check signature, manifest, Merkle root and payload digest (and with --deep every file)."""
+    """Check signature, manifest, Merkle root and payload digest (and with --deep every file).
+
+    A backup that fails a check is a result, as with `hn vault verify`: with --json the
+    report ("ok": false, the failed check) is on stdout, the error line on stderr, and the
+    exit code is not 0. A header that cannot be read at all is an error only.
+    """
     from hn.backup import local, restore
+    from hn.errors import TooLarge, VerificationError
 
     home = STATE.existing_home()
     header = local.read_header_file(path)
     source = restore.FileSource(path.parent, header, path)
-    # With --deep the payload is hashed while it is decrypted (the same file), not read twice.
-    data = restore.verify_quick(header, source.payload_path(header), home, owner, digest=not deep)
-    data["id"] = header["id"]
-    data["scope"] = header["scope"]
-    if deep:
-        with _bar("verifying", as_json) as (advance, total):
-            # verify_quick has checked this header's signature and shape just above.
-            outcome = restore.restore(source, header["id"], home, None,
-                                      expected_owner=owner, progress=advance, on_total=total, top_checked=True)
-        data["deep"] = {"files": outcome.files, "bytes": outcome.bytes, "chain": outcome.chain}
+    check = "quick"
+    try:
+        # With --deep the payload is hashed while it is decrypted (the same file), not read twice.
+        data = restore.verify_quick(header, source.payload_path(header), home, owner, digest=not deep)
+        data["id"] = header["id"]
+        data["scope"] = header["scope"]
+        if deep:
+            check = "deep"
+            with _bar("verifying", as_json) as (advance, total):
+                # verify_quick has checked this header's signature and shape just above.
+                outcome = restore.restore(source, header["id"], home, None,
+                                          expected_owner=owner, progress=advance, on_total=total, top_checked=True)
+            data["deep"] = {"files": outcome.files, "bytes": outcome.bytes, "chain": outcome.chain}
+    except (VerificationError, TooLarge) as exc:  # TooLarge: a payload decompressing past its size
+        if as_json:
+            failed = {"check": check, "ok": False, "code": exc.code, "detail": exc.message}
+            emit({"id": header.get("id"), "scope": header.get("scope"), "ok": False, "failed": [failed]}, True)
+        raise
     data["ok"] = True
     emit(data, as_json, lambda d: console.print(
         f"[green]ok[/green] backup {d['id']}: signature, manifest ({d['entries']} entries), Merkle root, payload digest"

@@ -1,12 +1,14 @@
 """What the real `hn` prints and writes: lines a reader copies are whole (into a pipe and on a
 narrow terminal), --out never replaces a file unless told to, odd --out paths and the
-import of one's own identity are plain errors, and Ctrl-C says so."""
+import of one's own identity are plain errors, Ctrl-C says so, and a failed
+`backup verify --json` is a report."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import pty
 import re
@@ -18,6 +20,8 @@ import sys
 import termios
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.support import hn_env, run_hn, run_json, tree_digest
 
@@ -211,3 +215,26 @@ def test_ctrl_c_says_interrupted(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, err
     assert err == b"interrupted\n" and out == b""
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_failed_backup_verify_with_json_is_a_report(tmp_path: Path, deep: bool) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    note = tmp_path / "n.txt"
+    note.write_text("x" * 5000)
+    run_json(home, "doc", "add", str(note))
+    full = run_json(home, "vault", "backup", "create", "--out", str(tmp_path / "backups"))
+    payload = Path(full["payload"])
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    proc = run_hn(home, "vault", "backup", "verify", "--path", full["header"], *(["--deep"] if deep else []),
+                  "--json", check=False)
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False and report["id"] == full["id"] and report["scope"] == "full"
+    [failed] = report["failed"]
+    assert failed["check"] == ("deep" if deep else "quick") and failed["ok"] is False
+    assert proc.stderr == f"error: {failed['detail']}\n"
+    assert ("failed authentication" if deep else "payload digest does not match") in failed["detail"]
