@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, out_file, real, table
+from hn.cli.output import console, emit, err_console, out_file, real, table
 from hn.errors import InputError
 from hn.vault import identities, presence, shards, store
 
@@ -52,7 +52,7 @@ def add(files: list[Path] = typer.Argument(..., help="Files or folders (added re
     todo = inputs.files
     show = not as_json and len(todo) > 20
     with Progress(TextColumn("adding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=real(console), disable=not show, transient=True) as bar:
+                  console=real(err_console), disable=not show, transient=True) as bar:
         task = bar.add_task("add", total=len(todo))
         added = store.add(home, me.keys, todo, publish, progress=lambda n: bar.advance(task, n))
     doc, changed = presence.refresh(home, me)

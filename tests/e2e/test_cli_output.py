@@ -238,3 +238,18 @@ def test_a_failed_backup_verify_with_json_is_a_report(tmp_path: Path, deep: bool
     assert failed["check"] == ("deep" if deep else "quick") and failed["ok"] is False
     assert proc.stderr == f"error: {failed['detail']}\n"
     assert ("failed authentication" if deep else "payload digest does not match") in failed["detail"]
+
+
+def test_adding_many_files_into_a_pipe_prints_only_the_summary(tmp_path: Path) -> None:
+    """The progress bar of a long `doc add` belongs to the terminal (stderr), never to the
+    output a script reads."""
+    home = tmp_path / "vault"
+    run_json(home, "id", "create", "alice")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(25):
+        (notes / f"n{i:02d}.md").write_text(f"note {i}\n")
+    out = run_hn(home, "doc", "add", str(notes)).stdout
+    lines = out.splitlines()
+    assert lines and all(line.strip() for line in lines), out
+    assert lines[0].startswith("added 25 document(s)"), out
