@@ -8,9 +8,9 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, kv, table
-from hn.errors import MalformedDocument, NoIdentity
+from hn.errors import MalformedDocument
 from hn.proto.canonical import loads_strict
-from hn.vault import identities
+from hn.vault import identities, serving
 
 
 def register(root: typer.Typer) -> None:
@@ -21,16 +21,15 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     """The node (running or not), federation peers with health, and last sync results."""
     from hn.federation import service
 
-    home = STATE.home
-    if not home.exists:
-        raise NoIdentity(f"no vault at {home.root}: run `hn id create ALIAS`")
+    home = STATE.home  # refuses a folder that holds no vault
     me = identities.load(home)
-    node: dict[str, Any] = {"running": False}
+    # Running means holding the vault's serve lock; run/node.json says where it listens
+    # (a pid alone could be another process's by now).
+    node: dict[str, Any] = {"running": serving.served(home.root) is not None}
     path = home.path("run", "node.json")
-    if path.exists():
+    if node["running"] and path.exists():
         try:
-            info = loads_strict(path.read_bytes())
-            node = {"running": _alive(int(info.get("pid", 0))), **info}
+            node = {**loads_strict(path.read_bytes()), "running": True}
         except (MalformedDocument, ValueError, OSError):
             pass
     peers = service.listing(home)
@@ -51,14 +50,3 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
 
     emit(data, as_json, human)
 
-
-def _alive(pid: int) -> bool:
-    import os
-
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

@@ -49,3 +49,17 @@ async def test_a_restore_over_a_served_vault_is_refused(tmp_path: Path) -> None:
         await node.stop()
     done = run_json(home.root, "vault", "backup", "restore", "--path", full["header"], "--into", str(home.root))
     assert done["ok"]
+
+
+async def test_status_says_running_only_while_a_node_holds_the_vault(tmp_path: Path) -> None:
+    home, _ = make_person(tmp_path, "alice")
+    assert run_json(home.root, "status")["node"] == {"running": False}
+    node, url = await start_node(home)
+    try:
+        running = run_json(home.root, "status")["node"]
+        assert running["running"] is True and running["base_url"] == url and running["pid"] == os.getpid()
+    finally:
+        await node.stop()
+    # A node that died without removing run/node.json is not running either.
+    home.path("run", "node.json").write_text(json.dumps({"pid": os.getpid(), "base_url": url}))
+    assert run_json(home.root, "status")["node"] == {"running": False}
