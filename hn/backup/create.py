@@ -10,9 +10,7 @@ next create into the same folder removes (sweep_incoming).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from hn.proto import backup as proto
 from hn.proto import chunked, timefmt
 from hn.proto.canonical import b64e
 from hn.proto.keys import SUITE_NAME, hpke_key_id
-from hn.vault import atomic, writer
+from hn.vault import atomic, leftovers, writer
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -253,22 +251,8 @@ def sweep_incoming(out_dir: Path) -> int:
         if name.startswith(INCOMING_NAMES):
             # Gone meanwhile, held by a create still running, or not ours to remove: it stays.
             with contextlib.suppress(OSError):
-                freed += _remove_abandoned(out_dir / name)
+                freed += leftovers.abandoned(out_dir / name, remove=True) or 0
     return freed
-
-
-def _remove_abandoned(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a create is writing it
-        held = os.fstat(fd)
-        now = os.lstat(path)
-        if not stat.S_ISREG(held.st_mode) or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-            return 0
-        os.unlink(path)
-        return held.st_size
-    finally:
-        os.close(fd)
 
 
 class _Swept(Exception):
@@ -289,10 +273,7 @@ def _open_payload(stack: contextlib.ExitStack, incoming: Path) -> tuple[BinaryIO
                 out = attempt.enter_context(atomic.atomic_writer(incoming, mode=0o600))
                 lock = os.dup(out.fileno())
                 try:
-                    # No flock on this filesystem: no sweep can take the lock to remove it either.
-                    with contextlib.suppress(OSError):
-                        fcntl.flock(lock, fcntl.LOCK_EX)
-                    swept = os.fstat(lock).st_nlink == 0
+                    swept = not leftovers.claim(lock)
                 except BaseException:
                     os.close(lock)
                     raise

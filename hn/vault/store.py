@@ -7,7 +7,6 @@ live under their BLAKE3 address, exactly as added.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import mimetypes
 import os
@@ -24,7 +23,7 @@ import blake3
 from hn.errors import DiskError, InputError, NotFound, VaultCorrupt, cannot, storage_failure
 from hn.proto import merkle, timefmt
 from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
-from hn.vault import atomic
+from hn.vault import atomic, leftovers
 from hn.vault.home import Home
 
 CATALOG = ("personal", "catalog.json")
@@ -372,39 +371,13 @@ def _locked_temp(folder: Path) -> tuple[int, Path]:
     while True:
         fd, tmp = tempfile.mkstemp(prefix=ADD_TEMP_PREFIX, dir=folder)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink > 0:
+            if leftovers.claim(fd):
                 return fd, Path(tmp)
         except BaseException:
             os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
         os.close(fd)  # swept between its creation and the lock: make another
-
-
-def _abandoned(path: Path, remove: bool) -> bool:
-    """Whether ``path`` is a temp file no running add holds (removed too, if ``remove``)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False  # gone already, or not a file of ours
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # an add in another process is writing it
-        held = os.fstat(fd)
-        try:
-            now = os.lstat(path)
-        except FileNotFoundError:
-            return False  # renamed into the store or swept while we waited to open it
-        if not stat.S_ISREG(held.st_mode) or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-            return False
-        if remove:
-            os.unlink(path)
-        return True
-    finally:
-        os.close(fd)
 
 
 def _temp_candidates(home: Home) -> list[Path]:
@@ -418,7 +391,7 @@ def _temp_candidates(home: Home) -> list[Path]:
 
 def leftover_temps(home: Home) -> list[Path]:
     """Temp files of adds that were interrupted (killed, or the machine stopped); nothing is removed."""
-    return [p for p in _temp_candidates(home) if _abandoned(p, remove=False)]
+    return [p for p in _temp_candidates(home) if leftovers.abandoned(p, remove=False) is not None]
 
 
 def sweep_temps(home: Home) -> list[Path]:
@@ -426,7 +399,7 @@ def sweep_temps(home: Home) -> list[Path]:
     removed: list[Path] = []
     for path in _temp_candidates(home):
         try:
-            if _abandoned(path, remove=True):
+            if leftovers.abandoned(path, remove=True) is not None:
                 removed.append(path)
         except OSError as exc:
             if (failure := storage_failure(exc)) is not None:
