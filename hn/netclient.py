@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import aiohttp
 import blake3
 
-from hn.errors import DiskError, NetworkError, VerificationError
+from hn.errors import DiskError, HnError, NetworkError, VerificationError
 from hn.proto.canonical import loads_strict
 
 DEFAULT_TIMEOUT = 10.0
@@ -94,6 +94,20 @@ def explain(url: str, exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"{url}: {_reason(exc)}"
     return f"{url}: {describe(exc)}"
+
+
+def error_detail(body: bytes) -> str:
+    """What an error answer says, in one line: ``error: detail`` from an hn node's JSON
+    body; a server that is not an hn node (an HTML error page, say) is named as such
+    instead of having its page quoted."""
+    try:
+        doc = loads_strict(body, max_bytes=ERROR_BODY)
+    except (HnError, RecursionError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        detail = doc.get("detail")
+        return f"{doc['error']}: {str(detail)[:500]}" if detail else doc["error"]
+    return "(the answer is not an hn node's JSON error: is this the address of an hn node?)"
 
 
 @contextlib.asynccontextmanager

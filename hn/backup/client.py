@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from hn.errors import HnError, NetworkError, NotFound, VerificationError
-from hn.netclient import copy_checked, response
+from hn.netclient import copy_checked, error_detail, response
 from hn.node.httpsig import sign_request
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
@@ -56,11 +56,7 @@ def can_resume(exc: HnError) -> bool:
 
 
 def _error(url: str, status: int, body: bytes) -> HnError:
-    try:
-        doc = loads_strict(body, max_bytes=1 << 16)
-        detail = f"{doc.get('error')}: {doc.get('detail')}" if isinstance(doc, dict) else body[:200].decode()
-    except HnError:
-        detail = body[:200].decode("utf-8", "replace")
+    detail = error_detail(body)
     if status == 404:
         return NotFound(f"{url}: {detail}")
     return NodeError(f"{url}: HTTP {status} {detail}", status)

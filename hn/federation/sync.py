@@ -30,7 +30,7 @@ import blake3
 from hn.errors import DiskError, HnError, NetworkError, VerificationError, os_reason, storage_failure
 from hn.federation.cache import cached_relays, peer_dir
 from hn.federation.peerindex import PeerIndex
-from hn.netclient import copy_checked, fetch_bytes, response
+from hn.netclient import copy_checked, error_detail, fetch_bytes, response
 from hn.node.httpsig import sign_request
 from hn.node.state import NodeState
 from hn.proto import timefmt
@@ -125,15 +125,8 @@ class Fetcher:
     async def get_doc(self, url: str) -> tuple[dict[str, Any], bytes]:
         status, body, _ = await self.get(url)
         if status != 200:
-            raise NetworkError(f"{url}: HTTP {status} {_error_detail(body)}")
+            raise NetworkError(f"{url}: HTTP {status} {error_detail(body)}")
         return loads_canonical(body), body
-
-
-def _error_detail(body: bytes) -> str:
-    try:
-        return str(json.loads(body).get("detail", ""))[:200]
-    except (ValueError, AttributeError):
-        return ""
 
 
 class PeerLock:
@@ -326,7 +319,7 @@ class Syncer:
                 not_modified = True
                 break
             if status != 200:
-                raise NetworkError(f"index: HTTP {status} {_error_detail(body)}")
+                raise NetworkError(f"index: HTTP {status} {error_detail(body)}")
             doc = loads_canonical(body)
             verify_slice(doc, history, presence)
             if doc["cursor"] != cursor:

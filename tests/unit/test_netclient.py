@@ -75,3 +75,15 @@ async def test_an_error_answer_is_read_only_as_far_as_its_head() -> None:
     finally:
         await runner.cleanup()
     assert seen == [ERROR_BODY]
+
+
+def test_an_error_answer_is_told_in_one_line_and_a_page_is_never_quoted() -> None:
+    from hn.netclient import error_detail
+
+    assert error_detail(b'{"detail":"backup is meant for another node","error":"forbidden"}') == \
+        "forbidden: backup is meant for another node"
+    assert error_detail(b'{"error":"busy"}') == "busy"
+    page = b"<!DOCTYPE HTML>\n<html><body><h1>Error response</h1><p>Error code: 501</p>" + b"x" * 5000
+    for body in (page, b"", b"[1]", b'{"detail":"no error field"}', b"\xff\xfe"):
+        said = error_detail(body)
+        assert said == "(the answer is not an hn node's JSON error: is this the address of an hn node?)", body
