@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Optional
 
 import typer
@@ -30,10 +31,17 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="One JSON object per log line on stderr."),
 ) -> None:
     """Run this vault's node until SIGTERM/SIGINT; prints `MCP_READY {json}` once it accepts connections."""
+    from hn.federation.roster import check_node_url
     from hn.node import logs
     from hn.node import profile as node_profile
     from hn.node.app import serve as run
 
+    if public_url is not None:
+        public_url = check_node_url(public_url, "--public-url")
+    if sync_interval is not None and not (math.isfinite(sync_interval) and sync_interval > 0):
+        raise UsageError(f"--sync-interval must be a positive number of seconds, not {sync_interval}")
+    if relay_ttl is not None and relay_ttl < 1:
+        raise UsageError(f"--relay-ttl must be a positive number of seconds, not {relay_ttl}")
     home = STATE.home
     settings: dict[str, Any] = {}
     if profile is not None:
@@ -51,6 +59,7 @@ def serve(
         settings["bootstrap"] = list(bootstrap)
     settings.setdefault("listen", "127.0.0.1:7733")
     settings.setdefault("bootstrap", [])
+    check_settings(settings)
     settings["no_dht"] = no_dht
     settings["log_json"] = log_json or STATE.log_json
     logs.setup(settings["log_json"])
@@ -60,13 +69,35 @@ def serve(
         pass
 
 
+def check_settings(settings: dict[str, Any]) -> None:
+    """Values that come from the profile's config file as well as from options."""
+    from hn.errors import InputError
+    from hn.federation.roster import check_node_url
+
+    where = " (from config/mcp.federation.toml)" if settings.get("profile") else ""
+    if settings.get("public_url"):
+        value = settings["public_url"]
+        settings["public_url"] = check_node_url(value if isinstance(value, str) else repr(value),
+                                                f"public_url{where}")
+    for name in ("sync_interval", "relay_ttl"):
+        value = settings.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name}{where} must be a positive number of seconds, not {value!r}")
+
+
 @federate_app.command("add")
 def federate_add(did: str, url: str, as_json: bool = JSON) -> None:
     """Add a friend's node: fetches and pins their identity@1."""
     from hn.federation import service
 
-    data = asyncio.run(service.add(STATE.home, did, url))
-    emit(data, as_json, lambda d: console.print(f"federating with {d['alias']} {d['did']} at {d['url']}"))
+    def human(d: dict[str, Any]) -> None:
+        console.print(f"federating with {d['alias']} {d['did']} at {d['url']}")
+        if d["url_changed"]:
+            console.print(f"URL changed from {d['previous_url']} to {d['url']}")
+
+    emit(asyncio.run(service.add(STATE.home, did, url)), as_json, human)
 
 
 @federate_app.command("remove")

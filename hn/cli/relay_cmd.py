@@ -9,7 +9,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
-from hn.errors import VerificationError
+from hn.errors import InputError, UsageError, VerificationError
 from hn.proto import timefmt
 from hn.vault import identities
 
@@ -19,21 +19,12 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
 async def _pin(did: str, url: str) -> None:
     """Pin the relay's identity@1 from its node if we do not know it yet."""
-    import aiohttp
-
-    from hn.federation.sync import Syncer
-    from hn.node.state import NodeState
+    from hn.federation import service
 
     home = STATE.home
     if identities.known_history(home, did) is not None:
         return
-    me = identities.load(home)
-    state = NodeState(home)
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-            await Syncer(home, state, me, session).pin_identity(did, url)
-    finally:
-        state.close()
+    await service.pin_identity(home, identities.load(home), did, url, timeout=20)
 
 
 @app.command("register")
@@ -42,8 +33,15 @@ def register(relay_did: str = typer.Argument(..., help="The relay node's DID."),
              days: int = typer.Option(30, "--days", help="How long the relay entry stays in your presence."),
              as_json: bool = JSON) -> None:
     """Add a relay@1 entry to my presence@2 (re-signed with seq+1)."""
+    from hn.federation.roster import check_node_url
+    from hn.proto.keys import is_did
     from hn.relay import roster
 
+    if not 1 <= days <= roster.MAX_LIFETIME // 86400:
+        raise UsageError(f"--days must be from 1 to {roster.MAX_LIFETIME // 86400}, not {days}")
+    if not is_did(relay_did):
+        raise InputError(f"not a did:hn DID: {relay_did!r}")
+    url = check_node_url(url, "--url")  # before anything is fetched from it
     home = STATE.home
     me = identities.load(home)
     asyncio.run(_pin(relay_did, url))

@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from hn.errors import InputError, NotFound
 from hn.proto import timefmt
 from hn.proto.keys import is_did
-from hn.proto.presence import check_url
+from hn.proto.presence import MAX_URL, check_url
 from hn.vault.home import Home
 
 FILE = "federation.toml"
+# RFC 3986: a registered host name, and the characters a path may carry (percent escapes
+# checked apart). A node's base URL has neither a query nor a fragment.
+_REG_NAME = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+")
+_PATH = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*")
+
+
+def check_node_url(value: str, what: str) -> str:
+    """A node's base URL as a user gives it (peer, relay, --public-url): http or https, a
+    host, an optional port and path; no whitespace, no user name or password (they would
+    be kept in plain text in the vault's config and signed into presences), no query or
+    fragment. Returns it without trailing slashes; raises InputError with the reason."""
+    if not value:
+        raise InputError(f"{what} is empty: expected an http:// or https:// URL")
+    if len(value) > MAX_URL:
+        raise InputError(f"{what}: longer than {MAX_URL} characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise InputError(f"{what}: {value.strip()!r} contains whitespace or control characters")
+    if not (value.startswith("http://") or value.startswith("https://")):
+        raise InputError(f"{what}: only http and https URLs are allowed, not {value!r}")
+    if not value.isascii():
+        raise InputError(f"{what}: {value!r} has non-ASCII characters: write the host in its xn-- form "
+                         "and percent-encode the path")
+    authority = value.split("://", 1)[1].split("/", 1)[0]
+    if "@" in authority:
+        # Not echoed: the part before @ may be a password.
+        raise InputError(f"{what}: must not carry a user name or password (user:pass@host): it would be kept "
+                         "in plain text in the vault's config; give the node's URL without it")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"{what}: {value!r} is not a valid URL: {exc}") from exc
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise InputError(f"{what}: {value!r} must not have a query (?) or fragment (#)")
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    if not host:
+        raise InputError(f"{what}: {value!r} names no host")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise InputError(f"{what}: {value!r} has an invalid IPv6 address") from exc
+    elif not _REG_NAME.fullmatch(host):
+        raise InputError(f"{what}: {value!r} has an invalid host name")
+    if parts.netloc.endswith(":") or port == 0:
+        raise InputError(f"{what}: {value!r} has an invalid port")
+    if not _PATH.fullmatch(parts.path):
+        raise InputError(f"{what}: {value!r} has characters a URL path may not carry unencoded")
+    return check_url(value.rstrip("/"), what)
 
 
 def peers(home: Home) -> list[dict[str, Any]]:
@@ -37,7 +89,7 @@ def checked(did: str, url: str) -> str:
     """The peer URL as the roster keeps it, after checking it and the DID."""
     if not is_did(did):
         raise InputError(f"not a did:hn DID: {did!r}")
-    return check_url(url.rstrip("/"), "peer URL")
+    return check_node_url(url, "peer URL")
 
 
 def add(home: Home, did: str, url: str) -> dict[str, Any]:

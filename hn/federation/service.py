@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from hn.errors import InputError, MalformedDocument, TooLarge, VerificationError
 from hn.federation import roster
 from hn.federation.cache import peer_dir
 from hn.federation.sync import Syncer, health_of
@@ -14,6 +15,7 @@ from hn.node.state import NodeState
 from hn.proto import timefmt
 from hn.vault import identities
 from hn.vault.home import Home
+from hn.vault.identities import Identity
 
 DEFAULT_INTERVAL = 300.0
 
@@ -27,25 +29,45 @@ def interval(home: Home) -> float:
     return float(value) if isinstance(value, (int, float)) else DEFAULT_INTERVAL
 
 
-async def add(home: Home, did: str, url: str) -> dict[str, Any]:
-    me = identities.load(home)
-    if did == me.did:
-        from hn.errors import InputError
+async def pin_identity(home: Home, me: Identity, did: str, url: str, *, timeout: float = 60) -> dict[str, Any]:
+    """Fetch, verify and pin the identity@1 that the node at ``url`` serves for ``did``.
 
-        raise InputError("you cannot federate with yourself")
-    url = roster.checked(did, url)  # before anything is fetched from it
+    What the node sent is named in every refusal: a URL that is not an hn node (a web
+    server answering with some other JSON, or with HTML) says so, not just that some
+    document was not canonical JSON.
+    """
+    where = url.rstrip("/") + "/.well-known/hn/identity"
     state = NodeState(home)
     try:
-        async with _session() as session:
-            syncer = Syncer(home, state, me, session, interval(home))
-            doc = await syncer.pin_identity(did, url)
-        entry = roster.add(home, did, url)
-        state.upsert_peer(did, entry["url"])
-        with home.lock():
-            home.append_event(me.keys, "federate.add", {"did": did, "url": entry["url"]})
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5)) as session:
+            return await Syncer(home, state, me, session, interval(home)).pin_identity(did, url)
+    except (MalformedDocument, TooLarge) as exc:
+        raise MalformedDocument(f"{where} is not an hn identity document: {exc.message}") from exc
+    except VerificationError as exc:
+        if url.rstrip("/") in exc.message:
+            raise
+        raise type(exc)(f"{where}: {exc.message}") from exc
     finally:
         state.close()
-    return {"did": did, "url": entry["url"], "alias": doc.get("alias"), "keys": len(doc["keys"])}
+
+
+async def add(home: Home, did: str, url: str) -> dict[str, Any]:
+    me = identities.load(home)
+    url = roster.checked(did, url)  # before anything is fetched from it
+    if did == me.did:
+        raise InputError("you cannot federate with yourself")
+    before = next((p["url"] for p in roster.peers(home) if p["did"] == did), None)
+    doc = await pin_identity(home, me, did, url)
+    entry = roster.add(home, did, url)
+    state = NodeState(home)
+    try:
+        state.upsert_peer(did, entry["url"])
+    finally:
+        state.close()
+    with home.lock():
+        home.append_event(me.keys, "federate.add", {"did": did, "url": entry["url"]})
+    return {"did": did, "url": entry["url"], "alias": doc.get("alias"), "keys": len(doc["keys"]),
+            "previous_url": before, "url_changed": before is not None and before != entry["url"]}
 
 
 def remove(home: Home, did: str) -> dict[str, Any]:

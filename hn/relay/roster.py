@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from hn.errors import InputError, NotFound
+from hn.federation.roster import check_node_url
 from hn.proto import timefmt
 from hn.proto.keys import is_did
-from hn.proto.presence import RELAY_TYPE, check_url
+from hn.proto.presence import RELAY_TYPE
 from hn.vault import presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
 DEFAULT_LIFETIME = 30 * 24 * 3600
+MAX_LIFETIME = 3650 * 24 * 3600
 
 
 def my_relays(home: Home) -> list[dict[str, Any]]:
@@ -26,6 +28,15 @@ def _save(home: Home, relays: list[dict[str, Any]]) -> None:
     home.write_toml("node.toml", config)
 
 
+def check_lifetime(lifetime: int) -> int:
+    """A relay entry's lifetime in seconds: positive (an entry that has already expired is
+    useless to every relay) and at most MAX_LIFETIME."""
+    if type(lifetime) is not int or not 0 < lifetime <= MAX_LIFETIME:
+        raise InputError(f"a relay entry must last from 1 second to {MAX_LIFETIME // 86400} days, "
+                         f"not {lifetime!r} seconds")
+    return lifetime
+
+
 def register(home: Home, me: Identity, relay_did: str, url: str,
              lifetime: int = DEFAULT_LIFETIME) -> tuple[dict[str, Any], dict[str, Any]]:
     """Add (or renew) a relay; re-signs my presence with it. Returns (entry, presence)."""
@@ -33,8 +44,9 @@ def register(home: Home, me: Identity, relay_did: str, url: str,
         raise InputError(f"not a did:hn DID: {relay_did!r}")
     if relay_did == me.did:
         raise InputError("a node cannot be its own relay")
-    check_url(url.rstrip("/"), "relay URL")
-    entry = {"type": RELAY_TYPE, "did": relay_did, "url": url.rstrip("/"),
+    url = check_node_url(url, "relay URL")
+    check_lifetime(lifetime)
+    entry = {"type": RELAY_TYPE, "did": relay_did, "url": url,
              "expires_at": timefmt.fmt(timefmt.now() + lifetime)}
     with home.lock():
         relays = [r for r in my_relays(home) if r["did"] != relay_did] + [entry]
