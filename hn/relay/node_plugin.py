@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hn.errors import Forbidden, MalformedDocument, NotFound, VerificationError
+from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, VerificationError
 from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, read_body
@@ -31,6 +31,8 @@ log = logging.getLogger("hn.relay")
 MAX_PUSH = 4 * 1024 * 1024
 PRUNE_EVERY = 1.0
 PUSH_POLL = 0.5
+RETRY_FIRST = 5.0
+RETRY_CAP = 300.0
 ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
 
 
@@ -84,6 +86,10 @@ async def push_route(request: web.Request) -> web.Response:
             entry_expiry = timefmt.parse(relay["expires_at"])
     if entry_expiry is None:
         raise Forbidden("the presence does not name this node as a relay (hn mcp relay register)")
+    if entry_expiry <= now:
+        # Stored, it would expire at once: the pusher would push again and again.
+        raise Forbidden(f"the presence's relay entry for this node expired at {timefmt.fmt(entry_expiry)}; "
+                        f"renew it (hn mcp relay register {ctx.identity.did} --url URL) and push again")
     # Slices must be the whole index for this presence: the relay serves them as is.
     held: dict[str, Any] = {}
     for item in slices:
@@ -158,11 +164,20 @@ class Pruner:
 
 
 class AutoPush:
-    """Re-push our presence to our relays when it changes and before it expires at a relay."""
+    """Re-push our presence to our relays when it changes and before it expires at a relay.
+
+    A relay whose entry in our presence has expired is not pushed to (it would refuse);
+    a push that fails is tried again after a pause that doubles, up to RETRY_CAP, until
+    it succeeds or the presence changes.
+    """
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        # relay DID -> (presence seq it holds, when to push it again)
         self.pushed: dict[str, tuple[int, float]] = {}
+        # relay DID -> (presence seq that failed, failures in a row, when to try again)
+        self.failed: dict[str, tuple[int, int, float]] = {}
+        self.expired: set[str] = set()
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
@@ -173,19 +188,53 @@ class AutoPush:
                 except Exception:
                     log.exception("relay.autopush.failed")
 
+    def due(self, relay: dict[str, Any], seq: int, now: float) -> bool:
+        did = relay["did"]
+        if timefmt.parse(relay["expires_at"]) <= now:
+            if did not in self.expired:
+                self.expired.add(did)
+                log.info("relay.autopush.expired", extra={"hn": {"relay": did, "expires_at": relay["expires_at"]}})
+            return False
+        self.expired.discard(did)
+        failed_seq, _, retry_at = self.failed.get(did, (0, 0, 0.0))
+        if failed_seq == seq and now < retry_at:
+            return False
+        held_seq, again_at = self.pushed.get(did, (0, 0.0))
+        return held_seq != seq or now >= again_at
+
     async def tick(self, session: aiohttp.ClientSession) -> None:
         doc = presence.current(self.ctx.home, self.ctx.identity.did)
         if doc is None or not doc.get("relays"):
             return
         now = timefmt.now()
         for relay in doc["relays"]:
-            seq, when = self.pushed.get(relay["did"], (0, 0.0))
-            due = seq != doc["seq"] or now - when > 0.75 * relay_ttl(self.ctx)
-            if not due:
+            if not self.due(relay, doc["seq"], now):
                 continue
             result = await pusher.push_one(self.ctx.home, self.ctx.identity, relay, session)
             if result.get("ok"):
-                self.pushed[relay["did"]] = (doc["seq"], now)
+                self.failed.pop(relay["did"], None)
+                self.pushed[relay["did"]] = (doc["seq"], self._again_at(result, now))
+            else:
+                _, count, _ = self.failed.get(relay["did"], (0, 0, 0.0))
+                pause = min(RETRY_FIRST * 2 ** min(count, 16), RETRY_CAP)
+                self.failed[relay["did"]] = (doc["seq"], count + 1, now + pause)
+                log.warning("relay.autopush.refused", extra={"hn": {
+                    "relay": relay["did"], "status": result.get("status"), "error": result.get("error"),
+                    "retry_in": pause}})
+
+    def _again_at(self, result: dict[str, Any], now: float) -> float:
+        """Push again at 3/4 of the time the relay keeps the presence (as it answered), else
+        at 3/4 of this node's own relay TTL."""
+        lifetime = relay_ttl(self.ctx)
+        answered = result.get("expires_at")
+        if isinstance(answered, str):
+            try:
+                kept = timefmt.parse(answered) - now
+            except HnError:
+                kept = 0.0
+            if kept > 0:  # else the relay's clock is off: this node's TTL it is
+                lifetime = kept
+        return now + max(0.75 * lifetime, PUSH_POLL)
 
 
 async def setup(ctx: NodeContext) -> None:

@@ -15,7 +15,7 @@ from hn.node.httpsig import sign_request
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, loads_canonical
 from hn.proto.index import MAX_SLICE_ENTRIES
-from hn.relay.roster import live_relays
+from hn.relay.roster import live_relays, my_relays
 from hn.vault import presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -62,11 +62,18 @@ async def push_one(home: Home, me: Identity, relay: dict[str, Any], session: aio
 
 async def push(home: Home, me: Identity, to: str | None = None) -> list[dict[str, Any]]:
     presence.refresh(home, me)
-    relays = live_relays(home, timefmt.now())
+    now = timefmt.now()
+    relays = live_relays(home, now)
+    expired = [r for r in my_relays(home) if r not in relays and (to is None or r["did"] == to)]
     if to is not None:
         relays = [r for r in relays if r["did"] == to]
-        if not relays:
-            raise NotFound(f"{to} is not one of your relays (hn mcp relay register)")
+    if not relays and expired:
+        # A relay refuses an entry that has expired: nothing to push until it is renewed.
+        names = ", ".join(f"{r['did']} (expired {r['expires_at']})" for r in expired)
+        raise NotFound(f"your relay entry has expired for {names}: renew it with "
+                       "hn mcp relay register RELAY_DID --url URL [--days N]")
+    if not relays and to is not None:
+        raise NotFound(f"{to} is not one of your relays (hn mcp relay register)")
     if not relays:
         raise NotFound("you have no relays yet (hn mcp relay register RELAY_DID --url URL)")
     body = bundle(home, me)
