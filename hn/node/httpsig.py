@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import http_message_signatures as hms
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from multidict import CIMultiDict
 
 from hn.errors import Unauthorized
 from hn.proto import timefmt
+from hn.proto.identity import KeyHistory
 from hn.proto.keys import IdentityKeys, is_did
 from hn.vault import identities
 
@@ -106,6 +108,70 @@ def _keyid(headers: Any) -> str:
     return did
 
 
+def _check(public: Ed25519PublicKey, method: str, url: str, headers: Any, body: bytes) -> list[Any]:
+    verifier = _Verifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=_Keys(public=public))
+    return verifier.verify(_Message(method, url, headers), body=body, max_age=None,  # type: ignore[no-any-return]
+                           require_components=COVERED)
+
+
+def _cryptographic(exc: BaseException) -> bool:
+    """Did the signature itself fail to verify (as opposed to a header, a parameter, a
+    covered component or the body digest being wrong)?"""
+    return isinstance(exc.__cause__, CryptoInvalidSignature)
+
+
+def _other_uris(request: web.Request, url: str) -> list[str]:
+    """Target URIs the signer may have meant: the URL this request was addressed to as it
+    arrived (Host header, scheme), and as a reverse proxy says it was (X-Forwarded-Host
+    and -Proto). Only used to say why a signature failed, never to accept one."""
+    target = str(request.rel_url)
+    hosts = [h for h in (request.headers.get("X-Forwarded-Host"), request.host) if h]
+    schemes = [s for s in (request.headers.get("X-Forwarded-Proto"), request.scheme, "https", "http") if s]
+    seen = {url}
+    out = []
+    for host in hosts:
+        for scheme in schemes:
+            candidate = f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}{target}"
+            if candidate not in seen:
+                seen.add(candidate)
+                out.append(candidate)
+    return out
+
+
+def _refusal(ctx: NodeContext, request: web.Request, headers: Any, body: bytes, history: KeyHistory,
+             did: str, url: str, exc: Exception) -> str:
+    """Why a signature was refused, as precisely as this node can tell."""
+    current = history.current
+    if not _cryptographic(exc):
+        reason = str(exc) or type(exc).__name__
+        if "Content-Digest does not match" in reason:
+            return ("the request body does not match its signed Content-Digest (RFC 9530): the body was changed "
+                    "on the way, or the signer digested other bytes than it sent")
+        return f"signature refused: {reason}"
+    public = Ed25519PublicKey.from_public_bytes(current.signing_public_key)
+    for candidate in _other_uris(request, url):
+        try:
+            _check(public, request.method, candidate, headers, body)
+        except Exception:  # only looking for the URI that was signed
+            continue
+        return (f"the signature covers @target-uri {candidate}, but this node checks {url} (its public URL is "
+                f"{ctx.base_url}): if friends reach this node at another URL (a reverse proxy, another host "
+                "name, port or scheme), set that URL with hn mcp serve --public-url")
+    for older in reversed(history.keys[:-1]):
+        try:
+            _check(Ed25519PublicKey.from_public_bytes(older.signing_public_key), request.method, url, headers, body)
+        except Exception:  # only looking for the key that signed
+            continue
+        return (f"signed with key {older.seq} of {did}, which that identity has since rotated away from (this "
+                f"node knows key {current.seq}); requests must be signed with the current key")
+    # Most often after `hn id rotate`: say which key this node holds, and the way out.
+    return (f"signature does not verify against key {current.seq} of {did}, the newest this node knows "
+            f"(over @method {request.method}, @target-uri {url} and the Content-Digest); if that identity has "
+            "rotated its key since, this node learns the new key at its next federation sync with it if it "
+            "federates with it, or else from its new identity export (hn id export, then hn id import on this "
+            "node)")
+
+
 async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) -> str:
     """Verify the RFC 9421 signature of ``request``; returns the signer's DID."""
     headers = CIMultiDict(request.headers)
@@ -117,19 +183,12 @@ async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) ->
         raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
     public = Ed25519PublicKey.from_public_bytes(history.current.signing_public_key)
     url = ctx.base_url.rstrip("/") + str(request.rel_url)
-    verifier = _Verifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=_Keys(public=public))
     try:
-        results = verifier.verify(_Message(request.method, url, headers), body=body, max_age=None,
-                                  require_components=COVERED)
+        results = _check(public, request.method, url, headers, body)
     except _ClockSkew as exc:
         raise Unauthorized(str(exc)) from exc
     except Exception as exc:  # the library raises several types for bad signatures
-        # Most often after `hn id rotate`: say which key this node holds, and the way out.
-        raise Unauthorized(
-            f"signature does not verify against key {history.current.seq} of {did}, the newest this node "
-            f"knows ({exc}); if that identity has rotated its key since, this node learns the new key at its "
-            "next federation sync with it if it federates with it, or else from its new identity export "
-            "(hn id export, then hn id import on this node)") from exc
+        raise Unauthorized(_refusal(ctx, request, headers, body, history, did, url, exc)) from exc
     params = results[0].parameters
     created = params.get("created")
     nonce = params.get("nonce")
