@@ -181,9 +181,14 @@ def from_cache(home: Home, did: str, reason: str) -> Resolution:
 async def resolve(
     home: Home, did: str, *, get_hint: HintSource | None, mode: str = "any", hint_only: bool = False,
     dns_name: str | None = None, dns_server: tuple[str, int] | None = None, cache_fallback: bool = False,
+    no_dht: str | None = None,
 ) -> Resolution:
-    """Resolve ``did``; ``mode`` is any | dht | dns. Returns the source that answered."""
-    errors: list[str] = []
+    """Resolve ``did``; ``mode`` is any | dht | dns. Returns the source that answered.
+
+    ``no_dht`` says why there is no ``get_hint`` (no bootstrap peer answered, none is
+    configured): it is the reason given when nothing else answers either.
+    """
+    errors: list[str] = [no_dht] if no_dht and mode != "dns" else []
     attempts: list[Callable[[], Awaitable[Resolution]]] = []
     if mode in ("any", "dht") and get_hint is not None:
         attempts.append(lambda: from_dht(home, did, get_hint, hint_only=hint_only))
@@ -192,8 +197,11 @@ async def resolve(
     relays: list[dict[str, Any]] | None = None  # read (and verified) when needed, then once
     if not attempts:
         relays = known_relays(home, did, None) if mode == "any" else []
-        if not relays:
+        if not relays and not errors:
             raise HnError("nothing to resolve with: no DHT node and no DNS name (see --dns-name)")
+        if not relays and not cache_fallback:  # the DHT was wanted but could not be reached
+            raise NetworkError(f"could not resolve {did}: {'; '.join(errors)}"
+                               + ("; no DNS name to try either (see --dns-name)" if mode == "any" else ""))
     for attempt in attempts:
         try:
             return await asyncio.wait_for(attempt(), timeout=15)
@@ -211,6 +219,9 @@ async def resolve(
                 errors.append(exc.message if isinstance(exc, HnError) else "relays timed out")
                 reason = "; ".join(errors)
     if cache_fallback:
-        return from_cache(home, did, reason)
+        try:
+            return from_cache(home, did, reason)
+        except NotFound as exc:
+            raise NotFound(f"could not resolve {did}: {reason}; {exc.message}" if reason else exc.message) from exc
     failure = errors[-1] if errors else "no source"
     raise NotFound(f"could not resolve {did}: {reason or failure}")

@@ -137,15 +137,17 @@ async def run_client_publish(home: Home, me: Identity, bootstrap: list[str] | No
 
 async def run_client_resolve(home: Home, did: str, bootstrap: list[str] | None, **options: Any) -> Resolution:
     node: DhtNode | None = None
+    no_dht: str | None = None  # why there is no DHT to ask, said if nothing else answers
     if options.get("mode", "any") != "dns":
         try:
             node = await client_node(home, bootstrap)
-        except (InputError, NetworkError):
+        except (InputError, NetworkError) as exc:
             if options.get("mode") == "dht" and not options.get("cache_fallback"):
                 raise
-            node = None
+            node, no_dht = None, exc.message
     try:
-        result = await resolve(home, did, get_hint=node.get_hints if node is not None else None, **options)
+        result = await resolve(home, did, get_hint=node.get_hints if node is not None else None,
+                               no_dht=no_dht, **options)
         if node is not None:
             await node.settle(1.0)
         return result
