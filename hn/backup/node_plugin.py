@@ -17,7 +17,7 @@ from aiohttp import web
 from hn.backup.hosted import HostedStore, Limits
 from hn.errors import InputError, MalformedDocument, NotFound, Unauthorized
 from hn.node.context import NodeContext
-from hn.node.http import canonical_response, read_body
+from hn.node.http import canonical_response, file_response, read_body
 from hn.node.httpsig import verify_request
 from hn.proto import backup as proto
 from hn.proto.keys import is_did
@@ -44,7 +44,9 @@ async def setup(ctx: NodeContext) -> None:
         body = await read_body(request, limits.max_header)
         signer = await verify_request(ctx, request, body)
         header = proto.parse_header(body)
-        if header.get("owner") != signer:
+        if not is_did(header.get("owner")):
+            raise MalformedDocument(f"{proto.BACKUP_TYPE} header has no owner DID")
+        if header["owner"] != signer:
             raise Unauthorized(f"the request is signed by {signer}, the backup belongs to {header.get('owner')}")
         check_accept(ctx, signer)
         proto.verify_header(header, identities.known_history(ctx.home, signer), signer)
@@ -92,7 +94,7 @@ async def setup(ctx: NodeContext) -> None:
         path = store.payload_of(store.find(request.match_info["id"]))
         if not path.exists():
             raise NotFound("payload missing")
-        return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+        return await file_response(request, path, {"Content-Type": "application/octet-stream"}, chunk_size=1 << 20)
 
     ctx.app.router.add_post("/backup", upload)
     ctx.app.router.add_get("/backup", listing)

@@ -10,17 +10,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hn.errors import Forbidden, HnError, NotFound, Unauthorized
+from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, Unauthorized
 from hn.federation import roster
 from hn.federation.publisher import Publisher
 from hn.federation.sync import Syncer
 from hn.netclient import NETWORK_ERRORS, describe
 from hn.node.context import CTX_KEY, NodeContext
-from hn.node.http import canonical_response, read_body
+from hn.node.http import canonical_response, file_response, not_modified, read_body
 from hn.node.httpsig import sign_request, verify_request
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.index import MAX_SLICE_ENTRIES, parse_cursor
+from hn.proto.keys import is_did
 from hn.vault import policy, presence
 from hn.vault.store import object_path, shard_path
 
@@ -71,7 +72,7 @@ async def index_route(request: web.Request) -> web.StreamResponse:
         limit = MAX_SLICE_ENTRIES
     pub = publisher_of(ctx)
     etag = pub.etag()
-    if request.headers.get("If-None-Match") == etag:
+    if not_modified(request, etag):
         return web.Response(status=304, headers={"ETag": etag})
     raw = pub.slice_bytes(cursor, limit)
     return canonical_response(raw, headers={"ETag": etag, "Cache-Control": "no-cache"})
@@ -91,8 +92,8 @@ async def artifact_route(request: web.Request) -> web.StreamResponse:
     path = object_path(ctx.home, entry["digest"]) if kind == "doc" else shard_path(ctx.home, entry_id)
     if not path.exists():
         raise NotFound("artefact missing from the store")
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream",
-                                           "X-Hn-Digest": entry["digest"]})
+    return await file_response(request, path, {"Content-Type": "application/octet-stream",
+                                               "X-Hn-Digest": entry["digest"]})
 
 
 async def notify_route(request: web.Request) -> web.Response:
@@ -101,7 +102,15 @@ async def notify_route(request: web.Request) -> web.Response:
     did = await verify_request(ctx, request, body)
     if not roster.is_friend(ctx.home, did):
         raise Forbidden("notifications are accepted from friends only")
-    loads_strict(body)
+    note = loads_strict(body)
+    if not isinstance(note, dict) or "did" not in note or "seq" not in note:
+        raise MalformedDocument('a notification is a JSON object {"did": DID, "seq": presence seq}')
+    if not is_did(note["did"]):
+        raise MalformedDocument("notification did is not a did:hn DID")
+    if type(note["seq"]) is not int or note["seq"] < 1:
+        raise MalformedDocument("notification seq must be a positive integer")
+    if note["did"] != did:
+        raise Forbidden(f"a notification signed by {did} may only be about {did}, not {note['did']}")
     worker: Worker = ctx.extras["sync_worker"]
     worker.wake(did)
     return web.json_response({"accepted": True})

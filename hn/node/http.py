@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY, ETag
 
-from hn.errors import DiskError, HnError, TooLarge, storage_failure
+from hn.errors import DiskError, HnError, NotFound, TooLarge, storage_failure
 
 log = logging.getLogger("hn.node")
 
@@ -84,3 +86,53 @@ def canonical_response(raw: bytes, status: int = 200, headers: dict[str, str] | 
 
 def get_json_query(request: web.Request, name: str, default: Any = None) -> Any:
     return request.query.get(name, default)
+
+
+def _etag_listed(value: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
+    """RFC 9110 section 8.8.3.2: ``*`` matches anything; weak comparison ignores W/."""
+    return any(tag.value == ETAG_ANY or (tag.value == value and (weak or not tag.is_weak)) for tag in tags)
+
+
+def not_modified(request: web.Request, etag: str) -> bool:
+    """Does the request's If-None-Match name ``etag`` (a quoted entity tag), or ``*``?"""
+    tags = request.if_none_match
+    return bool(tags) and _etag_listed(etag.removeprefix("W/").strip('"'), tags or (), weak=True)
+
+
+async def file_response(request: web.Request, path: Path, headers: dict[str, str],
+                        chunk_size: int = 256 * 1024) -> web.StreamResponse:
+    """A file, with ranges and conditional requests served by aiohttp's FileResponse, but
+    with its refusals (an unsatisfiable or malformed Range, a failed If-Match) answered in
+    JSON like every other error instead of with an empty body."""
+    try:
+        info = await asyncio.to_thread(path.stat)
+    except FileNotFoundError:
+        raise NotFound("no such file") from None
+    size = info.st_size
+    # The same tag FileResponse gives the file (and compares If-Match against).
+    etag = f"{info.st_mtime_ns:x}-{size:x}"
+    if request.if_match is not None and not _etag_listed(etag, request.if_match, weak=False):
+        return json_error(412, "precondition_failed", "If-Match names no current version of this file")
+    since = request.if_unmodified_since
+    if request.if_match is None and since is not None and info.st_mtime > since.timestamp():
+        return json_error(412, "precondition_failed", "the file was modified after If-Unmodified-Since")
+    asked = request.headers.get("Range")
+    if_range = request.if_range
+    if asked is not None and (if_range is None or info.st_mtime <= if_range.timestamp()):
+        try:
+            wanted = request.http_range
+        except ValueError as exc:
+            return _unsatisfiable(size, f"Range {asked[:80]!r} is not a single byte range this node serves: {exc}")
+        start = wanted.start
+        if start is not None:
+            first = max(start + size, 0) if start < 0 and wanted.stop is None else start
+            if first >= size:
+                return _unsatisfiable(size, f"Range {asked[:80]!r} starts at or past the end of the "
+                                            f"{size}-byte file")
+    return web.FileResponse(path, chunk_size=chunk_size, headers=headers)
+
+
+def _unsatisfiable(size: int, detail: str) -> web.Response:
+    response = json_error(416, "range_not_satisfiable", detail)
+    response.headers["Content-Range"] = f"bytes */{size}"
+    return response

@@ -14,7 +14,7 @@ from aiohttp import web
 from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, VerificationError
 from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
-from hn.node.http import canonical_response, read_body
+from hn.node.http import canonical_response, file_response, read_body
 from hn.node.httpsig import verify_request
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_strict
@@ -147,7 +147,7 @@ async def artifact_route(request: web.Request) -> web.StreamResponse:
     path = peer_dir(ctx.home, did).joinpath("artifacts", *match.groups())
     if not path.is_file():
         raise NotFound("this relay has not mirrored that artefact")
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    return await file_response(request, path, {"Content-Type": "application/octet-stream"})
 
 
 class Pruner:

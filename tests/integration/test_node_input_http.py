@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from hn.federation import roster
 from hn.node.app import Node, build_context
@@ -30,14 +31,14 @@ PUSH_ROUTE = "/relay/{did}/presence"
 
 
 async def fetch(method: str, url: str, data: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+                headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], Any]:
+    """(status, headers, body): the body decoded if it is JSON, else its bytes."""
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, data=data, headers=headers) as resp:
             body = await resp.read()
-            try:
-                return resp.status, dict(resp.headers), json.loads(body)
-            except ValueError:
-                return resp.status, dict(resp.headers), body
+            if resp.content_type == "application/json":
+                return resp.status, CIMultiDict(resp.headers), json.loads(body)
+            return resp.status, CIMultiDict(resp.headers), body
 
 
 def requests_seen(node: Node, route: str, method: str, status: str) -> float:
@@ -136,3 +137,79 @@ async def test_a_refused_push_is_not_repeated_at_once(pair: Pair, monkeypatch: p
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "403") == 2
     finally:
         ctx.state.close()
+
+
+# -- files: ranges and conditions answered in JSON -----------------------------------------
+
+def artefact_url(pair: Pair) -> str:
+    entry = store.load_catalog(pair.alice_home).index_entries()[0]
+    return f"{pair.url}/artifact/doc/{entry['id']}"
+
+
+@pytest.mark.parametrize("asked", ["bytes=5-2", "bytes=100-", "bytes=1000-2000", "bytes=abc", "bytes=0-1,3-4",
+                                   "items=0-1", "bytes=-"])
+async def test_a_bad_range_is_a_json_416(pair: Pair, asked: str) -> None:
+    status, headers, body = await fetch("GET", artefact_url(pair), headers={"Range": asked})
+    assert status == 416 and headers["Content-Type"].startswith("application/json"), (status, body)
+    assert body["error"] == "range_not_satisfiable" and asked in body["detail"], body
+    assert headers["Content-Range"] == "bytes */100"
+
+
+@pytest.mark.parametrize(("asked", "got"), [("bytes=2-4", b"234"), ("bytes=-3", b"789"), ("bytes=97-", b"789"),
+                                            ("bytes=98-5000", b"89")])
+async def test_a_good_range_is_served(pair: Pair, asked: str, got: bytes) -> None:
+    status, _, body = await fetch("GET", artefact_url(pair), headers={"Range": asked})
+    assert status == 206 and body == got
+
+
+async def test_a_failed_if_match_is_a_json_412(pair: Pair) -> None:
+    status, headers, body = await fetch("GET", artefact_url(pair), headers={"If-Match": '"not-this-one"'})
+    assert status == 412 and body["error"] == "precondition_failed", body
+    status, headers, _ = await fetch("GET", artefact_url(pair))
+    status, _, body = await fetch("GET", artefact_url(pair), headers={"If-Match": headers["ETag"]})
+    assert status == 200 and len(body) == 100
+
+
+@pytest.mark.parametrize("route", ["/federate/index?cursor=0", "artefact"])
+async def test_if_none_match_star_and_lists(pair: Pair, route: str) -> None:
+    url = artefact_url(pair) if route == "artefact" else pair.url + route
+    status, headers, _ = await fetch("GET", url)
+    etag = headers["ETag"]
+    assert status == 200
+    for header in ("*", etag, f'"other", {etag}', f"W/{etag}"):
+        status, got, body = await fetch("GET", url, headers={"If-None-Match": header})
+        assert status == 304 and body == b"", (header, status)
+    status, _, _ = await fetch("GET", url, headers={"If-None-Match": '"other"'})
+    assert status == 200
+
+
+# -- notifications: only a friend's own, well-formed ---------------------------------------
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"[1]", 400), (b"{}", 400), (b'{"did":"x","seq":1}', 400), (b'{"seq":1}', 400),
+    (b'{"did":"BOB","seq":"x"}', 400), (b'{"did":"BOB","seq":0}', 400), (b'{"did":"BOB","seq":true}', 400),
+    (b'{"did":"BOB"}', 400), (b'{"did":"ALICE","seq":3}', 403), (b'{"did":"BOB","seq":3}', 200),
+])
+async def test_a_notification_is_checked(pair: Pair, body: bytes, status: int) -> None:
+    body = body.replace(b"BOB", pair.bob.did.encode()).replace(b"ALICE", pair.alice.did.encode())
+    target = pair.url + "/federate/notify"
+    got, _, answer = await fetch("POST", target, body, sign_request(pair.bob.keys, "POST", target, body))
+    assert got == status, answer
+    if status == 200:
+        assert answer == {"accepted": True}
+    else:
+        assert answer["error"] == ("malformed" if status == 400 else "forbidden") and answer["detail"], answer
+
+
+# -- backups: a header without an owner is malformed, not someone else's ------------------
+
+@pytest.mark.parametrize("header", [
+    {}, {"type": "backup@1"}, {"type": "backup@1", "id": "0" * 32},
+    {"type": "backup@1", "id": "0" * 32, "owner": 42}, {"type": "backup@1", "id": "0" * 32, "owner": "nobody"},
+])
+async def test_a_backup_header_without_an_owner_is_malformed(pair: Pair, header: dict[str, Any]) -> None:
+    body = canonical(header)
+    target = pair.url + "/backup"
+    status, _, answer = await fetch("POST", target, body, sign_request(pair.bob.keys, "POST", target, body))
+    assert status == 400 and answer["error"] == "malformed", answer
+    assert "belongs to None" not in answer["detail"]
