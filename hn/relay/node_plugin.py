@@ -53,7 +53,7 @@ def check_accept(ctx: NodeContext, did: str) -> None:
 def _did_from_path(request: web.Request) -> str:
     did = request.match_info["did"]
     if not is_did(did):
-        raise NotFound("not a did:hn DID")
+        raise MalformedDocument(f"not a did:hn DID: {did[:80]!r}")
     return did
 
 

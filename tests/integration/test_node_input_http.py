@@ -213,3 +213,13 @@ async def test_a_backup_header_without_an_owner_is_malformed(pair: Pair, header:
     status, _, answer = await fetch("POST", target, body, sign_request(pair.bob.keys, "POST", target, body))
     assert status == 400 and answer["error"] == "malformed", answer
     assert "belongs to None" not in answer["detail"]
+
+
+@pytest.mark.parametrize("path", ["/relay/xyz/presence", "/relay/xyz/index?cursor=0",
+                                  "/relay/did:hn:UPPER/artifact/doc/" + "0" * 64])
+async def test_a_relay_route_for_something_not_a_did_is_a_400(pair: Pair, path: str) -> None:
+    status, _, body = await fetch("GET", pair.url + path)
+    assert status == 400 and body["error"] == "malformed" and "not a did:hn DID" in body["detail"], body
+    target = pair.url + "/relay/xyz/presence"
+    status, _, body = await fetch("POST", target, b"{}", sign_request(pair.bob.keys, "POST", target, b"{}"))
+    assert status == 400 and body["error"] == "malformed", body
