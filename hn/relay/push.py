@@ -8,8 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from hn.errors import NotFound
+from hn.errors import InputError, NotFound
 from hn.federation.publisher import Publisher
+from hn.federation.roster import check_node_url
 from hn.netclient import NETWORK_ERRORS, describe
 from hn.node.httpsig import sign_request
 from hn.proto import timefmt
@@ -41,7 +42,12 @@ def bundle(home: Home, me: Identity) -> bytes:
 
 async def push_one(home: Home, me: Identity, relay: dict[str, Any], session: aiohttp.ClientSession,
                    body: bytes | None = None) -> dict[str, Any]:
-    url = relay["url"].rstrip("/") + f"/relay/{me.did}/presence"
+    try:  # config/node.toml may have been edited by hand
+        given = relay.get("url")
+        base = check_node_url(given if isinstance(given, str) else "", "relay URL")
+    except InputError as exc:
+        return {"relay": relay["did"], "url": relay.get("url"), "ok": False, "error": exc.message}
+    url = base + f"/relay/{me.did}/presence"
     payload = body if body is not None else bundle(home, me)
     headers = sign_request(me.keys, "POST", url, payload)
     headers["Content-Type"] = "application/json"

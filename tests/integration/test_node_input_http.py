@@ -24,7 +24,7 @@ from hn.relay.push import bundle
 from hn.vault import identities, policy, presence, store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.support import make_person, start_node
+from tests.support import logged, make_person, start_node
 
 pytestmark = pytest.mark.timeout(120)
 PUSH_ROUTE = "/relay/{did}/presence"
@@ -135,6 +135,20 @@ async def test_a_refused_push_is_not_repeated_at_once(pair: Pair, monkeypatch: p
         async with aiohttp.ClientSession() as session:
             await auto.tick(session)
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "403") == 2
+    finally:
+        ctx.state.close()
+
+
+async def test_a_relay_url_edited_by_hand_is_refused_not_a_crash(pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
+    set_relay(pair.bob_home, pair.bob, pair.alice, "http:///nohost", timefmt.now() + 3600)
+    ctx = build_context(pair.bob_home, {"listen": "127.0.0.1:0", "no_dht": True})
+    try:
+        auto = relay_plugin.AutoPush(ctx)
+        with logged(caplog, "hn.relay") as events:
+            async with aiohttp.ClientSession() as session:
+                await auto.tick(session)
+        refusals = events("relay.autopush.refused")
+        assert len(refusals) == 1 and "names no host" in refusals[0].hn["error"]  # type: ignore[attr-defined]
     finally:
         ctx.state.close()
 
