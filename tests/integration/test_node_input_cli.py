@@ -4,6 +4,7 @@ is fetched, signed or stored, and what fails is named."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,15 @@ def test_federate_add_says_when_the_url_changes(tmp_path: Path) -> None:
         assert [p["url"] for p in peers] == [f"http://localhost:{port}"]
     finally:
         node.stop()
+
+
+def test_a_peer_url_edited_by_hand_fails_that_peer_with_the_reason(two: tuple[Path, str]) -> None:
+    alice, bob = two
+    (alice / "config" / "federation.toml").write_text(
+        f'[[peers]]\ndid = "{bob}"\nurl = "http:///nohost"\nadded_at = "2026-01-01T00:00:00Z"\n')
+    proc = run_hn(alice, "mcp", "federate", "refresh", "--json", check=False)
+    assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)["peers"]
+    assert len(result) == 1 and result[0]["ok"] is False and "names no host" in result[0]["error"], result
+    peer = run_json(alice, "mcp", "federate", "list")["peers"][0]
+    assert peer["health"] == "failing" and "names no host" in peer["last_error"], peer
