@@ -68,6 +68,25 @@ class ServedNode:
         terminate(self.proc)
 
 
+def introduced(root: Path) -> tuple[Path, Path, str]:
+    """Two vaults made through the CLI, ``root/alice`` and ``root/bob``, alice holding bob's
+    identity as a contact: (alice's folder, bob's folder, bob's DID)."""
+    alice, bob = root / "alice", root / "bob"
+    bob_did = str(run_json(bob, "id", "create", "bob")["did"])
+    run_json(alice, "id", "create", "alice")
+    run_hn(bob, "id", "export", "--out", str(root / "bob.json"))
+    run_hn(alice, "id", "import", str(root / "bob.json"))
+    return alice, bob, bob_did
+
+
+def share_a_note(home: Path, to_did: str, root: Path) -> tuple[str, str]:
+    """A note added to ``home`` and shared with ``to_did``: (document id, shard id)."""
+    note = root / "note.txt"
+    note.write_text("for bob")
+    doc = str(run_json(home, "doc", "add", str(note))["added"][0]["id"])
+    return doc, str(run_json(home, "doc", "share", doc, "--to", to_did)["id"])
+
+
 def tree_digest(root: Path) -> str:
     """One digest over every file's relative path and bytes (the vault lock aside): equal
     digests mean nothing in the tree changed."""

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import run_hn, run_json
+from tests.support import introduced, run_hn, run_json, share_a_note
 
 
 def test_verify_covers_trust_links(tmp_path: Path) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    run_json(a, "id", "create", "alice")
-    bob = run_json(b, "id", "create", "bob")["did"]
-    run_hn(b, "id", "export", "--out", str(tmp_path / "bob.json"))
-    run_hn(a, "id", "import", str(tmp_path / "bob.json"))
-    note = tmp_path / "n.md"
-    note.write_text("for bob\n")
-    doc = run_json(a, "doc", "add", str(note))["added"][0]["id"]
-    run_json(a, "doc", "share", doc, "--to", bob)
+    a, _, bob = introduced(tmp_path)
+    share_a_note(a, bob, tmp_path)
     run_json(a, "trust", "link", "derive", "--to", bob)
     report = run_json(a, "vault", "verify")
     signed = next(c for c in report["checks"] if c["check"] == "signed_documents")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import hn_env, run_hn, run_json
+from tests.support import hn_env, introduced, run_hn, run_json
 
 # `hn doc add` killed with SIGKILL in the middle of copying a file: the hasher kills the
 # process when the second block arrives.
@@ -107,11 +107,7 @@ def failures(home: Path) -> list[str]:
 
 
 def test_verify_names_the_file_of_every_failure_and_leaves_caches_alone(tmp_path: Path) -> None:
-    home, bob = tmp_path / "v", tmp_path / "bob"
-    run_json(home, "id", "create", "alice")
-    bob_did = run_json(bob, "id", "create", "bob")["did"]
-    run_hn(bob, "id", "export", "--out", str(tmp_path / "bob.json"))
-    run_hn(home, "id", "import", str(tmp_path / "bob.json"))
+    home, bob, bob_did = introduced(tmp_path)
     note = tmp_path / "n.txt"
     note.write_text("note\n")
     doc = run_json(home, "doc", "add", str(note), "--publish")["added"][0]

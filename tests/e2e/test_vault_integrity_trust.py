@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import run_hn, run_json
+from tests.support import introduced, run_hn, run_json, share_a_note
 
 
 def test_a_tampered_link_is_reported_alike_by_list_graph_and_reputation(tmp_path: Path) -> None:
-    alice, bob = tmp_path / "alice", tmp_path / "bob"
-    bob_did = run_json(bob, "id", "create", "bob")["did"]
-    run_json(alice, "id", "create", "alice")
-    run_hn(bob, "id", "export", "--out", str(tmp_path / "bob.json"))
-    run_hn(alice, "id", "import", str(tmp_path / "bob.json"))
-    note = tmp_path / "note.txt"
-    note.write_text("for bob")
-    doc = run_json(alice, "doc", "add", str(note))["added"][0]["id"]
-    run_json(alice, "doc", "share", doc, "--to", bob_did)
+    alice, _, bob_did = introduced(tmp_path)
+    share_a_note(alice, bob_did, tmp_path)
     good = run_json(alice, "trust", "link", "derive", "--to", bob_did)
     bad = run_json(alice, "trust", "link", "derive", "--to", bob_did, "--context", "work")
     path = alice / "trust" / "links" / "alice" / bob_did[7:] / f"{bad['id']}.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_hn, run_json
+from tests.support import introduced, run_hn, run_json, share_a_note
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -16,15 +16,8 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def vaults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("trust-cli")
-    alice, bob = root / "alice", root / "bob"
-    bob_did = run_json(bob, "id", "create", "bob")["did"]
-    run_json(alice, "id", "create", "alice")
-    run_hn(bob, "id", "export", "--out", str(root / "bob.json"))
-    run_hn(alice, "id", "import", str(root / "bob.json"))
-    note = root / "note.txt"
-    note.write_text("for bob")
-    doc = run_json(alice, "doc", "add", str(note))["added"][0]["id"]
-    shard = run_json(alice, "doc", "share", doc, "--to", bob_did)["id"]
+    alice, bob, bob_did = introduced(root)
+    _, shard = share_a_note(alice, bob_did, root)
     return {"root": root, "alice": alice, "bob": bob, "bob_did": bob_did, "shard": shard}
 
 
