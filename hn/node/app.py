@@ -94,6 +94,14 @@ class JsonErrorsHandler(web.RequestHandler):
     level on the node's logger, not as aiohttp's error with a traceback.
     """
 
+    async def start(self) -> None:
+        # A connection refused at the cap (ConnectionCap) is closed before its request loop
+        # runs; the loop would then fail on the manager it no longer has, as a task
+        # exception logged with a traceback for every refusal.
+        if self._manager is None:
+            return
+        await super().start()
+
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if status >= 500:
