@@ -16,7 +16,7 @@ import logging
 
 from aiohttp import web
 
-from hn.errors import Forbidden, NotFound, Unauthorized
+from hn.errors import Forbidden, MalformedDocument, Unauthorized
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response
 from hn.node.httpsig import verify_request
@@ -35,30 +35,35 @@ async def _requester(ctx: NodeContext, request: web.Request) -> str | None:
     return await verify_request(ctx, request, b"")
 
 
+def _target(request: web.Request) -> str:
+    """The DID the path names; a path that names none is a malformed request (400), said
+    before any question of who may see what."""
+    target = request.match_info["did"]
+    if not is_did(target):
+        raise MalformedDocument(f"not a did:hn DID: {target[:80]!r}")
+    return target
+
+
 async def reputation_route(request: web.Request) -> web.StreamResponse:
     ctx: NodeContext = request.app[CTX_KEY]
+    target = _target(request)
     requester = await _requester(ctx, request)
     allowed, reason = selectors.allows(ctx.home, "trust.exposure", requester)
     if not allowed:
         log.info("trust.exposure.denied", extra={"hn": {"requester": requester, "reason": reason}})
         raise Forbidden("trust.exposure does not allow you to see this node's reputations")
-    target = request.match_info["did"]
-    if not is_did(target):
-        raise NotFound("no published reputation for that DID")
     raw = reputation.published_bytes(ctx.home, ctx.identity.alias, target)
     return canonical_response(raw, headers={"Cache-Control": "no-cache"})
 
 
 async def links_route(request: web.Request) -> web.StreamResponse:
     ctx: NodeContext = request.app[CTX_KEY]
+    target = _target(request)
     requester = await _requester(ctx, request)
     if requester is None:
         raise Unauthorized("trust links are shown to friends only: sign the request (RFC 9421)")
     if not selectors.is_friend(ctx.home, requester):
         raise Forbidden("trust links are shown to friends only")
-    target = request.match_info["did"]
-    if not is_did(target):
-        raise NotFound("not a did:hn DID")
     me = identities.load(ctx.home, ctx.identity.alias)
     mine, _ = links.my_links(ctx.home, me, strict=False, target=None if target == me.did else target)
     headers = [s.link for s in mine if s.live and (target == me.did or s.link["to"] == target)]

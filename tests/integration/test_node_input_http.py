@@ -237,3 +237,10 @@ async def test_a_relay_route_for_something_not_a_did_is_a_400(pair: Pair, path: 
     target = pair.url + "/relay/xyz/presence"
     status, _, body = await fetch("POST", target, b"{}", sign_request(pair.bob.keys, "POST", target, b"{}"))
     assert status == 400 and body["error"] == "malformed", body
+
+
+@pytest.mark.parametrize("path", ["/trust/xyz", "/trust/xyz/links", "/trust/did:hn:UPPER"])
+async def test_a_trust_route_for_something_not_a_did_is_a_400(pair: Pair, path: str) -> None:
+    """Said before who may see what: a malformed path is malformed whoever asks."""
+    status, _, body = await fetch("GET", pair.url + path)
+    assert status == 400 and body["error"] == "malformed" and "not a did:hn DID" in body["detail"], body
