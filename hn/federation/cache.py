@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hn.errors import HnError
+from hn.errors import HnError, InputError
+from hn.federation.roster import check_node_url
 from hn.proto.canonical import loads_canonical
 from hn.vault.home import Home
 from hn.vault.identities import did_tail
@@ -18,10 +19,20 @@ def peer_dir(home: Home, did: str) -> Path:
 
 
 def relays_of(presence: Any) -> list[dict[str, Any]]:
-    """The relays a presence names, each with a string DID and URL (others are skipped)."""
+    """The relays a presence names, each with a string DID and a URL this node can use as a
+    node's address (check_node_url); others are skipped, so a peer's signed but odd relay
+    URL is never handed to the request signer or the HTTP client."""
     relays = presence.get("relays") if isinstance(presence, dict) else None
     return [r for r in relays if isinstance(r, dict) and isinstance(r.get("did"), str)
-            and isinstance(r.get("url"), str)] if isinstance(relays, list) else []
+            and isinstance(r.get("url"), str) and _usable(r["url"])] if isinstance(relays, list) else []
+
+
+def _usable(url: str) -> bool:
+    try:
+        check_node_url(url, "relay URL")
+    except InputError:
+        return False
+    return True
 
 
 def cached_relays(home: Home, did: str) -> list[dict[str, Any]]:
