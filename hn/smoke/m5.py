@@ -139,13 +139,17 @@ class Scenario:
         return f"shard {self.shard_id[:12]}… opened by carol, digest matches"
 
     def step_relay(self) -> str:
-        self.say(f"Bob registers alice as his relay and pushes; after {self.relay_ttl} s the relay forgets him.")
+        self.say(f"Bob registers alice as his relay and pushes; his node is switched off, and {self.relay_ttl} s "
+                 "later the relay forgets him; a push from his laptop puts him back.")
         alice, bob = self.p["alice"], self.p["bob"]
         self.js("bob", "mcp", "relay", "register", alice.did, "--url", alice.url)
         self.js("bob", "mcp", "relay", "push")
         url = f"{alice.url}/relay/{bob.did}/presence"
         status, _ = http_status(url)
         expect(status == 200, f"relay answered {status} after push")
+        # A running node pushes again before the relay's TTL runs out: only once it is off
+        # does the relayed presence expire.
+        self.harness.stop_node(bob)
         deadline = time.monotonic() + self.relay_ttl + 10
         while time.monotonic() < deadline:
             status, _ = http_status(url)
@@ -159,9 +163,9 @@ class Scenario:
         return "push -> 200, TTL expiry -> 404, re-push -> 200"
 
     def step_offline(self) -> str:
-        self.say("Bob's node is switched off; carol still finds him and reads his index through alice.")
+        self.say("Bob's node is off; carol still finds him and reads his index through alice.")
         bob = self.p["bob"]
-        self.harness.stop_node(bob)
+        self.harness.stop_node(bob)  # off since the relay step already
         resolved = self.js("carol", "discover", "resolve", bob.did)
         expect((resolved.get("presence") or {}).get("did") == bob.did, "bob not resolvable while offline")
         refreshed = self.js("carol", "mcp", "federate", "refresh")
