@@ -141,14 +141,17 @@ class Outcome:
                 "recovered_swap": self.recovered, "kept": self.kept}
 
 
+def _check_served(target: Path) -> None:
+    node = serving.served(target)
+    if node is not None:
+        raise InputError(f"{node}; stop it before restoring over its vault (it would go on with the old one)")
+
+
 def _check_target(target: Path, owner: str, force: bool) -> None:
     """Refuse a folder that is neither empty nor a vault (always), and a vault that belongs
     to someone else (unless forced): the swap replaces the whole folder."""
     if not target.is_dir():
         return  # missing (made by the restore), or not a folder (refused by swap.prepare)
-    node = serving.served(target)
-    if node is not None:
-        raise InputError(f"{node}; stop it before restoring over its vault (it would go on with the old one)")
     home = Home(target)
     if not home.exists:
         try:
@@ -189,6 +192,20 @@ def restore(
     ``top_checked``: the source's header for ``backup_id`` has passed ``check_owner``
     already (``verify_quick`` does that), so it is not checked twice.
     """
+    if into is None:
+        return _restore(source, backup_id, keys_home, None, expected_owner, force, progress, on_total, top_checked)
+    # One restore into a folder at a time, and no node starting on the vault meanwhile.
+    with swap.guard(into), contextlib.ExitStack() as held:
+        if Home(into).exists:
+            _check_served(into)
+            lock = serving.hold(into.absolute())
+            held.callback(serving.release, lock)
+        return _restore(source, backup_id, keys_home, into, expected_owner, force, progress, on_total, top_checked)
+
+
+def _restore(source: Source, backup_id: str, keys_home: Home, into: Path | None, expected_owner: str | None,
+             force: bool, progress: Callable[[int], None] | None, on_total: Callable[[int], None] | None,
+             top_checked: bool) -> Outcome:
     recovered = swap.recover(into) if into is not None else None
     top = source.header(backup_id)
     chain = load_chain(source, top, keys_home, expected_owner, top_checked)

@@ -20,9 +20,11 @@ whole old tree or the whole new one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import filecmp
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hn.errors import InputError, MalformedDocument, cannot
@@ -114,8 +116,67 @@ class EarlySync:
         os.close(self.fd)
 
 
+_GUARDS: dict[Path, list[int]] = {}  # folder -> [descriptor, depth] held by this process
+
+
+@contextlib.contextmanager
+def guard(target: Path) -> Iterator[None]:
+    """Only one process restores into, or recovers, the vaults of one folder at a time.
+
+    An exclusive flock on the folder that holds ``target``, taken without waiting (an
+    InputError if another process holds it); taken again by the same process, it nests.
+    """
+    folder = target.absolute().parent
+    held = _GUARDS.get(folder)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot(f"cannot restore into {target}: cannot make {folder}", exc) from exc
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise cannot(f"cannot restore into {target}: cannot open {folder}", exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another restore into {folder} (or its recovery) is running; "
+                             "try again once it is done") from None
+        except OSError:
+            pass  # no flock on this filesystem: nothing to guard with
+        _GUARDS[folder] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _GUARDS[folder]
+    finally:
+        os.close(fd)
+
+
+def pending(target: Path) -> bool:
+    """Whether an interrupted swap of ``target`` waits for ``recover`` (two stat calls)."""
+    staging, _, journal = paths(target)
+    return journal.exists() or staging.exists()
+
+
 def recover(target: Path) -> str | None:
-    """Finish or roll back an interrupted swap; returns what was done, or None."""
+    """Finish or roll back an interrupted swap; returns what was done, or None (also when
+    another process is restoring into the same folder: its swap is its own to finish)."""
+    try:
+        with guard(target):
+            return _recover(target)
+    except InputError:
+        return None
+
+
+def _recover(target: Path) -> str | None:
     staging, old, journal = paths(target)
     if not journal.exists():
         # No intent was recorded: any staging tree is a crashed restore's leftover.
@@ -127,6 +188,10 @@ def recover(target: Path) -> str | None:
         if old.exists() and not target.exists():
             os.replace(old, target)
         shutil.rmtree(staging)
+        action = "rolled back an interrupted restore (the previous vault is in place)"
+    elif old.exists() and not target.exists():
+        # Moved aside, yet no new tree took its place: the old one goes back, never away.
+        os.replace(old, target)
         action = "rolled back an interrupted restore (the previous vault is in place)"
     else:
         if old.exists():
@@ -155,22 +220,44 @@ def _kept_paths(journal: Path) -> list[str]:
 
 
 def _keep(old: Path, target: Path, keep: list[str]) -> list[str]:
-    """Move each of ``keep`` from the old tree into the new one, unless the new tree has
-    its own (an empty folder made for the vault's layout does not count); returns what moved."""
+    """Move each of ``keep`` from the old tree into the new one; returns those the old tree
+    had. Where the new tree has one already (something wrote there before an interrupted
+    restore was finished), the two are merged and nothing of the old one is lost."""
     moved = []
     for rel in keep:
-        src, dst = old / rel, target / rel
-        if not os.path.lexists(src):
-            continue
-        if os.path.lexists(dst):
-            if dst.is_symlink() or not dst.is_dir() or any(dst.iterdir()):
-                continue
-            dst.rmdir()
+        src = old / rel
+        if os.path.lexists(src):
+            _merge(src, target / rel)
+            moved.append(rel)
+    return moved
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; folders on both sides merge entry by entry. A file on both
+    sides: the new tree's stays, and the old one, unless identical, is kept beside it as
+    ``NAME.before-restore``."""
+    if not os.path.lexists(dst):
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
         _fsync_parent(dst)
-        moved.append(rel)
-    return moved
+        return
+    if _is_folder(src) and _is_folder(dst):
+        for name in sorted(os.listdir(src)):
+            _merge(src / name, dst / name)
+        return
+    if src.is_file() and dst.is_file() and filecmp.cmp(src, dst, shallow=False):
+        return  # the same bytes on both sides: nothing of the old tree is lost with it
+    aside = dst.with_name(dst.name + ".before-restore")
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = dst.with_name(f"{dst.name}.before-restore-{n}")
+    os.replace(src, aside)
+    _fsync_parent(aside)
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def prepare(target: Path) -> Path:
@@ -182,7 +269,8 @@ def prepare(target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise cannot(f"cannot restore into {target}: cannot make {target.parent}", exc) from exc
-    recover(target)
+    with guard(target):
+        _recover(target)
     staging, _, _ = paths(target)
     try:
         staging.mkdir(mode=0o700)
@@ -199,8 +287,10 @@ def commit(target: Path, staging: Path, note: dict[str, str], keep: tuple[str, .
     """
     target = target.absolute()
     _, old, journal = paths(target)
-    if old.exists():
-        shutil.rmtree(old)
+    if os.path.lexists(old):
+        # recover() finishes every swap it knows of; an old tree with no journal is not
+        # ours to delete.
+        raise InputError(f"{old} is in the way: a previous vault may be in it; move it elsewhere first")
     _step("sync")
     atomic.sync_tree(staging)
     _step("journal")

@@ -302,10 +302,14 @@ def restore_cmd(
 
     if (path is None) == (from_url is None):
         raise UsageError("give either --path FILE or --from URL --id ID")
+    from hn.backup import swap
+
     home = STATE.existing_home()
     into = into.expanduser().absolute()
     source: Any
     with contextlib.ExitStack() as stack:
+        # The download beside the target is this restore's alone, as is the target.
+        stack.enter_context(swap.guard(into))
         with _bar("restoring", as_json) as (advance, total):
             if path is not None:
                 header = local.read_header_file(path)
@@ -319,7 +323,7 @@ def restore_cmd(
                 import asyncio
                 import shutil
 
-                from hn.backup import client, swap
+                from hn.backup import client
 
                 scratch = swap.download_folder(into)
                 stack.callback(shutil.rmtree, scratch, True)

@@ -67,6 +67,17 @@ def _command() -> tuple[str, ...]:
     return tuple(reversed(names))
 
 
+def _finish_restore(home: Home) -> None:
+    """A restore of this vault that stopped part-way is finished (or rolled back) before
+    any command uses it, so nothing writes into a tree that is about to move."""
+    from hn.backup import swap
+
+    if swap.pending(home.root):
+        done = swap.recover(home.root)
+        if done is not None:
+            warn(f"{home.root}: {done}")
+
+
 @dataclass
 class State:
     home_dir: Path | None = None
@@ -80,6 +91,7 @@ class State:
         if _WARNINGS not in logger.handlers:
             logger.addHandler(_WARNINGS)
         home = Home(self.home_dir or default_home())
+        _finish_restore(home)
         if not home.exists:
             command = _command()
             if command and command not in STARTS_A_VAULT:

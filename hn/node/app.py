@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
 from hn import __version__
+from hn.backup import swap
 from hn.errors import InputError, NotFound, storage_failure
 from hn.node.context import CTX_KEY, PLUGINS, NodeContext
 from hn.node.http import DEFAULT_BODY_CAP, canonical_response, errors_middleware, json_error
@@ -221,6 +222,11 @@ class Node:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
         # One node per vault: a second would share its state and, on exit, remove the
         # first one's run/node.json.
+        # A restore stopped part-way is finished first (before the lock makes run/ in a
+        # folder the vault may still have to move back into).
+        done = swap.recover(self.home.root) if swap.pending(self.home.root) else None
+        if done is not None:
+            log.warning("node.restore_recovered", extra={"hn": {"action": done}})
         self.serve_lock = serving.hold(self.home.root)
         try:
             return await self._start(host, port)

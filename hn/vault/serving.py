@@ -8,11 +8,14 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 from hn.errors import InputError, cannot
 
 LOCK = ("run", "serve.lock")
+HOLD_TRIES = 5
+HOLD_PAUSE = 0.05
 NODE_FILE = ("run", "node.json")
 
 
@@ -33,12 +36,17 @@ def hold(root: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise cannot(f"cannot lock {path}", exc) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise InputError(f"a node is already serving {root}{_pid(root)}; stop it first") from None
-    return fd
+    # `served` takes the lock shared for an instant (hn status asking): a few short tries
+    # before concluding that another node holds it.
+    for attempt in range(HOLD_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if attempt < HOLD_TRIES - 1:
+                time.sleep(HOLD_PAUSE)
+    os.close(fd)
+    raise InputError(f"a node is already serving {root}{_pid(root)}; stop it first")
 
 
 def release(fd: int) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from hn.backup import create, restore, swap
 from hn.backup.restore import FileSource
-from hn.errors import DiskError
+from hn.errors import DiskError, InputError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -66,20 +66,27 @@ def test_crash_at_each_swap_step(tmp_path: Path, step: str, monkeypatch: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vault"]
 
 
-def test_a_kept_folder_replaces_an_empty_one_but_not_a_restored_one(tmp_path: Path) -> None:
+def test_a_kept_folder_merges_with_one_the_new_tree_has_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Something may have written into the new tree before an interrupted restore was
+    finished: the old tree's entries join it, and a file on both sides is kept beside."""
     target = tmp_path / "vault"
     for name in ("cache", "hosted"):
         (target / name).mkdir(parents=True)
         (target / name / "old.bin").write_text(f"old {name}")
+    (target / "hosted" / "both.bin").write_text("old both")
+    (target / "hosted" / "same.bin").write_text("same")
     staging = swap.prepare(target)
     (staging / "cache").mkdir()  # made empty for the vault's layout
     (staging / "hosted").mkdir()
     (staging / "hosted" / "new.bin").write_text("restored")
+    (staging / "hosted" / "both.bin").write_text("new both")
+    (staging / "hosted" / "same.bin").write_text("same")
     moved = swap.commit(target, staging, {"id": "x"}, ("cache", "hosted"))
-    assert moved == ["cache"]
-    assert _tree(target) == {"cache/old.bin": _tree(target)["cache/old.bin"],
-                             "hosted/new.bin": _tree(target)["hosted/new.bin"]}
-    assert (target / "cache" / "old.bin").read_text() == "old cache"
+    assert moved == ["cache", "hosted"]
+    assert {p: (target / p).read_text() for p in _tree(target)} == {
+        "cache/old.bin": "old cache", "hosted/old.bin": "old hosted", "hosted/new.bin": "restored",
+        "hosted/both.bin": "new both", "hosted/both.bin.before-restore": "old both", "hosted/same.bin": "same"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vault"]
 
 
 def test_disk_full_while_staging_keeps_old_vault(alice: Identity, home: Home, tmp_path: Path,
@@ -104,5 +111,76 @@ def test_disk_full_while_staging_keeps_old_vault(alice: Identity, home: Home, tm
     monkeypatch.setattr("hn.vault.writer.os.write", full)
     with pytest.raises(DiskError, match=r"could not write [\w/.-]+ into the staging folder: No space left"):
         restore.restore(FileSource(result.header_path.parent), result.header["id"], home, target)
-    assert _tree(target) == before
+    after = _tree(target)
+    assert after.pop("run/serve.lock") == blake3.blake3(b"").hexdigest()  # held while it ran
+    assert after == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_one_restore_or_recovery_per_folder_at_a_time(tmp_path: Path) -> None:
+    """While another process restores into a folder, a restore there is refused and a
+    recovery leaves that restore's staging alone."""
+    import fcntl
+    import subprocess
+    import sys
+
+    target = tmp_path / "vault"
+    _make_tree(target, "old")
+    staging = swap.prepare(target)  # as another restore has it, mid-way
+    _make_tree(staging, "new")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+        "print('held', flush=True); sys.stdin.read()"), str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"another restore into {tmp_path} .* is running"):
+            swap.prepare(target)
+        assert swap.recover(target) is None  # not ours to finish
+        assert staging.is_dir() and _tree(staging) != _tree(target)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert swap.recover(target) == "removed an unfinished staging folder"
+    fd = os.open(tmp_path, os.O_RDONLY)  # and the guard is free again
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+def test_an_old_tree_with_no_new_one_in_place_goes_back(tmp_path: Path) -> None:
+    target = tmp_path / "vault"
+    _make_tree(target, "old")
+    before = _tree(target)
+    staging = swap.prepare(target)
+    _, old, journal = swap.paths(target)
+    journal.write_text("{}")
+    os.replace(target, old)
+    staging.rmdir()  # as a second process rolling back would have left it
+    assert swap.recover(target) == "rolled back an interrupted restore (the previous vault is in place)"
+    assert _tree(target) == before and not old.exists() and not journal.exists()
+
+
+def test_any_command_finishes_an_interrupted_restore_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import run_hn, run_json
+
+    home = tmp_path / "vault"
+    run_json(home, "id", "create", "alice")
+    full = run_json(home, "vault", "backup", "create", "--out", str(tmp_path / "backups"))
+    (home / "personal" / "after.txt").write_text("written after the backup")
+
+    def hook(name: str) -> None:
+        if name == "keep":
+            raise Crash(name)
+
+    monkeypatch.setattr(swap, "fault_hook", hook)
+    with pytest.raises(Crash):
+        restore.restore(FileSource(Path(full["header"]).parent), full["id"], Home(home), home)
+    monkeypatch.setattr(swap, "fault_hook", None)
+    assert swap.pending(home)
+    proc = run_hn(home, "vault", "status")
+    assert "completed an interrupted restore (the restored vault is in place)" in proc.stderr
+    assert not swap.pending(home) and not (home / "personal" / "after.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "vault"]
