@@ -57,6 +57,11 @@ Row = tuple[str, str, str, int, str]  # type, path, digest, size, metadata JSON
 _INDEXES: dict[str, PeerIndex] = {}
 
 
+class IndexDiverged(VerificationError):
+    """Verified slices that do not add up to the presence's signed root from the copy of
+    the index this node holds: the publisher's index no longer extends that copy."""
+
+
 @dataclass
 class _Fetched:
     """An index read from a peer, checked against its presence's root, not yet stored."""
@@ -279,7 +284,7 @@ class Syncer:
         full = label != "node"
         try:
             fetched = await self._fetch_index(did, index_base, history, presence, full)
-        except VerificationError as exc:
+        except IndexDiverged as exc:
             if full:
                 raise
             # The publisher's index no longer extends the one we hold (a vault restored from
@@ -338,7 +343,7 @@ class Syncer:
             raise VerificationError("peer sent too many slices")
         root, size, index = self._check_root(did, staged, presence, full)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
-            raise VerificationError("index unchanged (304) but the presence root moved")
+            raise IndexDiverged("index unchanged (304) but the presence root moved")
         return _Fetched(staged, slices, not_modified, cursor, etag, new_etag, root, size, index)
 
     def _check_root(self, did: str, staged: dict[str, Row | None],
@@ -358,7 +363,7 @@ class Syncer:
             base = PeerIndex.build(rows)
         index = base.apply({i: None if row is None else row[2] for i, row in staged.items()})
         if index.root != want_root or index.size != want_size:
-            raise VerificationError(
+            raise IndexDiverged(
                 f"recomputed index root {index.root[:16]}… ({index.size} entries) differs from the presence root "
                 f"{want_root[:16]}… ({want_size} entries)")
         return index.root, index.size, index
@@ -375,8 +380,9 @@ class Syncer:
         with self.state.tx() as db:
             if full:
                 kept = [i for i, e in staged.items() if e is not None]
-                mirrored = {r[0] for r in db.execute(
-                    "SELECT id FROM peer_entries WHERE did=? AND mirrored=1", (did,)).fetchall()}
+                # Mirrored stays mirrored only for the same path and digest.
+                mirrored = {tuple(r) for r in db.execute(
+                    "SELECT id, path, digest FROM peer_entries WHERE did=? AND mirrored=1", (did,)).fetchall()}
                 db.execute("DELETE FROM peer_entries WHERE did=?", (did,))
                 staged = {i: staged[i] for i in kept}
             else:
@@ -384,7 +390,8 @@ class Syncer:
             db.executemany("DELETE FROM peer_entries WHERE did=? AND id=?",
                            [(did, i) for i, row in staged.items() if row is None])
             db.executemany("INSERT OR REPLACE INTO peer_entries VALUES (?,?,?,?,?,?,?,?)",
-                           [(did, i, *row, int(i in mirrored)) for i, row in staged.items() if row is not None])
+                           [(did, i, *row, int((i, row[1], row[2]) in mirrored))
+                            for i, row in staged.items() if row is not None])
             db.execute("UPDATE peers SET cursor=?, etag=?, root=?, size=?, presence_seq=? WHERE did=?",
                        (cursor, etag, presence["index"]["root"], presence["index"]["size"], presence["seq"], did))
         self._prune(did, folder)
