@@ -96,6 +96,11 @@ def explain(url: str, exc: BaseException) -> str:
     return f"{url}: {describe(exc)}"
 
 
+def _one_line(text: str, limit: int) -> str:
+    """``text`` with control characters and runs of white space as single spaces, cut to ``limit``."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:limit]
+
+
 def error_detail(body: bytes) -> str:
     """What an error answer says, in one line: ``error: detail`` from an hn node's JSON
     body; a server that is not an hn node (an HTML error page, say) is named as such
@@ -105,8 +110,9 @@ def error_detail(body: bytes) -> str:
     except (HnError, RecursionError):
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
-        detail = doc.get("detail")
-        return f"{doc['error']}: {str(detail)[:500]}" if detail else doc["error"]
+        # One line of bounded length, whatever the peer put in it.
+        error, detail = _one_line(doc["error"], 64), _one_line(str(doc.get("detail") or ""), 500)
+        return f"{error}: {detail}" if detail else error
     return "(the answer is not an hn node's JSON error: is this the address of an hn node?)"
 
 

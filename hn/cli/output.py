@@ -89,8 +89,16 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     for column in columns:
         t.add_column(column, no_wrap=True)
     for row in rows:
-        t.add_row(*[str(c) for c in row])
+        t.add_row(*[_cell(c) for c in row])
     _print_whole(t)
+
+
+def _cell(value: Any) -> Any:
+    """A cell as plain text: cells carry what peers and files say (a peer's error, a
+    document name), which Rich must not read as markup ("[/x]" would stop the command)."""
+    from rich.text import Text
+
+    return value if isinstance(value, Text) else Text(str(value))
 
 
 def kv(data: dict[str, Any], title: str | None = None) -> None:
@@ -101,7 +109,7 @@ def kv(data: dict[str, Any], title: str | None = None) -> None:
     t.add_column(style="bold", no_wrap=True)
     t.add_column(no_wrap=True)
     for key, value in data.items():
-        t.add_row(str(key), str(value))
+        t.add_row(_cell(key), _cell(value))
     _print_whole(t)
 
 

@@ -253,3 +253,30 @@ def test_adding_many_files_into_a_pipe_prints_only_the_summary(tmp_path: Path) -
     lines = out.splitlines()
     assert lines and all(line.strip() for line in lines), out
     assert lines[0].startswith("added 25 document(s)"), out
+
+
+def test_a_peer_s_words_in_a_table_are_text_not_markup(tmp_path: Path) -> None:
+    """A peer's error (kept as its last_error) reaches `hn status` and `federate list`:
+    shown as it is, never read as Rich markup."""
+    import sqlite3
+
+    home = tmp_path / "vault"
+    run_json(home, "id", "create", "alice")
+    peer = run_json(tmp_path / "bob", "id", "create", "bob")["did"]
+    run_hn(tmp_path / "bob", "id", "export", "--out", str(tmp_path / "bob.json"))
+    run_hn(home, "id", "import", str(tmp_path / "bob.json"))
+    from hn.federation import roster
+    from hn.vault.home import Home
+
+    roster.add(Home(home), peer, "http://127.0.0.1:9")  # as `federate add` leaves it
+    run_json(home, "mcp", "federate", "list")  # makes the node state database
+    db = sqlite3.connect(home / "sync" / "node.sqlite3")
+    try:
+        db.execute("INSERT OR REPLACE INTO peers (did, url, health, last_error) VALUES (?, ?, 'failing', ?)",
+                   (peer, "http://127.0.0.1:9", "node: forbidden: [/oops] [link=http://evil]x[/link]"))
+        db.commit()
+    finally:
+        db.close()
+    for args in (("status",), ("mcp", "federate", "list")):
+        out = run_hn(home, *args).stdout
+        assert "[/oops] [link=http://evil]x[/link]" in out.replace("\n", ""), out

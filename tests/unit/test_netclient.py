@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -87,3 +88,12 @@ def test_an_error_answer_is_told_in_one_line_and_a_page_is_never_quoted() -> Non
     for body in (page, b"", b"[1]", b'{"detail":"no error field"}', b"\xff\xfe"):
         said = error_detail(body)
         assert said == "(the answer is not an hn node's JSON error: is this the address of an hn node?)", body
+
+
+def test_what_a_peer_says_in_an_error_stays_one_bounded_line() -> None:
+    from hn.netclient import error_detail
+
+    body = json.dumps({"error": "x" * 200, "detail": "line one\nline two\x1b[31m\tred" + "y" * 900}).encode()
+    said = error_detail(body)
+    assert "\n" not in said and "\x1b" not in said and "\t" not in said
+    assert said.startswith("x" * 64 + ": line one line two [31m red") and len(said) == 64 + 2 + 500
