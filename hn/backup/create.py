@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,9 @@ PAYLOAD_SUFFIX = ".backup.payload"
 # id; before that, while the bytes go in, it is that name's atomic-write temp file,
 # "..incoming-<hex>.backup.payload.<random>.tmp".
 INCOMING_PREFIX = ".incoming-"
-INCOMING_NAMES = (INCOMING_PREFIX, "." + INCOMING_PREFIX)
+# Exactly the names a create gives its payload while it writes it (and their atomic-write
+# temp files): a sweep of a folder the user chose touches nothing else in it.
+INCOMING_NAME = re.compile(r"\.?\.incoming-[0-9a-f]{16}\.backup\.payload(?:\.[A-Za-z0-9_]+\.tmp)?")
 # No link is followed: a file swapped for a symlink after the scan is refused.
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -248,7 +251,7 @@ def sweep_incoming(out_dir: Path) -> int:
         return 0
     freed = 0
     for name in names:
-        if name.startswith(INCOMING_NAMES):
+        if INCOMING_NAME.fullmatch(name):
             # Gone meanwhile, held by a create still running, or not ours to remove: it stays.
             with contextlib.suppress(OSError):
                 freed += leftovers.abandoned(out_dir / name, remove=True) or 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -24,17 +25,20 @@ def test_a_payload_temp_swept_before_its_lock_is_taken_is_made_again(
     out = tmp_path / "out"
     real = create.atomic.atomic_writer
     sweeps: list[int] = []
+    gone: list[str] = []
 
     @contextlib.contextmanager
     def swept_at_once(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with real(target, mode) as handle:
             if not sweeps:
+                held = {n for n in os.listdir(target.parent) if "incoming-" in n}
                 sweeps.append(create.sweep_incoming(target.parent))
+                gone.extend(held - set(os.listdir(target.parent)))
             yield handle
 
     monkeypatch.setattr(create.atomic, "atomic_writer", swept_at_once)
     result = create.create(home, alice, out)
-    assert sweeps == [0]  # the first temp file, empty, was taken
+    assert sweeps == [0] and len(gone) == 1  # the first temp file, empty, was taken
     assert sorted(p.name for p in out.iterdir()) == sorted([result.header_path.name, result.payload_path.name])
     checked = restore.verify_quick(result.header, result.payload_path, home, None)
     assert checked["payload_digest"] == result.header["payload"]["digest"]
@@ -75,3 +79,13 @@ def test_which_answers_of_a_node_a_later_push_can_get_past(status: int, resumabl
     assert client.can_resume(NetworkError("http://127.0.0.1:1/backup: timed out"))
     # Not found is no network failure: the push says what was missing, not how to resume.
     assert not client.can_resume(client._error("http://127.0.0.1:1/backup", 404, body))
+
+
+def test_a_sweep_takes_only_the_names_a_create_gives(tmp_path: Path) -> None:
+    """--out may be any folder the user chose: files that merely look alike stay."""
+    mine = [".incoming-0123456789abcdef.backup.payload", "..incoming-0123456789abcdef.backup.payload.k2_x9a.tmp"]
+    theirs = [".incoming-notes.txt", ".incoming-0123456789abcdef.backup.payload.bak", "..incoming-x"]
+    for name in mine + theirs:
+        (tmp_path / name).write_bytes(b"12345")
+    assert create.sweep_incoming(tmp_path) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)
