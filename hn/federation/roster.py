@@ -27,20 +27,21 @@ def check_node_url(value: str, what: str) -> str:
     fragment. Returns it without trailing slashes; raises InputError with the reason."""
     if not value:
         raise InputError(f"{what} is empty: expected an http:// or https:// URL")
+    # First, before any message repeats the value: the part before an @ may be a password.
+    if "@" in re.split(r"[/?#]", value.split("://", 1)[-1], maxsplit=1)[0]:
+        raise InputError(f"{what}: must not carry a user name or password (user:pass@host): it would be kept "
+                         "in plain text in the vault's config; give the node's URL without it")
     if len(value) > MAX_URL:
         raise InputError(f"{what}: longer than {MAX_URL} characters")
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise InputError(f"{what}: {value.strip()!r} contains whitespace or control characters")
-    if not (value.startswith("http://") or value.startswith("https://")):
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
         raise InputError(f"{what}: only http and https URLs are allowed, not {value!r}")
+    value = scheme.lower() + "://" + rest  # schemes are case-insensitive (RFC 3986 3.1)
     if not value.isascii():
         raise InputError(f"{what}: {value!r} has non-ASCII characters: write the host in its xn-- form "
                          "and percent-encode the path")
-    authority = value.split("://", 1)[1].split("/", 1)[0]
-    if "@" in authority:
-        # Not echoed: the part before @ may be a password.
-        raise InputError(f"{what}: must not carry a user name or password (user:pass@host): it would be kept "
-                         "in plain text in the vault's config; give the node's URL without it")
     try:
         parts = urlsplit(value)
         port = parts.port

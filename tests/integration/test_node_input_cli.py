@@ -19,6 +19,9 @@ BAD_URLS = [
     ("http://127.0.0.1:7733 ", "whitespace"),
     ("javascript:alert(1)", "only http and https URLs are allowed"),
     ("http://user:secret@127.0.0.1:7733", "user name or password"),
+    # Refused for the password first, whatever else is wrong: nothing repeats it.
+    ("ftp://user:secret@127.0.0.1", "user name or password"),
+    ("http://user:sec ret@127.0.0.1", "user name or password"),
     ("http://127.0.0.1:99999", "not a valid URL"),
     ("http://127.0.0.1:7733/?x=1", "query"),
 ]
