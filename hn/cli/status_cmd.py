@@ -29,9 +29,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     path = home.path("run", "node.json")
     if node["running"] and path.exists():
         try:
-            node = {**loads_strict(path.read_bytes()), "running": True}
+            info = loads_strict(path.read_bytes())
         except (MalformedDocument, ValueError, OSError):
-            pass
+            info = None
+        if isinstance(info, dict):  # anything else says nothing of where it listens
+            node = {**info, "running": True}
     peers = service.listing(home)
     counts: dict[str, int] = {}
     for peer in peers:

@@ -63,3 +63,13 @@ async def test_status_says_running_only_while_a_node_holds_the_vault(tmp_path: P
     # A node that died without removing run/node.json is not running either.
     home.path("run", "node.json").write_text(json.dumps({"pid": os.getpid(), "base_url": url}))
     assert run_json(home.root, "status")["node"] == {"running": False}
+
+
+async def test_a_node_file_that_is_not_an_object_says_nothing_of_where_it_listens(tmp_path: Path) -> None:
+    home, _ = make_person(tmp_path, "alice")
+    node, _ = await start_node(home)
+    try:
+        home.path("run", "node.json").write_text("[1, 2]")
+        assert run_json(home.root, "status")["node"] == {"running": True}
+    finally:
+        await node.stop()
