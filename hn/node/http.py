@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.helpers import ETAG_ANY, ETag
 
-from hn.errors import DiskError, HnError, NotFound, TooLarge, storage_failure
+from hn.errors import DiskError, HnError, MalformedDocument, NotFound, TooLarge, storage_failure
+from hn.proto.keys import is_did
 
 log = logging.getLogger("hn.node")
 
@@ -82,6 +83,15 @@ async def read_body(request: web.Request, max_bytes: int = DEFAULT_BODY_CAP,
 def canonical_response(raw: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """Signed documents are served as their exact canonical bytes."""
     return web.Response(body=raw, status=status, content_type="application/json", headers=headers)
+
+
+def did_param(request: web.Request) -> str:
+    """The DID a route's ``{did}`` names; a path that names none is a malformed request
+    (400), said before any question of who may see or send what."""
+    did = request.match_info["did"]
+    if not is_did(did):
+        raise MalformedDocument(f"not a did:hn DID: {did[:80]!r}")
+    return did
 
 
 def get_json_query(request: web.Request, name: str, default: Any = None) -> Any:

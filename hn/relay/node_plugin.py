@@ -14,13 +14,12 @@ from aiohttp import web
 from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, VerificationError
 from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
-from hn.node.http import canonical_response, file_response, read_body
+from hn.node.http import canonical_response, did_param, file_response, read_body
 from hn.node.httpsig import verify_request
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_strict
 from hn.proto.identity import accept_update, verify_identity
 from hn.proto.index import parse_cursor, verify_slice
-from hn.proto.keys import is_did
 from hn.proto.presence import verify_presence
 from hn.relay import push as pusher
 from hn.relay.store import RelayStore
@@ -50,16 +49,9 @@ def check_accept(ctx: NodeContext, did: str) -> None:
     selectors.require(ctx.home, "relay.accept", did, "relay push")
 
 
-def _did_from_path(request: web.Request) -> str:
-    did = request.match_info["did"]
-    if not is_did(did):
-        raise MalformedDocument(f"not a did:hn DID: {did[:80]!r}")
-    return did
-
-
 async def push_route(request: web.Request) -> web.Response:
     ctx: NodeContext = request.app[CTX_KEY]
-    did = _did_from_path(request)
+    did = did_param(request)
     body = await read_body(request, MAX_PUSH)
     signer = await verify_request(ctx, request, body)
     if signer != did:
@@ -113,7 +105,7 @@ async def push_route(request: web.Request) -> web.Response:
 
 async def presence_route(request: web.Request) -> web.Response:
     ctx: NodeContext = request.app[CTX_KEY]
-    did = _did_from_path(request)
+    did = did_param(request)
     record = ctx.extras["relay_store"].get(did, timefmt.now())
     if record is None:
         raise NotFound(f"no live relayed presence for {did}")
@@ -122,7 +114,7 @@ async def presence_route(request: web.Request) -> web.Response:
 
 async def index_route(request: web.Request) -> web.Response:
     ctx: NodeContext = request.app[CTX_KEY]
-    did = _did_from_path(request)
+    did = did_param(request)
     store: RelayStore = ctx.extras["relay_store"]
     record = store.get(did, timefmt.now())
     if record is None:
@@ -138,7 +130,7 @@ async def index_route(request: web.Request) -> web.Response:
 async def artifact_route(request: web.Request) -> web.StreamResponse:
     """Mirrored artefacts of a relayed peer, from this node's federation cache (digest-checked there)."""
     ctx: NodeContext = request.app[CTX_KEY]
-    did = _did_from_path(request)
+    did = did_param(request)
     if ctx.extras["relay_store"].get(did, timefmt.now()) is None:
         raise NotFound(f"{did} is not relayed here")
     match = ARTIFACT_PATH.match(request.match_info["path"])

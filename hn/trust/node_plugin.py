@@ -16,12 +16,11 @@ import logging
 
 from aiohttp import web
 
-from hn.errors import Forbidden, MalformedDocument, Unauthorized
+from hn.errors import Forbidden, Unauthorized
 from hn.node.context import CTX_KEY, NodeContext
-from hn.node.http import canonical_response
+from hn.node.http import canonical_response, did_param
 from hn.node.httpsig import verify_request
 from hn.proto.canonical import canonical
-from hn.proto.keys import is_did
 from hn.trust import links, reputation, selectors
 from hn.vault import identities
 
@@ -35,18 +34,9 @@ async def _requester(ctx: NodeContext, request: web.Request) -> str | None:
     return await verify_request(ctx, request, b"")
 
 
-def _target(request: web.Request) -> str:
-    """The DID the path names; a path that names none is a malformed request (400), said
-    before any question of who may see what."""
-    target = request.match_info["did"]
-    if not is_did(target):
-        raise MalformedDocument(f"not a did:hn DID: {target[:80]!r}")
-    return target
-
-
 async def reputation_route(request: web.Request) -> web.StreamResponse:
     ctx: NodeContext = request.app[CTX_KEY]
-    target = _target(request)
+    target = did_param(request)
     requester = await _requester(ctx, request)
     allowed, reason = selectors.allows(ctx.home, "trust.exposure", requester)
     if not allowed:
@@ -58,7 +48,7 @@ async def reputation_route(request: web.Request) -> web.StreamResponse:
 
 async def links_route(request: web.Request) -> web.StreamResponse:
     ctx: NodeContext = request.app[CTX_KEY]
-    target = _target(request)
+    target = did_param(request)
     requester = await _requester(ctx, request)
     if requester is None:
         raise Unauthorized("trust links are shown to friends only: sign the request (RFC 9421)")
