@@ -99,21 +99,24 @@ async def test_relay_refuses_a_presence_whose_entry_for_it_has_expired(pair: Pai
     assert status == 200 and answer["accepted"] is True, answer
 
 
+async def ticks(auto: relay_plugin.AutoPush, n: int) -> None:
+    """``n`` rounds of the node's relay push loop, run here instead of on its timer."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(n):
+            await auto.tick(session)
+
+
 async def test_the_node_does_not_push_to_a_relay_whose_entry_has_expired(pair: Pair) -> None:
     set_relay(pair.bob_home, pair.bob, pair.alice, pair.url, timefmt.now() - 60)
     ctx = build_context(pair.bob_home, {"listen": "127.0.0.1:0", "no_dht": True})
     try:
         auto = relay_plugin.AutoPush(ctx)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(3):
-                await auto.tick(session)
+        await ticks(auto, 3)
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "200") == 0
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "403") == 0
         # renewed: pushed once, and not again while the relay holds that presence
         set_relay(pair.bob_home, pair.bob, pair.alice, pair.url, timefmt.now() + 3600)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(3):
-                await auto.tick(session)
+        await ticks(auto, 3)
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "200") == 1
     finally:
         ctx.state.close()
@@ -126,9 +129,7 @@ async def test_a_refused_push_is_not_repeated_at_once(pair: Pair, monkeypatch: p
     ctx = build_context(pair.bob_home, {"listen": "127.0.0.1:0", "no_dht": True})
     try:
         auto = relay_plugin.AutoPush(ctx)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(4):
-                await auto.tick(session)
+        await ticks(auto, 4)
         assert requests_seen(pair.node, PUSH_ROUTE, "POST", "403") == 1
         # a new presence is pushed at once, whatever the last one met
         set_relay(pair.bob_home, pair.bob, pair.alice, pair.url, timefmt.now() + 7200)

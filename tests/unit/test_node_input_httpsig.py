@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import http_message_signatures as hms
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multidict import CIMultiDict
 
@@ -22,24 +19,13 @@ from hn.proto.keys import IdentityKeys
 from hn.vault import identities
 from hn.vault.home import Home
 from hn.vault.identities import Identity
-from tests.unit.test_httpsig import Node, start_node
+from tests.unit import test_httpsig
+from tests.unit.test_httpsig import Node
 
 ROTATION_HINT = "rotated its key since"
-
-
-@pytest.fixture
-def bob_home(tmp_path: Path) -> Home:
-    h = Home(tmp_path / "bob")
-    h.ensure()
-    identities.create(h, "bob")
-    return h
-
-
-@pytest.fixture
-async def node(bob_home: Home, alice: Identity) -> AsyncIterator[Node]:
-    identities.import_contact(bob_home, canonical(alice.doc))
-    async for n in start_node(bob_home):
-        yield n
+# The same fixtures as there: bob's node, which knows alice.
+bob_home = test_httpsig.bob_home
+node = test_httpsig.node
 
 
 def refused(status: int, data: dict[str, str]) -> str:
