@@ -38,10 +38,9 @@ def serve(
 
     if public_url is not None:
         public_url = check_node_url(public_url, "--public-url")
-    if sync_interval is not None and not (math.isfinite(sync_interval) and sync_interval > 0):
-        raise UsageError(f"--sync-interval must be a positive number of seconds, not {sync_interval}")
-    if relay_ttl is not None and relay_ttl < 1:
-        raise UsageError(f"--relay-ttl must be a positive number of seconds, not {relay_ttl}")
+    for option, value in (("--sync-interval", sync_interval), ("--relay-ttl", relay_ttl)):
+        if value is not None and not _positive_seconds(value):
+            raise UsageError(f"{option} must be a positive number of seconds, not {value}")
     home = STATE.home
     settings: dict[str, Any] = {}
     if profile is not None:
@@ -50,6 +49,7 @@ def serve(
         written = node_profile.ensure(home, {"listen": listen or "", "public_url": public_url or "",
                                              "dht_listen": dht_listen or ""})
         settings.update(node_profile.load(home))
+        check_profile(settings)  # the options, checked above, replace some of its values below
         settings["profile"] = profile
         settings["profile_written"] = written
     overrides = {"listen": listen, "public_url": public_url, "dht_listen": dht_listen, "relay_ttl": relay_ttl,
@@ -59,7 +59,6 @@ def serve(
         settings["bootstrap"] = list(bootstrap)
     settings.setdefault("listen", "127.0.0.1:7733")
     settings.setdefault("bootstrap", [])
-    check_settings(settings)
     settings["no_dht"] = no_dht
     settings["log_json"] = log_json or STATE.log_json
     logs.setup(settings["log_json"])
@@ -69,21 +68,24 @@ def serve(
         pass
 
 
-def check_settings(settings: dict[str, Any]) -> None:
-    """Values that come from the profile's config file as well as from options."""
+def _positive_seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_profile(settings: dict[str, Any]) -> None:
+    """The values of the profile's config file that options can also give, checked as the
+    options are (a file edited by hand is named in the error)."""
     from hn.errors import InputError
     from hn.federation.roster import check_node_url
 
-    where = " (from config/mcp.federation.toml)" if settings.get("profile") else ""
+    where = " (from config/mcp.federation.toml)"
     if settings.get("public_url"):
         value = settings["public_url"]
         settings["public_url"] = check_node_url(value if isinstance(value, str) else repr(value),
                                                 f"public_url{where}")
     for name in ("sync_interval", "relay_ttl"):
         value = settings.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        if value is not None and not _positive_seconds(value):
             raise InputError(f"{name}{where} must be a positive number of seconds, not {value!r}")
 
 
