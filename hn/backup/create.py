@@ -40,7 +40,6 @@ PAYLOAD_SUFFIX = ".backup.payload"
 # A payload being written is ".incoming-<hex>.backup.payload" until it takes the backup's
 # id; before that, while the bytes go in, it is that name's atomic-write temp file,
 # "..incoming-<hex>.backup.payload.<random>.tmp".
-INCOMING_PREFIX = ".incoming-"
 # Exactly the names a create gives its payload while it writes it (and their atomic-write
 # temp files): a sweep of a folder the user chose touches nothing else in it.
 INCOMING_NAME = re.compile(r"\.?\.incoming-[0-9a-f]{16}\.backup\.payload(?:\.[A-Za-z0-9_]+\.tmp)?")
@@ -245,17 +244,11 @@ def sweep_incoming(out_dir: Path) -> int:
     is a leftover. A file is removed only while this holds its lock: a create that finds
     its new file unlinked once the lock is its own knows a sweep took it, and makes another.
     """
-    try:
-        names = os.listdir(out_dir)
-    except OSError:
-        return 0
-    freed = 0
-    for name in names:
-        if INCOMING_NAME.fullmatch(name):
-            # Gone meanwhile, held by a create still running, or not ours to remove: it stays.
-            with contextlib.suppress(OSError):
-                freed += leftovers.abandoned(out_dir / name, remove=True) or 0
-    return freed
+    return sum(size for _, size in leftovers.found(out_dir, _incoming, remove=True))
+
+
+def _incoming(name: str) -> bool:
+    return INCOMING_NAME.fullmatch(name) is not None
 
 
 class _Swept(Exception):
@@ -335,7 +328,7 @@ def create(
     # A full backup reads every file anyway: the cache is only rewritten, never consulted.
     cache = snapshot.load_cache(home) if base is not None else {}
     base_digests = {e["path"]: e["digest"] for e in base["entries"]} if base else {}
-    incoming = out_dir / f"{INCOMING_PREFIX}{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
+    incoming = out_dir / f"{leftovers.INCOMING}{os.urandom(8).hex()}{PAYLOAD_SUFFIX}"
     named: Path | None = None  # the payload, once it has the backup's name
     # ``held`` closes the payload's lock descriptor last of all, once the payload is named.
     with contextlib.ExitStack() as held:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hn.proto.canonical import is_hex_digest
-from hn.vault import atomic
+from hn.vault import atomic, leftovers
 from hn.vault.home import Home
 
 CACHE = ("sync", "backup-cache.json")
@@ -30,11 +30,8 @@ EXCLUDED_FILES = ("sync/backup-cache.json", "sync/backups.json")
 EXCLUDED_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp")
 # Files hn writers hold while they write, renamed into place only once whole: a backup
 # taken meanwhile must not take a half-written one. Each is a dot-file beside its target:
-# atomic writes (hn.vault.atomic) ".<name>.XXXXXXXX.tmp", `doc add` (hn.vault.store)
-# ".add.XXXXXXXX", sealed shards (hn.vault.shards) ".seal.XXXXXXXX", mirrored artefacts
-# (hn.federation.sync) ".mirror.XXXXXXXX", and a backup payload being written
-# (hn.backup.create, when --out is inside the vault) ".incoming-<hex>.backup.payload…".
-TEMP_PREFIXES = (".add.", ".seal.", ".mirror.", ".incoming-")
+# atomic writes (hn.vault.atomic) ".<name>.XXXXXXXX.tmp", and the others hn.vault.leftovers names.
+TEMP_PREFIXES = leftovers.PREFIXES
 SQLITE_SUFFIX = ".sqlite3"
 
 

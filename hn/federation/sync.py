@@ -38,7 +38,7 @@ from hn.proto.canonical import canonical, doc_digest, loads_canonical
 from hn.proto.identity import accept_update, verify_identity
 from hn.proto.index import TOMBSTONE, verify_slice
 from hn.proto.presence import verify_presence
-from hn.vault import atomic, identities
+from hn.vault import atomic, identities, leftovers
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -412,7 +412,7 @@ class Syncer:
         root = peer_dir(self.home, did) / "artifacts"
         # Downloads interrupted by a crash leave temp files; under the peer lock none is live.
         for kind in ("doc", "shard"):
-            for stale in (root / kind).glob(".mirror.*"):
+            for stale in (root / kind).glob(leftovers.MIRROR + "*"):
                 stale.unlink(missing_ok=True)
         fence = str(root.resolve()) + os.sep
         for _id, path, _digest, _size in rows:
@@ -456,7 +456,7 @@ class Syncer:
         tmp = ""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".mirror.", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=leftovers.MIRROR, dir=target.parent)
             with os.fdopen(fd, "wb") as out:
                 async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,
                                     error=lambda u, status, _body: NetworkError(f"{u}: HTTP {status}")) as resp:

@@ -13,7 +13,20 @@ import contextlib
 import fcntl
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from hn.errors import storage_failure
+
+# The temp files hn's writers hold while they write, each a dot-file beside its target:
+# `doc add` (hn.vault.store), sealed shards (hn.vault.shards), mirrored artefacts
+# (hn.federation.sync) and a backup payload being written (hn.backup.create).
+ADD = ".add."
+SEAL = ".seal."
+MIRROR = ".mirror."
+INCOMING = ".incoming-"
+PREFIXES = (ADD, SEAL, MIRROR, INCOMING)
 
 
 def claim(fd: int) -> bool:
@@ -22,6 +35,44 @@ def claim(fd: int) -> bool:
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_EX)
     return os.fstat(fd).st_nlink > 0
+
+
+def new_temp(folder: Path, prefix: str) -> tuple[int, Path]:
+    """A new temp file in ``folder``, open and claimed; held as long as the descriptor is
+    open (a writer renames it into place before closing it)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
+        try:
+            if claim(fd):
+                return fd, Path(tmp)
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.close(fd)  # swept between its creation and the lock: make another
+
+
+def found(folder: Path, matches: Callable[[str], bool], *, remove: bool) -> list[tuple[Path, int]]:
+    """The leftovers in ``folder`` whose names ``matches`` (removed, with ``remove``), with
+    their sizes. One that cannot be removed (a read-only folder, say) stays and is not
+    listed; this machine's storage failing is raised."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []  # no folder yet, or one that cannot be read: nothing of ours to find
+    out = []
+    for name in names:
+        if not matches(name):
+            continue
+        try:
+            size = abandoned(folder / name, remove)
+        except OSError as exc:
+            if (failure := storage_failure(exc)) is not None:
+                raise failure from exc
+            continue
+        if size is not None:
+            out.append((folder / name, size))
+    return out
 
 
 def abandoned(path: Path, remove: bool) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,6 @@ from hn.vault import atomic, identities, leftovers
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 from hn.vault.store import hash_file, load_catalog, read_object, resolve_id, shard_path
-
-SEAL_TEMP_PREFIX = ".seal."
-
-
-def _sweep(folder: Path) -> None:
-    """Remove the temp files of shares that were killed mid-seal (none a share still holds)."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            if name.startswith(SEAL_TEMP_PREFIX):
-                with contextlib.suppress(OSError):  # not removable: it stays, and harms nothing
-                    leftovers.abandoned(folder / name, remove=True)
 
 
 def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, Any]:
@@ -43,17 +31,9 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
     }
     folder = home.path("shards")
     folder.mkdir(parents=True, exist_ok=True)
-    _sweep(folder)
-    while True:
-        fd, tmp = tempfile.mkstemp(prefix=SEAL_TEMP_PREFIX, dir=folder)
-        try:
-            if leftovers.claim(fd):  # held until the shard has its name, so no sweep takes it
-                break
-        except BaseException:
-            os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.close(fd)  # swept between its creation and the lock: make another
+    # What shares killed mid-seal left; a temp a running share holds stays.
+    leftovers.found(folder, lambda name: name.startswith(leftovers.SEAL), remove=True)
+    fd, tmp = leftovers.new_temp(folder, leftovers.SEAL)  # held until the shard has its name
     try:
         # Renamed before the descriptor closes: the lock covers the temp file's whole life.
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
@@ -63,12 +43,12 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
             )
             out.flush()
             os.fsync(out.fileno())
-            shard_id, size = hash_file(Path(tmp))
+            shard_id, size = hash_file(tmp)
             target = shard_path(home, shard_id)
             target.parent.mkdir(exist_ok=True)
             os.replace(tmp, target)
     except BaseException as exc:  # Ctrl-C included: no half-written shard stays behind
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise DiskError(f"could not write the shard: {exc.strerror or exc}; nothing changed") from exc
         raise

@@ -12,7 +12,6 @@ import mimetypes
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,6 @@ CATALOG_MAX_BYTES = 1 << 30
 READ_BLOCK = 1 << 20
 ADD_BATCH = 5000
 log = logging.getLogger("hn.vault")
-# Temp files of `doc add`, beside the objects they become; see store_file.
-ADD_TEMP_PREFIX = ".add."
 
 
 def object_path(home: Home, digest: str) -> Path:
@@ -360,52 +357,19 @@ def expand_inputs(paths: Iterable[Path]) -> Inputs:
     return Inputs(files, skipped)
 
 
-def _locked_temp(folder: Path) -> tuple[int, Path]:
-    """A new temp file in ``folder``, open and exclusively flock-ed.
-
-    The lock is held as long as the descriptor is open: a temp file nobody holds a lock on
-    was left by an add that was killed or whose machine stopped, and sweep_temps removes
-    it. A sweeper removes a file only while it holds the lock, so a temp file that is
-    still linked once its lock is ours is ours to keep.
-    """
-    while True:
-        fd, tmp = tempfile.mkstemp(prefix=ADD_TEMP_PREFIX, dir=folder)
-        try:
-            if leftovers.claim(fd):
-                return fd, Path(tmp)
-        except BaseException:
-            os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.close(fd)  # swept between its creation and the lock: make another
-
-
-def _temp_candidates(home: Home) -> list[Path]:
-    folder = home.path("personal", "objects")
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return [folder / n for n in sorted(names) if n.startswith(ADD_TEMP_PREFIX)]
+def _add_temp(name: str) -> bool:
+    return name.startswith(leftovers.ADD)
 
 
 def leftover_temps(home: Home) -> list[Path]:
     """Temp files of adds that were interrupted (killed, or the machine stopped); nothing is removed."""
-    return [p for p in _temp_candidates(home) if leftovers.abandoned(p, remove=False) is not None]
+    return [p for p, _ in leftovers.found(home.path("personal", "objects"), _add_temp, remove=False)]
 
 
 def sweep_temps(home: Home) -> list[Path]:
-    """Remove the temp files of interrupted adds; the ones of adds still running stay."""
-    removed: list[Path] = []
-    for path in _temp_candidates(home):
-        try:
-            if leftovers.abandoned(path, remove=True) is not None:
-                removed.append(path)
-        except OSError as exc:
-            if (failure := storage_failure(exc)) is not None:
-                raise failure from exc
-            # Not removable (a read-only folder, say): it stays, and `hn vault verify` names it.
-    return removed
+    """Remove the temp files of interrupted adds; the ones of adds still running stay (as
+    does one that cannot be removed: `hn vault verify` names it)."""
+    return [p for p, _ in leftovers.found(home.path("personal", "objects"), _add_temp, remove=True)]
 
 
 def store_file(home: Home, source: Path) -> tuple[str, int]:
@@ -417,7 +381,7 @@ def store_file(home: Home, source: Path) -> tuple[str, int]:
     folder = home.path("personal", "objects")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _locked_temp(folder)
+        fd, tmp = leftovers.new_temp(folder, leftovers.ADD)
     except OSError as exc:
         raise DiskError(f"could not store {source}: {exc.strerror or exc}; nothing was added") from exc
     hasher = blake3.blake3()

@@ -12,7 +12,7 @@ import pytest
 
 from hn.proto import shard as shard_proto
 from hn.proto.canonical import canonical
-from hn.vault import identities, shards, store
+from hn.vault import identities, leftovers, shards, store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -29,7 +29,7 @@ def _bob_and_a_doc(home: Home, alice: Identity, tmp_path: Path) -> tuple[str, st
 
 
 def temps(home: Home) -> list[str]:
-    return sorted(p.name for p in home.path("shards").iterdir() if p.name.startswith(shards.SEAL_TEMP_PREFIX))
+    return sorted(p.name for p in home.path("shards").iterdir() if p.name.startswith(leftovers.SEAL))
 
 
 def test_an_interrupted_seal_removes_its_temp(home: Home, alice: Identity, tmp_path: Path,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hn.vault import store
+from hn.vault import leftovers, store
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 from tests.support import logged
@@ -51,7 +51,7 @@ def test_sweep_takes_abandoned_temps_only(home: Home, alice: Identity, tmp_path:
     folder = home.path("personal", "objects")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".add.killed").write_bytes(b"half of a file")
-    fd, held = store._locked_temp(folder)  # an add still running, in this process
+    fd, held = leftovers.new_temp(folder, leftovers.ADD)  # an add still running, in this process
     try:
         assert [p.name for p in store.leftover_temps(home)] == [".add.killed"]
         note = tmp_path / "n.txt"
