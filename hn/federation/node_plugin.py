@@ -13,7 +13,6 @@ from aiohttp import web
 from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, Unauthorized
 from hn.federation import roster
 from hn.federation.publisher import Publisher
-from hn.federation.service import refresh_one
 from hn.federation.sync import Syncer
 from hn.netclient import NETWORK_ERRORS, describe
 from hn.node.context import CTX_KEY, NodeContext
@@ -167,7 +166,7 @@ class Worker:
         if not due:
             return
         syncer = Syncer(self.ctx.home, self.ctx.state, self.ctx.identity, self.session, self.interval)
-        results = await asyncio.gather(*(refresh_one(syncer, p["did"], p["url"], self.mirror) for p in due),
+        results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
                                        return_exceptions=True)
         for peer, result in zip(due, results):
             if isinstance(result, BaseException):

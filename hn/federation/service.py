@@ -10,7 +10,7 @@ import aiohttp
 from hn.errors import InputError, MalformedDocument, TooLarge, VerificationError
 from hn.federation import roster
 from hn.federation.cache import peer_dir
-from hn.federation.sync import PeerResult, Syncer, health_of
+from hn.federation.sync import Syncer, health_of
 from hn.node.state import NodeState
 from hn.proto import timefmt
 from hn.vault import identities
@@ -114,19 +114,6 @@ def listing(home: Home) -> list[dict[str, Any]]:
         state.close()
 
 
-async def refresh_one(syncer: Syncer, did: str, url: str, mirror: bool = False) -> PeerResult:
-    """Sync one peer, unless its URL in the roster (config/federation.toml may be edited by
-    hand) is not a usable node URL: that is then the failure recorded for the peer, with
-    the usual backoff, instead of an exception from the request signer."""
-    try:
-        roster.check_node_url(url, "peer URL")
-    except InputError as exc:
-        syncer.state.upsert_peer(did, url)
-        return syncer._failed(did, timefmt.now(), f"{exc.message} (in config/{roster.FILE}; "
-                                                  f"hn mcp federate add {did} URL replaces it)")
-    return await syncer.refresh_peer(did, url, mirror=mirror)
-
-
 async def refresh(home: Home, mirror: bool = False, only: str | None = None) -> list[dict[str, Any]]:
     me = identities.load(home)
     peers = roster.peers(home)
@@ -136,7 +123,7 @@ async def refresh(home: Home, mirror: bool = False, only: str | None = None) -> 
     try:
         async with _session() as session:
             syncer = Syncer(home, state, me, session, interval(home))
-            results = await asyncio.gather(*(refresh_one(syncer, p["did"], p["url"], mirror) for p in peers))
+            results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=mirror) for p in peers))
     finally:
         state.close()
     return [r.as_dict() for r in results]

@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 import blake3
 
-from hn.errors import DiskError, HnError, NetworkError, VerificationError, os_reason, storage_failure
+from hn.errors import DiskError, HnError, InputError, NetworkError, VerificationError, os_reason, storage_failure
+from hn.federation import roster
 from hn.federation.cache import cached_relays, peer_dir
 from hn.federation.peerindex import PeerIndex
 from hn.netclient import copy_checked, error_detail, fetch_bytes, response
@@ -70,8 +71,7 @@ class _Fetched:
     slices: list[tuple[str, bytes]]  # (cursor, raw slice) as received
     not_modified: bool  # the peer answered 304 to our ETag
     cursor: str  # where the next sync starts
-    etag: str  # the ETag we sent
-    new_etag: str  # the ETag of the last slice received
+    etag: str  # to send next time: the last slice's, or (none came) the one sent this time
     root: str
     size: int
     index: PeerIndex | None  # recomputed, when it had to be
@@ -208,6 +208,11 @@ class Syncer:
                 await held.enter_async_context(PeerLock(peer_dir(self.home, did)))
                 now = timefmt.now()
                 self.state.upsert_peer(did, url)
+                try:  # config/federation.toml may be edited by hand
+                    roster.check_node_url(url, "peer URL")
+                except InputError as exc:
+                    return self._failed(did, now, f"{exc.message} (in config/{roster.FILE}; "
+                                                  f"hn mcp federate add {did} URL replaces it)")
                 return await self._refresh(did, url, mirror, now)
             except Exception as exc:
                 # The peer's folder, lock or state row could not be written. Recorded while
@@ -293,8 +298,7 @@ class Syncer:
             full = True
             fetched = await self._fetch_index(did, index_base, history, presence, full)
         staged, cursor, index = fetched.staged, fetched.cursor, fetched.index
-        self._commit(did, presence_raw, fetched.slices, staged, cursor,
-                     fetched.new_etag if fetched.slices else fetched.etag, presence, full)
+        self._commit(did, presence_raw, fetched.slices, staged, cursor, fetched.etag, presence, full)
         if index is not None:
             _INDEXES[did] = index
         mirrored, error = 0, ""
@@ -344,7 +348,7 @@ class Syncer:
         root, size, index = self._check_root(did, staged, presence, full)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
             raise IndexDiverged("index unchanged (304) but the presence root moved")
-        return _Fetched(staged, slices, not_modified, cursor, etag, new_etag, root, size, index)
+        return _Fetched(staged, slices, not_modified, cursor, new_etag if slices else etag, root, size, index)
 
     def _check_root(self, did: str, staged: dict[str, Row | None],
                     presence: dict[str, Any], full: bool = False) -> tuple[str, int, PeerIndex | None]:
