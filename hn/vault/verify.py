@@ -56,6 +56,30 @@ def os_problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+@contextlib.contextmanager
+def naming(root: Path, path: Path | None = None) -> Iterator[None]:
+    """A failure met inside becomes an HnError that names its file: ``path`` when given,
+    else the file a failed system call names. This machine's storage failing is raised
+    as a DiskError: it is no failure of the vault's."""
+    where = relative(root, path) if path is not None else None
+    try:
+        yield
+    except DiskError:
+        raise
+    except HnError as exc:
+        if where is None or where in exc.message:
+            raise
+        raise HnError(f"{where}: {exc.message}") from exc
+    except OSError as exc:
+        if (failure := storage_failure(exc)) is not None:
+            raise failure from exc
+        named = relative(root, exc.filename) if exc.filename else where or "a file of the vault"
+        raise HnError(f"{named}: {os_problem(exc)}") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A document of a shape no check expected.
+        raise HnError(f"{where + ': ' if where else ''}malformed ({type(exc).__name__}: {exc})") from exc
+
+
 class Report:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -64,20 +88,14 @@ class Report:
 
     def check(self, name: str, fn: Callable[[], str]) -> None:
         try:
-            detail = fn()
-            self.checks.append({"check": name, "ok": True, "detail": detail})
+            with naming(self.root):
+                detail = fn()
         except DiskError:
             raise  # the disk failing is not the vault failing a check: nothing is known yet
         except HnError as exc:
             self.checks.append({"check": name, "ok": False, "detail": exc.message})
-        except OSError as exc:
-            if (failure := storage_failure(exc)) is not None:
-                raise failure from exc
-            where = relative(self.root, exc.filename) if exc.filename else "a file of the vault"
-            self.checks.append({"check": name, "ok": False, "detail": f"{where}: {os_problem(exc)}"})
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            # Checks name their files (``about``); this is a document of a shape none expected.
-            self.checks.append({"check": name, "ok": False, "detail": f"malformed ({type(exc).__name__}: {exc})"})
+        else:
+            self.checks.append({"check": name, "ok": True, "detail": detail})
 
     @property
     def ok(self) -> bool:
@@ -95,24 +113,9 @@ def verify_vault(home: Home) -> Report:
     def rel(path: Path) -> str:
         return relative(home.root, path)
 
-    @contextlib.contextmanager
-    def about(path: Path) -> Iterator[None]:
+    def about(path: Path) -> contextlib.AbstractContextManager[None]:
         """A failure while checking ``path`` names it."""
-        try:
-            yield
-        except DiskError:
-            raise
-        except HnError as exc:
-            if rel(path) in exc.message:
-                raise
-            raise HnError(f"{rel(path)}: {exc.message}") from exc
-        except OSError as exc:
-            if (failure := storage_failure(exc)) is not None:
-                raise failure from exc
-            where = rel(Path(exc.filename)) if exc.filename else rel(path)
-            raise HnError(f"{where}: {os_problem(exc)}") from exc
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise HnError(f"{rel(path)}: malformed ({type(exc).__name__}: {exc})") from exc
+        return naming(home.root, path)
 
     def config() -> str:
         folder = home.path("config")
