@@ -26,7 +26,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     # Running means holding the vault's serve lock; run/node.json says where it listens
     # (a pid alone could be another process's by now).
     node: dict[str, Any] = {"running": serving.served(home.root) is not None}
-    path = home.path("run", "node.json")
+    path = home.path(*serving.NODE_FILE)
     if node["running"] and path.exists():
         try:
             info = loads_strict(path.read_bytes())

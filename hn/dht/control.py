@@ -22,9 +22,9 @@ from hn.netclient import NETWORK_ERRORS, describe
 from hn.proto.canonical import loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
+from hn.vault.serving import NODE_FILE
 
 TOKEN_FILE = ("run", "control.token")
-NODE_FILE = ("run", "node.json")
 TIMEOUT = 30.0
 
 

@@ -12,7 +12,6 @@ import ssl
 import sys
 import time
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -298,7 +297,7 @@ class Node:
             "max_connections": cap,
         }
         info.update(ctx.ready_info)
-        atomic.write_bytes(self.home.path("run", "node.json"),
+        atomic.write_bytes(self.home.path(*serving.NODE_FILE),
                            canonical({**info, "started_at": timefmt.now_iso()}), mode=0o600)
         return info
 
@@ -353,7 +352,7 @@ class Node:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        Path(self.home.path("run", "node.json")).unlink(missing_ok=True)
+        self.home.path(*serving.NODE_FILE).unlink(missing_ok=True)
         if self.ctx is not None:
             self.ctx.state.close()
         if self.serve_lock >= 0:

@@ -16,7 +16,7 @@ from hn.errors import InputError, cannot
 LOCK = ("run", "serve.lock")
 HOLD_TRIES = 5
 HOLD_PAUSE = 0.05
-NODE_FILE = ("run", "node.json")
+NODE_FILE = ("run", "node.json")  # where the serving node says how to reach it
 
 
 def _pid(root: Path) -> str:
