@@ -9,7 +9,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
-from hn.errors import InputError, UsageError, VerificationError
+from hn.errors import UsageError, VerificationError
 from hn.proto import timefmt
 from hn.vault import identities
 
@@ -33,17 +33,13 @@ def register(relay_did: str = typer.Argument(..., help="The relay node's DID."),
              days: int = typer.Option(30, "--days", help="How long the relay entry stays in your presence."),
              as_json: bool = JSON) -> None:
     """Add a relay@1 entry to my presence@2 (re-signed with seq+1)."""
-    from hn.federation.roster import check_node_url
-    from hn.proto.keys import is_did
     from hn.relay import roster
 
     if not 1 <= days <= roster.MAX_LIFETIME // 86400:
         raise UsageError(f"--days must be from 1 to {roster.MAX_LIFETIME // 86400}, not {days}")
-    if not is_did(relay_did):
-        raise InputError(f"not a did:hn DID: {relay_did!r}")
-    url = check_node_url(url, "--url")  # before anything is fetched from it
     home = STATE.home
     me = identities.load(home)
+    url = roster.checked(me, relay_did, url, days * 86400, "--url")  # before anything is fetched from it
     asyncio.run(_pin(relay_did, url))
     if identities.known_history(home, relay_did) is None:
         raise VerificationError(f"could not pin the identity of {relay_did}")

@@ -37,15 +37,22 @@ def check_lifetime(lifetime: int) -> int:
     return lifetime
 
 
-def register(home: Home, me: Identity, relay_did: str, url: str,
-             lifetime: int = DEFAULT_LIFETIME) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Add (or renew) a relay; re-signs my presence with it. Returns (entry, presence)."""
+def checked(me: Identity, relay_did: str, url: str, lifetime: int, url_name: str = "relay URL") -> str:
+    """The relay URL as an entry keeps it, after checking the relay's DID, the URL (named
+    ``url_name`` in errors) and the entry's lifetime."""
     if not is_did(relay_did):
         raise InputError(f"not a did:hn DID: {relay_did!r}")
     if relay_did == me.did:
         raise InputError("a node cannot be its own relay")
-    url = check_node_url(url, "relay URL")
+    url = check_node_url(url, url_name)
     check_lifetime(lifetime)
+    return url
+
+
+def register(home: Home, me: Identity, relay_did: str, url: str,
+             lifetime: int = DEFAULT_LIFETIME) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Add (or renew) a relay; re-signs my presence with it. Returns (entry, presence)."""
+    url = checked(me, relay_did, url, lifetime)
     entry = {"type": RELAY_TYPE, "did": relay_did, "url": url,
              "expires_at": timefmt.fmt(timefmt.now() + lifetime)}
     with home.lock():
