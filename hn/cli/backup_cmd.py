@@ -296,14 +296,12 @@ def restore_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Restore a backup (with its delta chain): staged, verified, then swapped in under a journal."""
-    from hn.backup import local, restore
+    from hn.backup import local, restore, swap
     from hn.proto.backup import is_backup_id
     from hn.vault import identities
 
     if (path is None) == (from_url is None):
         raise UsageError("give either --path FILE or --from URL --id ID")
-    from hn.backup import swap
-
     home = STATE.existing_home()
     into = into.expanduser().absolute()
     source: Any

@@ -219,13 +219,13 @@ class Node:
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
-        # One node per vault: a second would share its state and, on exit, remove the
-        # first one's run/node.json.
         # A restore stopped part-way is finished first (before the lock makes run/ in a
         # folder the vault may still have to move back into).
         done = swap.recover(self.home.root) if swap.pending(self.home.root) else None
         if done is not None:
             log.warning("node.restore_recovered", extra={"hn": {"action": done}})
+        # One node per vault: a second would share its state and, on exit, remove the
+        # first one's run/node.json.
         self.serve_lock = serving.hold(self.home.root)
         try:
             return await self._start(host, port)
