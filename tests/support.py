@@ -68,6 +68,19 @@ class ServedNode:
         terminate(self.proc)
 
 
+def vault_with_notes(root: Path, count: int, lines: int = 50) -> Path:
+    """A vault made through the CLI, ``root/vault``, of alice with ``count`` notes added
+    (note ``i`` has ``i * lines`` lines)."""
+    home = root / "vault"
+    run_json(home, "id", "create", "alice")
+    docs = root / "docs"
+    docs.mkdir()
+    for i in range(count):
+        (docs / f"note-{i:02d}.md").write_text(f"# note {i}\n" + "line\n" * (i * lines))
+    run_json(home, "doc", "add", str(docs))
+    return home
+
+
 def introduced(root: Path) -> tuple[Path, Path, str]:
     """Two vaults made through the CLI, ``root/alice`` and ``root/bob``, alice holding bob's
     identity as a contact: (alice's folder, bob's folder, bob's DID)."""

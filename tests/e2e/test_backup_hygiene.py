@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import hn_env, run_hn, run_json
+from tests.support import hn_env, run_hn, run_json, vault_with_notes
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Path:
-    home = tmp_path / "vault"
-    run_json(home, "id", "create", "alice")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i in range(4):
-        (docs / f"note-{i}.md").write_text(f"# note {i}\n" + "line\n" * (i * 40))
-    run_json(home, "doc", "add", str(docs))
-    return home
+    return vault_with_notes(tmp_path, 4, lines=40)
 
 
 def test_temp_files_of_other_hn_writers_are_not_backed_up(vault: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_hn, run_json
+from tests.support import run_hn, run_json, vault_with_notes
 
 
 def files_of(root: Path, under: str = "personal") -> dict[str, str]:
@@ -23,13 +23,7 @@ def files_of(root: Path, under: str = "personal") -> dict[str, str]:
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Path:
-    home = tmp_path / "vault"
-    run_json(home, "id", "create", "alice")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i in range(12):
-        (docs / f"note-{i:02d}.md").write_text(f"# note {i}\n" + "line\n" * (i * 50))
-    run_json(home, "doc", "add", str(docs))
+    home = vault_with_notes(tmp_path, 12)
     (home / "personal" / "diary").mkdir(parents=True)
     for i in range(5):
         (home / "personal" / "diary" / f"day-{i}.txt").write_bytes(bytes([i]) * (3000 + i))
