@@ -9,6 +9,7 @@ next create into the same folder removes (sweep_incoming).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -88,35 +89,57 @@ class _CompressedReader:
     """A pull stream: archive bytes from a generator, zstd-compressed on demand.
 
     The chunker API, unlike compressobj, hands out multi-threaded output as soon as each
-    piece is ready, so memory stays at a few jobs' worth whatever the data size.
+    piece is ready, so memory stays at a few jobs' worth whatever the data size. Its
+    pieces are ``piece_size`` bytes (all but the last), and a read of exactly one whole
+    piece returns that piece itself: with the encryption chunk as the piece size, the
+    compressed bytes are never copied on their way to the cipher.
     """
 
-    def __init__(self, blocks: Iterator[bytes], threads: int) -> None:
+    def __init__(self, blocks: Iterator[bytes], threads: int, piece_size: int = 1 << 20) -> None:
         self.blocks = blocks
-        self.chunker = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads).chunker(chunk_size=1 << 20)
-        self.buf = bytearray()
+        self.chunker = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads).chunker(chunk_size=piece_size)
+        self.pieces: collections.deque[bytes] = collections.deque()
+        self.offset = 0  # bytes of pieces[0] already handed out
+        self.buffered = 0  # bytes in pieces, less offset
         self.done = False
         self.archive_size = 0
         self.compressed_size = 0
 
-    def read(self, n: int = -1) -> bytes:
-        while (n < 0 or len(self.buf) < n) and not self.done:
+    def _fill(self, n: int) -> None:
+        while (n < 0 or self.buffered < n) and not self.done:
             try:
                 block = next(self.blocks)
             except StopIteration:
-                for piece in self.chunker.finish():
-                    self.buf += piece
+                pieces = self.chunker.finish()
                 self.done = True
-                break
-            self.archive_size += len(block)
-            for piece in self.chunker.compress(block):
-                self.buf += piece
-        if n < 0:
-            n = len(self.buf)
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        self.compressed_size += len(out)
-        return out
+            else:
+                self.archive_size += len(block)
+                pieces = self.chunker.compress(block)
+            for piece in pieces:
+                self.pieces.append(piece)
+                self.buffered += len(piece)
+
+    def read(self, n: int = -1) -> bytes:
+        self._fill(n)
+        want = self.buffered if n < 0 else min(n, self.buffered)
+        out: list[bytes] = []
+        need = want
+        while need:
+            first = self.pieces[0]
+            start = self.offset
+            left = len(first) - start
+            if left <= need:
+                out.append(first if start == 0 else first[start:])
+                self.pieces.popleft()
+                self.offset = 0
+                need -= left
+            else:
+                out.append(first[start:start + need])
+                self.offset = start + need
+                need = 0
+        self.buffered -= want
+        self.compressed_size += want
+        return out[0] if len(out) == 1 else b"".join(out)
 
 
 class _Archiver:
@@ -357,7 +380,7 @@ def create(
                     "recipient": rcpt.did, "recipient_key_id": hpke_key_id(rcpt.hpke_public),
                 }
                 archiver = _Archiver(files, to_store, progress)
-                reader = _CompressedReader(archiver.blocks(), threads)
+                reader = _CompressedReader(archiver.blocks(), threads, chunk_size)
                 with contextlib.ExitStack() as writing:
                     out, lock = _open_payload(writing, incoming)
                     held.callback(os.close, lock)

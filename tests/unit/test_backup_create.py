@@ -224,3 +224,23 @@ def test_latest_is_the_last_made_even_within_one_second(alice: Identity, home: H
         made.append(result.header["id"])
     assert local.find(home, "latest")["id"] == made[-1]
     assert [r["id"] for r in local.records(home)] == made
+
+
+@settings(max_examples=40, deadline=None)
+@given(blocks=st.lists(st.binary(max_size=3000), max_size=12), piece=st.integers(1, 700),
+       reads=st.lists(st.integers(-1, 900), min_size=1, max_size=30))
+def test_compressed_reader_hands_out_exactly_the_compressed_stream(blocks: list[bytes], piece: int,
+                                                                     reads: list[int]) -> None:
+    # Pieces are passed through whole when a read asks for one, sliced otherwise: either
+    # way the bytes read, in order, are the whole zstd stream of the blocks.
+    reader = create._CompressedReader(iter(blocks), 0, piece)
+    out = b""
+    for n in reads:
+        got = reader.read(n)
+        assert n < 0 or len(got) <= n
+        out += got
+    out += reader.read()
+    assert reader.read() == b"" and reader.read(5) == b""
+    assert reader.compressed_size == len(out)
+    assert reader.archive_size == sum(map(len, blocks))
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(out) == b"".join(blocks)
