@@ -210,10 +210,12 @@ class Syncer:
                 self.state.upsert_peer(did, url)
                 try:  # config/federation.toml may be edited by hand
                     roster.check_node_url(url, "peer URL")
+                    bad_url = None
                 except InputError as exc:
-                    return self._failed(did, now, f"{exc.message} (in config/{roster.FILE}; "
-                                                  f"hn mcp federate add {did} URL replaces it)")
-                return await self._refresh(did, url, mirror, now)
+                    # The node itself cannot be asked; its relays still can.
+                    bad_url = (f"node: {exc.message} (in config/{roster.FILE}; "
+                               f"hn mcp federate add {did} URL replaces it)")
+                return await self._refresh(did, url, mirror, now, bad_url)
             except Exception as exc:
                 # The peer's folder, lock or state row could not be written. Recorded while
                 # the lock (if it was taken) is still held: no other sync of the peer comes between.
@@ -231,9 +233,11 @@ class Syncer:
         except Exception as again:
             raise (storage_failure(again) or again) from exc
 
-    async def _refresh(self, did: str, url: str, mirror: bool, now: float) -> PeerResult:
-        errors = []
-        for label, presence_url, index_base, artifact_base in self._sources(did, url.rstrip("/")):
+    async def _refresh(self, did: str, url: str, mirror: bool, now: float, bad_url: str | None = None) -> PeerResult:
+        """Try the node, then its relays; ``bad_url`` says why the node's own URL is not tried."""
+        errors = [] if bad_url is None else [bad_url]
+        sources = self._sources(did, url.rstrip("/"))
+        for label, presence_url, index_base, artifact_base in sources[1:] if bad_url else sources:
             try:
                 result = await self._refresh_from(did, label, presence_url, index_base, artifact_base, mirror)
             except NetworkError as exc:

@@ -66,6 +66,15 @@ def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path)
     result = h.hn_json(carol, "mcp", "federate", "refresh", "--mirror")
     row = next(r for r in result["peers"] if r["did"] == bob.did)
     assert row["ok"] is True and row["source"] == f"relay:{alice.did}", row
+    # A roster URL for bob that carol's node refuses (edited by hand): his relay still answers.
+    roster = carol.home / "config" / "federation.toml"
+    text = roster.read_text()
+    assert f'"{bob.url}"' in text
+    roster.write_text(text.replace(f'"{bob.url}"', '"http:///nohost"'))
+    result = h.hn_json(carol, "mcp", "federate", "refresh")
+    row = next(r for r in result["peers"] if r["did"] == bob.did)
+    assert row["ok"] is True and row["source"] == f"relay:{alice.did}", row
+    roster.write_text(text)
     resolved = h.hn_json(carol, "discover", "resolve", bob.did)
     assert resolved["source"] == f"relay:{alice.did}" and resolved["presence"]["did"] == bob.did
     out = tmp_path / "opened.md"
