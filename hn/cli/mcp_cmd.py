@@ -11,6 +11,7 @@ import typer
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
 from hn.errors import UsageError
+from hn.vault.home import Home
 
 app = typer.Typer(help="The node: serve, federate with friends, relay.", no_args_is_help=True)
 federate_app = typer.Typer(help="Federation with friends' nodes (index@2).", no_args_is_help=True)
@@ -52,6 +53,7 @@ def serve(
         check_profile(settings)  # the options, checked above, replace some of its values below
         settings["profile"] = profile
         settings["profile_written"] = written
+    _check_profile_policies(home)
     overrides = {"listen": listen, "public_url": public_url, "dht_listen": dht_listen, "relay_ttl": relay_ttl,
                  "sync_interval": sync_interval}
     settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -70,6 +72,18 @@ def serve(
 
 def _positive_seconds(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _check_profile_policies(home: Home) -> None:
+    """The profile file's policy values apply to the vault whenever it exists (hn.vault.policy):
+    a node does not start with one it could not apply (say, a mistyped "friends")."""
+    from hn.errors import InputError
+    from hn.trust import selectors
+    from hn.vault import policy
+
+    problems = policy.profile_problems(home, selectors.validate)
+    if problems:
+        raise InputError("; ".join(problems))
 
 
 def check_profile(settings: dict[str, Any]) -> None:

@@ -39,9 +39,9 @@ def set_(name: str, value: str,
 
 @app.command("show")
 def show(as_json: bool = JSON) -> None:
-    """Show every policy with its value, default and per-target values."""
+    """Show every policy with its value, where that comes from (policy, profile, default) and per-target values."""
     data = policy.show(STATE.home)
     emit({"policies": data}, as_json, lambda d: table(
-        None, ["policy", "value", "targets", "meaning"],
-        [[k, v["value"], ", ".join(f"{t}={x}" for t, x in v["targets"].items()), v["description"]]
+        None, ["policy", "value", "from", "targets", "meaning"],
+        [[k, v["value"], v["source"], ", ".join(f"{t}={x}" for t, x in v["targets"].items()), v["description"]]
          for k, v in d["policies"].items()]))

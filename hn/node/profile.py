@@ -60,7 +60,6 @@ def load(home: Home) -> dict[str, Any]:
     fed = mcp.get("federation", {})
     relay = mcp.get("relay", {})
     backup = mcp.get("backup", {})
-    trust = mcp.get("trust", {})
     dht = disc.get("dht", {})
     settings: dict[str, Any] = {
         "listen": node.get("listen") or None,
@@ -69,12 +68,9 @@ def load(home: Home) -> dict[str, Any]:
         "tls_key": os.environ.get("HN_TLS_KEY") or node.get("tls_key") or None,
         "max_connections": node.get("max_connections"),
         "sync_interval": fed.get("sync_interval"),
-        "federation_mode": fed.get("mode"),
         "mirror": fed.get("mirror"),
         "relay_ttl": relay.get("ttl"),
-        "relay_accept": relay.get("accept"),
         "backup_keep_last": backup.get("keep_last"),
-        "trust_exposure": trust.get("exposure"),
         "dht_listen": dht.get("listen") or None,
         "bootstrap": list(dht.get("bootstrap") or []),
     }

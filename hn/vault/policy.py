@@ -80,10 +80,64 @@ def set_policy(home: Home, name: str, value: str, target: str | None = None) -> 
     return data
 
 
+# The federation profile's node settings that are also policies (`hn mcp serve --profile
+# federation` writes config/mcp.federation.toml). Where the owner set no policy, the file's
+# value applies before the built-in default: a node set up as "friends only" is so.
+PROFILE_FILE = "mcp.federation.toml"
+PROFILE_KEYS: dict[str, tuple[str, str]] = {
+    "federation.mode": ("federation", "mode"),
+    "relay.accept": ("relay", "accept"),
+    "trust.exposure": ("trust", "exposure"),
+}
+
+
 def get(home: Home, name: str, target: str | None = None) -> str:
-    """The value for ``target``: its own value, else the '*' value, else the default."""
+    """The value for ``target``: its own value, else the '*' value, else the vault-wide
+    one, else the federation profile's, else the built-in default."""
     value = explicit(home, name, target)
+    if value is None:
+        value = from_profile(home, name)
     return KNOWN[name][0] if value is None else value
+
+
+def from_profile(home: Home, name: str) -> str | None:
+    """The federation profile's value for policy ``name``, if its config file sets one.
+
+    A value the policy cannot take is None here; the node refuses to start with it
+    (``profile_problems``) and `hn policy show` names it."""
+    value = _profile_value(home, name)
+    if value is None:
+        return None
+    try:
+        return check_value(name, value)
+    except InputError:
+        return None
+
+
+def _profile_value(home: Home, name: str) -> str | None:
+    keys = PROFILE_KEYS.get(name)
+    if keys is None:
+        return None
+    table = home.read_toml(PROFILE_FILE).get(keys[0])
+    value = table.get(keys[1]) if isinstance(table, dict) else None
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def profile_problems(home: Home, check: Any = None) -> list[str]:
+    """What the profile's policy values get wrong, one line each (``check``: an extra
+    check of a value, raising InputError, for the selector policies)."""
+    problems = []
+    for name, (section, key) in PROFILE_KEYS.items():
+        value = _profile_value(home, name)
+        if value is None:
+            continue
+        try:
+            check_value(name, value)
+            if check is not None and name in SELECTABLE:
+                check(value)
+        except InputError as exc:
+            problems.append(f"[{section}] {key} = {value!r} (config/{PROFILE_FILE}): {exc.message}")
+    return problems
 
 
 def explicit(home: Home, name: str, target: str | None = None) -> str | None:
@@ -104,13 +158,23 @@ def explicit(home: Home, name: str, target: str | None = None) -> str | None:
 
 
 def show(home: Home) -> dict[str, Any]:
+    """Every policy: its vault-wide value and where that comes from ("policy" set by the
+    owner, "profile" from the federation profile's config file, or "default")."""
     data = load(home)
     out: dict[str, Any] = {}
     for name, (default, description) in sorted(KNOWN.items()):
         raw = data.get(name)
         entry: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        profile = from_profile(home, name)
+        if isinstance(entry.get("default"), str):
+            value, source = entry["default"], "policy"
+        elif profile is not None:
+            value, source = profile, "profile"
+        else:
+            value, source = default, "default"
         out[name] = {
-            "value": entry.get("default", default),
+            "value": value,
+            "source": source,
             "default": default,
             "targets": entry.get("targets", {}),
             "description": description,
