@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -202,6 +203,23 @@ def tls_context(settings: dict[str, Any]) -> ssl.SSLContext | None:
     return context
 
 
+def bind_socket(host: str) -> socket.socket:
+    """A TCP socket bound to ``host`` on a port the system picks (not listening yet)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:0: {exc.strerror or exc} (--listen chooses another)") from exc
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:0: {(exc.strerror or str(exc)).lower()} "
+                         "(--listen chooses another)") from exc
+    return sock
+
+
 class Node:
     """One running node: start, serve until stopped, stop cleanly."""
 
@@ -216,6 +234,7 @@ class Node:
         self.cap: ConnectionCap | None = None
         self.listener: asyncio.AbstractServer | None = None
         self.serve_lock = -1
+        self.wrote_node_file = False  # run/node.json is this node's to remove only once it wrote it
 
     async def start(self) -> dict[str, Any]:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
@@ -240,6 +259,21 @@ class Node:
         if type(wanted) is not int or wanted < 1:
             raise InputError(f"max_connections must be a positive integer, not {wanted!r}")
         self.ssl = tls_context(self.settings)
+        sock = None
+        if port == 0:
+            # The port the system picks is known only once bound, and the signed presence,
+            # config/node.toml and signature checks all need the node's real URL.
+            sock = bind_socket(host)
+            port = sock.getsockname()[1]
+            self.settings["listen"] = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        try:
+            return await self._serve_on(host, port, sock, wanted)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+
+    async def _serve_on(self, host: str, port: int, sock: socket.socket | None, wanted: int) -> dict[str, Any]:
         ctx = build_context(self.home, self.settings)
         self.ctx = ctx
         # The presence names where this node can be reached.
@@ -275,8 +309,9 @@ class Node:
         # nor choose the handler class (JsonErrorsHandler).
         try:
             loop = asyncio.get_running_loop()
+            where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
             self.listener = await loop.create_server(
-                lambda: JsonErrorsHandler(server, loop=loop, **handling), host, port, ssl=self.ssl, backlog=256,
+                lambda: JsonErrorsHandler(server, loop=loop, **handling), **where, ssl=self.ssl, backlog=256,
                 ssl_handshake_timeout=TLS_HANDSHAKE if self.ssl is not None else None,
                 ssl_shutdown_timeout=TLS_HANDSHAKE if self.ssl is not None else None)
         except OSError as exc:  # a port in use, an address not on this machine, a name that does not resolve
@@ -299,6 +334,7 @@ class Node:
         info.update(ctx.ready_info)
         atomic.write_bytes(self.home.path(*serving.NODE_FILE),
                            canonical({**info, "started_at": timefmt.now_iso()}), mode=0o600)
+        self.wrote_node_file = True
         return info
 
     async def _guard(self, factory: Any) -> None:
@@ -352,7 +388,10 @@ class Node:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        self.home.path(*serving.NODE_FILE).unlink(missing_ok=True)
+        if self.wrote_node_file:
+            # Not when this node was refused at start: the file is then the running node's.
+            self.home.path(*serving.NODE_FILE).unlink(missing_ok=True)
+            self.wrote_node_file = False
         if self.ctx is not None:
             self.ctx.state.close()
         if self.serve_lock >= 0:

@@ -22,7 +22,10 @@ async def test_a_second_node_on_the_same_vault_is_refused(tmp_path: Path) -> Non
         with pytest.raises(InputError, match=rf"a node is already serving {home.root} \(pid {os.getpid()}\); "
                                              "stop it first"):
             await start_node(home)
-        # The refused one left the running one's record alone.
+        # The refused one left the running one's record alone, and so does a refused `hn mcp serve`.
+        assert home.path("run", "node.json").read_bytes() == node_file
+        refused = run_hn(home.root, "mcp", "serve", "--listen", "127.0.0.1:0", "--no-dht", check=False)
+        assert refused.returncode == 1 and "a node is already serving" in refused.stderr, refused.stderr
         assert home.path("run", "node.json").read_bytes() == node_file
         assert serving.served(home.root) == f"a node is serving {home.root} (pid {os.getpid()})"
     finally:
