@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, Unauthorized
+from hn.errors import Forbidden, HnError, InputError, MalformedDocument, NotFound, Unauthorized
 from hn.federation import roster
 from hn.federation.publisher import Publisher
 from hn.federation.sync import Syncer
@@ -66,10 +66,11 @@ async def index_route(request: web.Request) -> web.StreamResponse:
     await check_reader(ctx, request)
     cursor = request.query.get("cursor", "0")
     parse_cursor(cursor)
-    try:
-        limit = int(request.query.get("limit", str(MAX_SLICE_ENTRIES)))
-    except ValueError:
-        limit = MAX_SLICE_ENTRIES
+    raw_limit = request.query.get("limit", str(MAX_SLICE_ENTRIES))
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= len(raw_limit) <= 5
+            and 1 <= int(raw_limit) <= MAX_SLICE_ENTRIES):
+        raise InputError(f"limit must be a whole number from 1 to {MAX_SLICE_ENTRIES}, not {raw_limit[:40]!r}")
+    limit = int(raw_limit)
     pub = publisher_of(ctx)
     etag = pub.etag()
     if not_modified(request, etag):

@@ -10,7 +10,9 @@ another).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +102,7 @@ def _keyid(headers: Any) -> str:
     marker = 'keyid="'
     start = raw.find(marker)
     if start < 0:
-        raise Unauthorized("request is not signed (RFC 9421 Signature-Input missing)")
+        raise Unauthorized("the RFC 9421 Signature-Input header is malformed: it names no keyid")
     end = raw.find('"', start + len(marker))
     did = raw[start + len(marker):end]
     if not is_did(did):
@@ -138,6 +140,23 @@ def _other_uris(request: web.Request, url: str) -> list[str]:
     return out
 
 
+def _digest_problem(headers: Any, body: bytes) -> str | None:
+    """What is wrong with the request's Content-Digest (RFC 9530) for ``body``, if anything."""
+    value = headers.get("Content-Digest")
+    if value is None:
+        return "the request has no Content-Digest header (RFC 9530), which its signature must cover"
+    members = {}
+    for part in value.split(","):
+        key, _, item = part.strip().partition("=")
+        members[key.strip().lower()] = item.strip()
+    if "sha-256" not in members:
+        return "the request's Content-Digest has no sha-256 member (RFC 9530), the one this node checks"
+    if members["sha-256"] != ":" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":":
+        return ("the request's Content-Digest sha-256 does not match its body (RFC 9530): the body or the "
+                "header was changed on the way")
+    return None
+
+
 def _refusal(ctx: NodeContext, request: web.Request, headers: Any, body: bytes, history: KeyHistory,
              did: str, url: str, exc: Exception) -> str:
     """Why a signature was refused, as precisely as this node can tell."""
@@ -148,6 +167,8 @@ def _refusal(ctx: NodeContext, request: web.Request, headers: Any, body: bytes, 
             return ("the request body does not match its signed Content-Digest (RFC 9530): the body was changed "
                     "on the way, or the signer digested other bytes than it sent")
         return f"signature refused: {reason}"
+    if (problem := _digest_problem(headers, body)) is not None:
+        return problem  # the header the signature covers was changed, not the key
     public = Ed25519PublicKey.from_public_bytes(current.signing_public_key)
     for candidate in _other_uris(request, url):
         try:

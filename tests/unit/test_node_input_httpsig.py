@@ -91,3 +91,19 @@ async def test_an_unknown_newer_key_gets_the_rotation_hint(node: Node, alice: Id
     detail = refused(*await node.post("/echo", body, sign_request(rotated.keys, "POST", node.base + "/echo", body)))
     assert "does not verify against key 0" in detail and ROTATION_HINT in detail
     assert f"@target-uri {node.base}/echo" in detail
+
+
+async def test_a_changed_digest_header_says_so_not_rotation(node: Node, alice: Identity) -> None:
+    # The header is covered by the signature, so the signature fails; the reason is the header.
+    for changed in ("sha-256=:AAAA:", "sha-512=:AAAA:"):
+        headers = sign_request(alice.keys, "POST", node.base + "/echo", b"{}")
+        headers["Content-Digest"] = changed
+        detail = refused(*await node.post("/echo", b"{}", headers))
+        assert "Content-Digest" in detail and ROTATION_HINT not in detail, detail
+
+
+async def test_a_signature_input_without_a_keyid_is_malformed_not_missing(node: Node, alice: Identity) -> None:
+    headers = sign_request(alice.keys, "POST", node.base + "/echo", b"{}")
+    headers["Signature-Input"] = "hn=("
+    detail = refused(*await node.post("/echo", b"{}", headers))
+    assert "malformed" in detail and "missing" not in detail, detail
