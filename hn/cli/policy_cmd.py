@@ -43,5 +43,10 @@ def show(as_json: bool = JSON) -> None:
     data = policy.show(STATE.home)
     emit({"policies": data}, as_json, lambda d: table(
         None, ["policy", "value", "from", "targets", "meaning"],
-        [[k, v["value"], v["source"], ", ".join(f"{t}={x}" for t, x in v["targets"].items()), v["description"]]
+        [[k, v["value"], _source(v), ", ".join(f"{t}={x}" for t, x in v["targets"].items()), v["description"]]
          for k, v in d["policies"].items()]))
+
+
+def _source(entry: dict[str, object]) -> str:
+    refused = entry.get("refused_profile_value")
+    return str(entry["source"]) + (f" (the profile's {refused!r} is not a value it takes)" if refused else "")

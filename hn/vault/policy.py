@@ -179,4 +179,6 @@ def show(home: Home) -> dict[str, Any]:
             "targets": entry.get("targets", {}),
             "description": description,
         }
+        if profile is None and (refused := _profile_value(home, name)) is not None:
+            out[name]["refused_profile_value"] = refused  # not a value this policy takes
     return out

@@ -69,6 +69,9 @@ def test_a_node_does_not_start_with_a_profile_policy_it_cannot_apply(tmp_path: P
     assert "Traceback" not in proc.stderr
     # Nothing falls back to public meanwhile: the value is not one, so the built-in default shows.
     assert policy.from_profile(home, "federation.mode") is None
+    shown = run_json(home.root, "policy", "show")["policies"]["federation.mode"]
+    assert shown["source"] == "default" and shown["refused_profile_value"] == "friend"
+    assert "the profile's 'friend' is not a value it takes" in run_hn(home.root, "policy", "show").stdout
 
 
 async def test_a_port_the_system_picks_is_the_one_in_the_nodes_urls(tmp_path: Path) -> None:
