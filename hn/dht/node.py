@@ -35,6 +35,8 @@ from hn.vault import atomic
 log = logging.getLogger("hn.dht")
 STATE_TYPE = "dht_state@1"
 MAX_HANDOFF = 64
+# A raised high-water mark reaches the disk this many seconds later at most.
+MARKS_DELAY = 1.0
 
 
 @dataclass
@@ -78,7 +80,12 @@ class DhtNode(Server):  # type: ignore[misc]
         node_id = node_id or saved.get("node_id") or os.urandom(20)
         super().__init__(ksize=self.config.ksize, alpha=self.config.alpha, node_id=node_id)
         # Set after the base class: an empty store is falsy and would be swapped for the stock one.
-        self.storage: HintStore = HintStore(self.config.max_records, self.clock)
+        # A full node with a state file keeps what it holds, and the highest seq per key,
+        # beside it (THREATS.md 2); a client holds nothing.
+        folder = state_path.parent if state_path is not None and not client else None
+        self.storage: HintStore = HintStore(self.config.max_records, self.clock, folder)
+        self.storage.on_mark = self._mark_raised
+        self._marks_timer: asyncio.TimerHandle | None = None
         self.saved_contacts: list[tuple[str, int]] = saved.get("contacts", [])
         self.own: dict[bytes, bytes] = saved.get("own", {})
         self.protocol: HnProtocol | None = None
@@ -103,6 +110,9 @@ class DhtNode(Server):  # type: ignore[misc]
         return self.address
 
     def stop(self) -> None:
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
         if self.maintenance is not None:
             self.maintenance.cancel()
         if self.protocol is not None:
@@ -272,6 +282,36 @@ class DhtNode(Server):  # type: ignore[misc]
             except Exception:
                 log.exception("dht maintenance failed")
 
+    def _mark_raised(self) -> None:
+        """A high-water mark rose: write the marks within ``MARKS_DELAY`` (once for a burst)."""
+        if self.storage.folder is None or self._marks_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._save_marks()
+            return
+        self._marks_timer = loop.call_later(MARKS_DELAY, self._save_marks)
+
+    def _save_marks(self) -> None:
+        self._marks_timer = None
+        try:
+            self.storage.save_marks()
+        except (HnError, OSError) as exc:
+            log.warning("dht: cannot save the highest seqs held: %s", exc)
+
+    async def publish_own(self) -> list[PublishResult]:
+        """Store again our own hints saved in the state file (still valid ones), e.g. on start.
+
+        Holders may have restarted or left; without this, a hint would reach the DHT again
+        only at the next republish (75% of its lifetime).
+        """
+        out = []
+        for raw in list(self.own.values()):
+            with contextlib.suppress(HnError):
+                out.append(await self.publish(raw))
+        return out
+
     def good_contacts(self) -> list[tuple[str, int]]:
         proto = self.proto
         contacts = [(n.ip, n.port) for n in proto.router.contacts()]
@@ -292,6 +332,7 @@ class DhtNode(Server):  # type: ignore[misc]
                            [list(a) for a in self.saved_contacts],
                "own": own}
         atomic.write_bytes(self.state_path, canonical(doc), mode=0o600)
+        self.storage.save()
 
     def _read_state(self) -> dict[str, Any]:
         assert self.state_path is not None

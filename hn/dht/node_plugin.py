@@ -80,12 +80,15 @@ async def setup(ctx: NodeContext) -> None:
         mode = data.get("mode", "any")
         if mode not in ("any", "dht", "dns"):
             raise InputError("mode must be any, dht or dns")
-        server = data.get("dns_server")
+        name, server = data.get("dns_name"), data.get("dns_server")
+        for field, value in (("dns_name", name), ("dns_server", server)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{field} must be a string, not {type(value).__name__}")
         try:
             result = await resolve(
                 home, did, get_hint=node.get_hints, mode=mode, hint_only=bool(data.get("hint_only")),
-                dns_name=data.get("dns_name") or None,
-                dns_server=dht_config.parse_hostport(server, "--dns-server") if isinstance(server, str) and server else None,
+                dns_name=name or None,
+                dns_server=dht_config.parse_hostport(server, "--dns-server") if server else None,
                 cache_fallback=bool(data.get("cache_fallback")))
         except HnError:
             lookups["failed"] += 1
@@ -106,6 +109,8 @@ async def setup(ctx: NodeContext) -> None:
         return {
             "hn_dht_records": ("Signed hints this DHT node holds", {(): float(stats["records"])}),
             "hn_dht_contacts": ("Contacts in this DHT node's routing table", {(): float(stats["contacts"])}),
+            "hn_dht_skew_refused": ("Hints refused as issued beyond the clock-skew window (a clock is off)",
+                                    {(): float(stats["skew_refused"])}),
             "hn_dht_lookups": ("Resolves through this node by result",
                                {(("result", r),): float(lookups[r]) for r in ("ok", "fallback", "failed")}),
             "hn_dht_rpcs": ("DHT RPC events by kind (sent, timeouts, malformed, store_ok, ...)", rpcs),
@@ -135,15 +140,21 @@ async def setup(ctx: NodeContext) -> None:
     async def keep_published() -> None:
         """Republish our own hint at ``fraction`` of its lifetime, or when the presence changes.
 
-        An always-on node of the federation profile publishes its hint on start; otherwise
-        nothing enters the DHT until the owner ran `hn discover publish` once.
+        On start (once joined) the hint published before is stored again, so that holders
+        that restarted meanwhile have it. An always-on node of the federation profile
+        publishes its first hint on start; otherwise nothing enters the DHT until the owner
+        ran `hn discover publish` once.
         """
         await join()
-        if ctx.settings.get("profile") == "federation" and not service.own_hint_path(home).exists():
-            with contextlib.suppress(HnError):
-                me = identities.load(home, ctx.identity.alias)
+        with contextlib.suppress(HnError):
+            me = identities.load(home, ctx.identity.alias)
+            if ctx.settings.get("profile") == "federation" and not service.own_hint_path(home).exists():
                 result = await node.publish(service.sign_own_hint(home, me))
                 log.info("dht.publish", extra={"hn": result.as_dict()})
+            else:
+                # Holders may have restarted since: store what we published before again now.
+                for stored in await service.publish_own_again(home, node, me, fraction):
+                    log.info("dht.republish", extra={"hn": stored.as_dict()})
         while True:
             path = service.own_hint_path(home)
             if path.exists():

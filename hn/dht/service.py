@@ -88,6 +88,32 @@ async def republish_if_due(home: Home, node: DhtNode, me: Identity, fraction: fl
     return await node.publish(sign_own_hint(home, me, ttl=ttl))
 
 
+async def publish_own_again(home: Home, node: DhtNode, me: Identity, fraction: float) -> list[PublishResult]:
+    """On start: our hint back into the DHT at once, not at 75% of its lifetime.
+
+    The holders may have restarted or gone since it was stored. A fresh hint is signed
+    when one is due anyway; otherwise the newest of the node's saved own hint and
+    ``own_hint.json`` (written by a client-mode publish too) is stored again as it is.
+    """
+    if own_hint_path(home).exists():
+        again = await republish_if_due(home, node, me, fraction)
+        if again is not None:
+            return [again]
+    hint = current_own_hint(home, me.did)
+    if hint is not None:
+        saved = node.own.get(hint.key)
+        if saved is None or last_seq(saved) < hint.seq:
+            node.own[hint.key] = hint.raw
+    return await node.publish_own()
+
+
+def last_seq(raw: bytes) -> int:
+    try:
+        return parse_hint(raw).seq
+    except HnError:
+        return 0
+
+
 def dns_record(home: Home, me: Identity, name: str | None) -> dict[str, str]:
     name = name or dht_config.txt_name(home)
     if not name:
