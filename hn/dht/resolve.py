@@ -20,7 +20,7 @@ from hn.errors import HnError, NetworkError, NotFound, VerificationError
 from hn.netclient import fetch_bytes
 from hn.proto import timefmt
 from hn.proto.canonical import doc_digest, loads_canonical
-from hn.proto.dht_hint import HINT_TYPE, Hint
+from hn.proto.dht_hint import HINT_TYPE, Hint, parse_hint
 from hn.proto.identity import KeyHistory, verify_identity
 from hn.proto.presence import verify_presence
 from hn.proto.signed import verify_document
@@ -96,16 +96,28 @@ async def from_dht(home: Home, did: str, get_hint: HintSource, *, hint_only: boo
              "restored": got.restored, "seconds": round(got.seconds, 4)}
     if hint is None:
         raise NotFound(f"no valid dht_hint@1 for {did} in the DHT")
+    note = ""
+    held = cache.cached(home, did)
+    if held is not None and hint.seq < held[0].seq:
+        # Never back below a hint already verified: the DHT's is stale or replayed. The
+        # cached one, while still valid, is the highest valid seq there is to follow.
+        try:
+            hint = parse_hint(held[0].raw, now=timefmt.now())
+        except HnError:
+            cache.check_not_older(home, did, hint.seq, None)  # raises the RollbackError
+        note = (f"the DHT offered only seq {got.hint.seq}, older than seq {hint.seq} already verified; "
+                "followed the cached hint")
     history = history_for(home, hint)
-    out = Resolution(did, "dht", hint=hint, presence_url=hint.presence_url, lookup=stats)
+    out = Resolution(did, "dht", hint=hint, presence_url=hint.presence_url, lookup=stats, detail=note)
     if hint_only:
-        out.detail = "hint verified; presence not fetched"
+        out.detail = "; ".join(filter(None, ["hint verified; presence not fetched", note]))
         return out
     try:
         doc = await fetch_doc(hint.presence_url)
     except NetworkError as exc:
         # The node itself does not answer: ask the relays its presence names.
-        relayed = await from_relays(home, did, history, hint, exc.message, known_relays(home, did, hint))
+        relayed = await from_relays(home, did, history, hint, f"node: {exc.message}", known_relays(home, did, hint),
+                                    "the node did not answer; presence served by its relay, verified")
         relayed.lookup = stats
         return relayed
     out.presence = check_presence(doc, did, history, hint.presence_digest)
@@ -136,18 +148,22 @@ def known_relays(home: Home, did: str, hint: Hint | None) -> list[dict[str, Any]
 
 
 async def from_relays(home: Home, did: str, history: KeyHistory, hint: Hint | None, why: str,
-                      relays: list[dict[str, Any]]) -> Resolution:
-    """The presence from the first of ``relays`` (from ``known_relays``) that serves a valid one."""
-    errors = [f"node: {why}"]
+                      relays: list[dict[str, Any]], detail: str) -> Resolution:
+    """The presence from the first of ``relays`` (from ``known_relays``) that serves a valid one.
+
+    ``why`` is what failed before (it leads the error if no relay answers either);
+    ``detail`` says in the answer why a relay was asked.
+    """
+    errors = [why]
     for relay in relays:
         url = relay["url"].rstrip("/") + f"/relay/{did}/presence"
         try:
             presence = check_presence(await fetch_doc(url), did, history, None)
+            cache.check_not_older(home, did, None, presence["seq"])
         except HnError as exc:
             errors.append(f"relay {relay['did']}: {exc.message}")
             continue
-        out = Resolution(did, f"relay:{relay['did']}", hint=hint, presence=presence, presence_url=url,
-                         detail="the node did not answer; presence served by its relay, verified")
+        out = Resolution(did, f"relay:{relay['did']}", hint=hint, presence=presence, presence_url=url, detail=detail)
         if hint is not None:
             cache.store(home, hint, presence)
         return out
@@ -168,6 +184,7 @@ async def from_dns(home: Home, did: str, name: str, server: tuple[str, int] | No
     history = pinned if pinned is not None and pinned.extends(offered) else offered
     url = base + "/.well-known/hn/presence"
     presence = check_presence(await fetch_doc(url), did, history, None)
+    cache.check_not_older(home, did, None, presence["seq"])
     return Resolution(did, "dns", presence=presence, presence_url=url, detail=f"TXT {name}")
 
 
@@ -214,14 +231,19 @@ async def resolve(
         if relays:
             # No hint to be had: the relays named in the last presence we verified still know.
             try:
-                return await asyncio.wait_for(from_relays(home, did, history, None, reason, relays), timeout=15)
+                return await asyncio.wait_for(from_relays(
+                    home, did, history, None, reason, relays,
+                    f"no hint or DNS record answered ({reason}); presence served by a relay named in the last "
+                    "verified presence, verified"), timeout=15)
             except (TimeoutError, HnError) as exc:
                 errors.append(exc.message if isinstance(exc, HnError) else "relays timed out")
                 reason = "; ".join(errors)
     if cache_fallback:
         try:
             return from_cache(home, did, reason)
-        except NotFound as exc:
-            raise NotFound(f"could not resolve {did}: {reason}; {exc.message}" if reason else exc.message) from exc
+        except HnError as exc:
+            # The network failure that led here is said first, whatever is wrong with the cache.
+            kind = NotFound if isinstance(exc, NotFound) else VerificationError
+            raise kind(f"could not resolve {did}: {reason}; {exc.message}" if reason else exc.message) from exc
     failure = errors[-1] if errors else "no source"
     raise NotFound(f"could not resolve {did}: {reason or failure}")
