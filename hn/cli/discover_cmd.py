@@ -9,7 +9,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
-from hn.errors import UsageError
+from hn.errors import InputError, UsageError
 
 app = typer.Typer(help="Find nodes by DID: DHT hints, DNS TXT records, the local cache.", no_args_is_help=True)
 cache_app = typer.Typer(help="The local cache of verified presences.", no_args_is_help=True)
@@ -37,6 +37,7 @@ def publish(
     as_json: bool = JSON,
 ) -> None:
     """Sign a dht_hint@1 for the current presence@2 and store it in the DHT."""
+    from hn.dht import config as dht_config
     from hn.dht import control, service
     from hn.vault import identities
 
@@ -48,6 +49,9 @@ def publish(
         data = asyncio.run(control.call(home, "/local/dht/publish",
                                         {"dht": True, "dns_txt": dns_txt, "dns_name": dns_name}))
     else:
+        if want_dht and not bootstrap and control.runs_without_dht(home) and not dht_config.bootstrap_list(home, None):
+            raise InputError("the node serving this vault runs without a DHT (--no-dht): restart it without "
+                             "--no-dht, or pass --bootstrap HOST:PORT to publish as a client")
         data = {"via": "client"}
         if want_dht:
             data = asyncio.run(service.run_client_publish(home, me, bootstrap))
@@ -75,7 +79,7 @@ def resolve(
     did: str,
     hint_only: bool = typer.Option(False, "--hint-only", help="Verify the DHT hint only; do not fetch the presence."),
     dht_only: bool = typer.Option(False, "--dht-only", help="Use only the DHT."),
-    dns_only: bool = typer.Option(False, "--dns-only", help="Use only DNS TXT (needs --dns-name)."),
+    dns_only: bool = typer.Option(False, "--dns-only", help="Use only DNS TXT (--dns-name, else [dns] txt_name)."),
     cache_fallback: bool = typer.Option(False, "--cache-fallback", help="If the network fails, use the last verified presence."),
     dns_name: Optional[str] = typer.Option(None, "--dns-name", help="Domain whose _hn TXT record names the DID."),
     dns_server: Optional[str] = typer.Option(None, "--dns-server", help="DNS server HOST:PORT (default: the system's)."),
@@ -88,14 +92,15 @@ def resolve(
 
     if dht_only and dns_only:
         raise UsageError("--dht-only and --dns-only exclude each other")
-    if dns_only and not dns_name:
-        raise UsageError("--dns-only needs --dns-name NAME")
     service.check_did_arg(did)
-    home = STATE.home
-    home.ensure()
+    home = STATE.existing_home()  # a read: no vault is made for it
+    if dns_only and not dns_name:
+        dns_name = dht_config.txt_name(home)
+        if not dns_name:
+            raise UsageError("--dns-only needs --dns-name NAME or [dns] txt_name in config/dht.toml")
     mode = "dht" if dht_only else "dns" if dns_only else "any"
     options: dict[str, Any] = {"mode": mode, "hint_only": hint_only, "cache_fallback": cache_fallback,
-                               "dns_name": dns_name or (dht_config.txt_name(home) if dns_only else None)}
+                               "dns_name": dns_name}
     server = dht_config.parse_hostport(dns_server, "--dns-server") if dns_server else None
     if mode != "dns" and not bootstrap and control.running_node(home) is not None:
         data = asyncio.run(control.call(home, "/local/dht/resolve", {"did": did, **options, "dns_server": dns_server}))
@@ -110,7 +115,7 @@ def cache_list(as_json: bool = JSON) -> None:
     """Presences resolved before, verified again as they are listed."""
     from hn.dht import cache
 
-    entries = cache.listing(STATE.home)
+    entries = cache.listing(STATE.existing_home())
     emit({"entries": entries}, as_json, lambda d: table(
         None, ["did", "ok", "url", "presence seq", "expires", "note"],
         [[e["did"], "yes" if e["ok"] else "NO", e.get("url") or "-", e.get("presence_seq", "-"),

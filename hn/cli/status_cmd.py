@@ -8,9 +8,12 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, kv, table
-from hn.errors import MalformedDocument
+from hn.errors import HnError, MalformedDocument
 from hn.proto.canonical import loads_strict
 from hn.vault import identities, serving
+from hn.vault.home import Home
+
+DHT_STATUS_TIMEOUT = 5.0
 
 
 def register(root: typer.Typer) -> None:
@@ -38,11 +41,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     counts: dict[str, int] = {}
     for peer in peers:
         counts[peer["health"]] = counts.get(peer["health"], 0) + 1
-    data = {"identity": me.public_info(), "node": node, "peers": peers, "health": counts}
+    dht = _dht_status(home) if node["running"] and node.get("dht") else None
+    data = {"identity": me.public_info(), "node": node, "dht": dht, "peers": peers, "health": counts}
 
     def human(d: dict[str, Any]) -> None:
         kv({"identity": f"{me.alias} {me.did}",
             "node": f"running at {node.get('base_url')}" if node["running"] else "not running",
+            "dht": _dht_line(dht) if node["running"] else "-",
             "peers": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"})
         if peers:
             table(None, ["did", "health", "last sync", "error"],
@@ -52,3 +57,24 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
 
     emit(data, as_json, human)
 
+
+
+def _dht_status(home: Home) -> dict[str, Any]:
+    """The running node's DHT counters (its local status route), or why they are unknown."""
+    import asyncio
+
+    from hn.dht import control
+
+    try:
+        return asyncio.run(control.call(home, "/local/dht/status", None, timeout=DHT_STATUS_TIMEOUT))
+    except HnError as exc:
+        return {"error": exc.message}
+
+
+def _dht_line(dht: dict[str, Any] | None) -> str:
+    if dht is None:
+        return "off (the node runs without a DHT)"
+    if "error" in dht:
+        return f"unknown: {dht['error']}"
+    return (f"{dht.get('listen')}: {dht.get('contacts')} contacts, {dht.get('records')} records held, "
+            f"{dht.get('skew_refused')} refused for clock skew")

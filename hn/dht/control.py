@@ -20,7 +20,7 @@ import aiohttp
 from hn.errors import HnError, NetworkError
 from hn.netclient import NETWORK_ERRORS, describe
 from hn.proto.canonical import loads_strict
-from hn.vault import atomic
+from hn.vault import atomic, serving
 from hn.vault.home import Home
 from hn.vault.serving import NODE_FILE
 
@@ -78,15 +78,26 @@ def running_node(home: Home) -> tuple[str, str] | None:
     return f"{scheme}://{host}:{port}", token
 
 
-async def call(home: Home, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def runs_without_dht(home: Home) -> bool:
+    """Is a node serving this vault, started without a DHT (``--no-dht``)?"""
+    try:
+        info = json.loads(home.path(*NODE_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "dht" in info and not info["dht"] and serving.served(home.root) is not None
+
+
+async def call(home: Home, path: str, body: dict[str, Any] | None, *, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """POST ``body`` to the running node's control route ``path`` (GET when ``body`` is None)."""
     node = running_node(home)
     if node is None:
         raise NetworkError("no local node is running")
     base, token = node
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
-            async with session.post(base + path, json=body, headers=headers, ssl=False) as resp:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            method = "GET" if body is None else "POST"
+            async with session.request(method, base + path, json=body, headers=headers, ssl=False) as resp:
                 raw = await resp.read()
     except NETWORK_ERRORS as exc:
         raise NetworkError(f"local node at {base}: {describe(exc)}") from exc

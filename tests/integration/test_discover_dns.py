@@ -46,6 +46,9 @@ def test_dns_txt_publish_and_resolve(tmp_path: Path) -> None:
     port = free_port()
     node = ServedNode(home, ["--listen", f"127.0.0.1:{port}", "--public-url", f"http://127.0.0.1:{port}", "--no-dht"])
     try:
+        # A DHT publish through a node that runs without one says so.
+        refused = run_hn(home, "discover", "publish", check=False)
+        assert refused.returncode == 1 and "runs without a DHT" in refused.stderr, refused.stderr
         record = run_json(home, "discover", "publish", "--dns-txt", "--dns-name", "alice.test")
         txt = record["dns_txt"]
         assert txt["name"] == "_hn.alice.test"

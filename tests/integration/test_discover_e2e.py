@@ -98,3 +98,47 @@ def test_control_api_refuses_requests_without_the_token(nodes: dict[str, tuple[S
     with urllib.request.urlopen(request, timeout=5) as resp:
         status = json.loads(resp.read())
     assert status["listen"] == alice.ready["dht"] and status["contacts"] >= 1
+    # Fields of the wrong type are a 400 with a JSON body, never a 500.
+    did = run_json(alice.home, "id", "show")["did"]
+    for field, value in (("dns_name", ["x"]), ("dns_server", 5)):
+        body = json.dumps({"did": did, "mode": "dns", field: value}).encode()
+        request = urllib.request.Request(base + "/local/dht/resolve", data=body, method="POST",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 400, field
+        answer = json.loads(info.value.read())
+        assert answer["error"] == "bad_input" and field in answer["detail"], answer
+
+
+def test_skew_refusals_show_in_status_and_metrics(nodes: dict[str, tuple[ServedNode, str]], tmp_path: Path) -> None:
+    """spec/dht_hint@1.md: a refusal for clock skew is counted in the node's status."""
+    import asyncio
+    import urllib.request
+
+    from hn.proto import timefmt
+    from hn.proto.dht_hint import dht_key
+    from tests.fault.test_dht_hostile import raw_peer
+    from tests.integration.test_dht_network import make_hint
+    from tests.support import make_person
+
+    alice, _ = nodes["alice"]
+    _, dora = make_person(tmp_path, "dora")
+    before = run_json(alice.home, "status")["dht"]
+    assert before["listen"] == alice.ready["dht"] and before["skew_refused"] == 0
+
+    async def store_from_the_future() -> object:
+        peer = await raw_peer()
+        try:
+            host, port = alice.ready["dht"].rsplit(":", 1)
+            ahead = make_hint(dora, 1, issued=timefmt.now() + 3 * 3600)
+            return await peer.ask((host, int(port)), "store", peer.node_id, dht_key(dora.did), ahead)
+        finally:
+            assert peer.transport is not None
+            peer.transport.close()
+
+    assert asyncio.run(store_from_the_future()) is False
+    assert run_json(alice.home, "status")["dht"]["skew_refused"] == 1
+    assert "1 refused for clock skew" in run_hn(alice.home, "status").stdout
+    with urllib.request.urlopen(alice.ready["base_url"] + "/metrics", timeout=5) as resp:
+        assert "hn_dht_skew_refused 1.0" in resp.read().decode()
