@@ -112,7 +112,7 @@ class DhtNode(Server):  # type: ignore[misc]
     def stop(self) -> None:
         if self._marks_timer is not None:
             self._marks_timer.cancel()
-            self._marks_timer = None
+            self._save_marks()  # a mark raised in the last second is not lost
         if self.maintenance is not None:
             self.maintenance.cancel()
         if self.protocol is not None:
