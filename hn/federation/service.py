@@ -7,10 +7,10 @@ from typing import Any
 
 import aiohttp
 
-from hn.errors import InputError, MalformedDocument, TooLarge, VerificationError
+from hn.errors import HnError, InputError, MalformedDocument, TooLarge, VerificationError
 from hn.federation import roster
 from hn.federation.cache import peer_dir
-from hn.federation.sync import Syncer, health_of
+from hn.federation.sync import PeerResult, Syncer, health_of
 from hn.node.state import NodeState
 from hn.proto import timefmt
 from hn.vault import identities
@@ -123,7 +123,18 @@ async def refresh(home: Home, mirror: bool = False, only: str | None = None) -> 
     try:
         async with _session() as session:
             syncer = Syncer(home, state, me, session, interval(home))
-            results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=mirror) for p in peers))
+            results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=mirror) for p in peers),
+                                           return_exceptions=True)
     finally:
         state.close()
-    return [r.as_dict() for r in results]
+    out = []
+    for peer, result in zip(peers, results):
+        if isinstance(result, HnError):
+            # Not recorded in the peer's health (another sync of it under way, this machine's
+            # disk): said here, and the other peers' results stand.
+            out.append(PeerResult(peer["did"], False, error=result.message).as_dict())
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            out.append(result.as_dict())
+    return out

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from hn.node.state import NodeState
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_canonical
 from hn.proto.identity import accept_update, verify_identity
-from hn.proto.index import TOMBSTONE, verify_slice
+from hn.proto.index import TOMBSTONE, parse_cursor, verify_slice
 from hn.proto.presence import verify_presence
 from hn.vault import atomic, identities, leftovers
 from hn.vault.home import Home
@@ -53,6 +54,13 @@ BACKOFF_CAP = 3600.0
 STALE_AFTER = 3
 MIRROR_PARALLEL = 8
 MIRROR_BATCH = 256
+# Index changes one refresh takes in at most, beyond twice the live entries its presence
+# lists: the change order holds every live entry once, and each removed one once (a
+# tombstone), so an honest index stays well within this; a peer paging on and on does not.
+EXTRA_CHANGES = 100_000
+# An artefact download may take this long plus a second per MIN_RATE bytes of its size.
+ARTIFACT_TIME = 60.0
+MIN_RATE = 256 * 1024
 Row = tuple[str, str, str, int, str]  # type, path, digest, size, metadata JSON
 # Verified peer indices of this process, by DID; used only while they match the stored root.
 _INDEXES: dict[str, PeerIndex] = {}
@@ -68,7 +76,7 @@ class _Fetched:
     """An index read from a peer, checked against its presence's root, not yet stored."""
 
     staged: dict[str, Row | None]  # artefact id -> row (None: a tombstone)
-    slices: list[tuple[str, bytes]]  # (cursor, raw slice) as received
+    slices: list[tuple[str, Path]]  # (cursor, file holding the raw slice as received)
     not_modified: bool  # the peer answered 304 to our ETag
     cursor: str  # where the next sync starts
     etag: str  # to send next time: the last slice's, or (none came) the one sent this time
@@ -249,6 +257,17 @@ class Syncer:
                 return self._local_failure(did, now, errors, os_reason(exc))
             except HnError as exc:
                 return self._failed(did, now, f"{label}: {exc.message}")
+            except Exception as exc:
+                # A fault of this code, met on what the peer sent: logged as one, and the
+                # peer's sync fails like any other, without stopping other peers'.
+                log.exception("federation.sync.bug", extra={"hn": {"did": did, "source": label}})
+                return self._failed(did, now, f"{label}: unexpected error ({type(exc).__name__}); see the node log")
+            if result.extra.get("mirror_failed"):
+                # The index and the artefacts that were right are kept; the peer served the
+                # others wrong, which counts against it like any failure (and backs off).
+                result.ok = False
+                result.error = self._failed(did, now, f"{label}: {result.error}").error
+                return result
             # The index came through; mirroring may still have met a full disk here.
             row = self.state.peer(did) or {}
             self.state.update_peer(did, health="ok", last_success=now, last_attempt=now, failures=0,
@@ -306,13 +325,20 @@ class Syncer:
         if index is not None:
             _INDEXES[did] = index
         mirrored, error = 0, ""
+        refused: list[str] = []
         if mirror:
             try:
-                mirrored = await self._mirror(did, artifact_base)
+                mirrored, refused = await self._mirror(did, artifact_base)
             except DiskError as exc:  # the index stands; the artefacts not stored come next sync
                 error = f"this node: {exc.message}"
-        return PeerResult(did, not error, label, error, sum(1 for _ in staged), fetched.not_modified, mirrored,
-                          fetched.root, fetched.size, cursor)
+        result = PeerResult(did, not error, label, error, sum(1 for _ in staged), fetched.not_modified, mirrored,
+                            fetched.root, fetched.size, cursor)
+        if refused:
+            # The index stands and the other artefacts are kept; these are tried again next sync.
+            result.error = f"{len(refused)} artefact(s) not mirrored: {refused[0]}" + (
+                f" (and {len(refused) - 1} more)" if len(refused) > 1 else "")
+            result.extra["mirror_failed"] = len(refused)
+        return result
 
     async def _fetch_index(self, did: str, index_base: str, history: Any, presence: dict[str, Any],
                            full: bool) -> _Fetched:
@@ -322,34 +348,51 @@ class Syncer:
         cursor = "0" if full else str(row.get("cursor") or "0")
         etag = "" if full else str(row.get("etag") or "")
         staged: dict[str, Row | None] = {}
-        slices: list[tuple[str, bytes]] = []
+        # Slices wait on disk, not in memory, until the root is checked (_commit moves them).
+        incoming = _incoming_slices(peer_dir(self.home, did))
+        slices: list[tuple[str, Path]] = []
         not_modified = False
         new_etag = etag
-        for _page in range(10_000):
-            headers = {"If-None-Match": etag} if etag and not slices else {}
-            status, body, resp_headers = await self.fetch.get(f"{index_base}?cursor={cursor}", headers)
-            if status == 304 and not slices:
-                not_modified = True
-                break
-            if status != 200:
-                raise NetworkError(f"index: HTTP {status} {error_detail(body)}")
-            doc = loads_canonical(body)
-            verify_slice(doc, history, presence)
-            if doc["cursor"] != cursor:
-                raise VerificationError(f"slice answers cursor {doc['cursor']}, asked {cursor}")
-            for entry in doc["entries"]:
-                # Compact rows, not the parsed dicts: a 100k-entry first sync holds them all.
-                staged[entry["id"]] = None if entry["type"] == TOMBSTONE else (
-                    entry["type"], entry["path"], entry["digest"], entry["size"],
-                    json.dumps(entry["metadata"], sort_keys=True))
-            slices.append((cursor, body))
-            new_etag = resp_headers.get("etag", "")
-            cursor = doc["next_cursor"]
-            if not doc["more"]:
-                break
-        else:
-            raise VerificationError("peer sent too many slices")
-        root, size, index = self._check_root(did, staged, presence, full)
+        most = 2 * int(presence["index"]["size"]) + EXTRA_CHANGES
+        try:
+            for _page in range(10_000):
+                headers = {"If-None-Match": etag} if etag and not slices else {}
+                status, body, resp_headers = await self.fetch.get(f"{index_base}?cursor={cursor}", headers)
+                if status == 304 and not slices:
+                    not_modified = True
+                    break
+                if status != 200:
+                    raise NetworkError(f"index: HTTP {status} {error_detail(body)}")
+                doc = loads_canonical(body)
+                verify_slice(doc, history, presence)
+                if doc["cursor"] != cursor:
+                    raise VerificationError(f"slice answers cursor {doc['cursor']}, asked {cursor}")
+                if doc["more"] and (not doc["entries"] or parse_cursor(doc["next_cursor"]) <= parse_cursor(cursor)):
+                    raise VerificationError(f"slice at cursor {cursor} says more follows but does not move past it")
+                for entry in doc["entries"]:
+                    # Compact rows, not the parsed dicts: a 100k-entry first sync holds them all.
+                    staged[entry["id"]] = None if entry["type"] == TOMBSTONE else (
+                        entry["type"], entry["path"], entry["digest"], entry["size"],
+                        json.dumps(entry["metadata"], sort_keys=True))
+                if len(staged) > most:
+                    raise VerificationError(
+                        f"peer sent more than {most} index changes in one refresh, for an index its presence "
+                        f"says holds {presence['index']['size']} entries")
+                held = incoming / f"{len(slices):05d}.json"
+                await asyncio.to_thread(_write_slice, held, body)
+                slices.append((cursor, held))
+                new_etag = resp_headers.get("etag", "")
+                cursor = doc["next_cursor"]
+                if not doc["more"]:
+                    break
+            else:
+                raise VerificationError("peer sent too many slices")
+            root, size, index = self._check_root(did, staged, presence, full)
+        except BaseException:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise
+        if not slices:
+            shutil.rmtree(incoming, ignore_errors=True)
         if not_modified and (root != presence["index"]["root"] or size != presence["index"]["size"]):
             raise IndexDiverged("index unchanged (304) but the presence root moved")
         return _Fetched(staged, slices, not_modified, cursor, new_etag if slices else etag, root, size, index)
@@ -376,12 +419,20 @@ class Syncer:
                 f"{want_root[:16]}… ({want_size} entries)")
         return index.root, index.size, index
 
-    def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, bytes]],
+    def _commit(self, did: str, presence_raw: bytes, slices: list[tuple[str, Path]],
                 staged: dict[str, Row | None], cursor: str, etag: str, presence: dict[str, Any],
                 full: bool = False) -> None:
         folder = peer_dir(self.home, did)
-        for slice_cursor, body in slices:
-            atomic.write_bytes(folder / f"index-{slice_cursor}.json", body)
+        try:
+            for slice_cursor, held in slices:
+                os.replace(held, folder / f"index-{slice_cursor}.json")
+            if slices:
+                atomic.fsync_dir(folder)
+        except OSError as exc:
+            raise DiskError(f"could not keep the index slices of {did} in {folder}: {exc.strerror or exc}") from exc
+        finally:
+            if slices:
+                shutil.rmtree(slices[0][1].parent, ignore_errors=True)
         cached = folder / "presence.json"
         if not cached.exists() or cached.read_bytes() != presence_raw:
             atomic.write_bytes(cached, presence_raw)
@@ -411,12 +462,14 @@ class Syncer:
         if len(files) > KEEP_SLICES:
             log.info("federation.prune", extra={"hn": {"did": did, "removed": len(files) - KEEP_SLICES}})
 
-    async def _mirror(self, did: str, base: str) -> int:
+    async def _mirror(self, did: str, base: str) -> tuple[int, list[str]]:
+        """Download the artefacts not mirrored yet; returns how many now are, and why each
+        one the peer served wrong (or not at all) was refused. Those stay unmirrored."""
         with self.state._lock:
             rows = self.state.db.execute(
                 "SELECT id, path, digest, size FROM peer_entries WHERE did=? AND mirrored=0", (did,)).fetchall()
         if not rows:
-            return 0
+            return 0, []
         root = peer_dir(self.home, did) / "artifacts"
         # Downloads interrupted by a crash leave temp files; under the peer lock none is live.
         for kind in ("doc", "shard"):
@@ -428,12 +481,21 @@ class Syncer:
                 raise VerificationError(f"artefact path {path!r} escapes the cache")
         gate = asyncio.Semaphore(MIRROR_PARALLEL)
 
-        async def one(entry_id: str, path: str, digest: str, size: int) -> str:
+        refused: list[str] = []
+
+        async def one(entry_id: str, path: str, digest: str, size: int) -> str | None:
             target = root / path
             async with gate:
                 # A file left by an earlier run counts only if its bytes still match.
-                if not await asyncio.to_thread(_holds, target, digest, int(size)):
+                if await asyncio.to_thread(_holds, target, digest, int(size)):
+                    return entry_id
+                try:
                     await self._download(base + path, target, digest, int(size))
+                except DiskError:
+                    raise  # this machine's fault: no other artefact would do better
+                except HnError as exc:
+                    refused.append(exc.message)
+                    return None
             return entry_id
 
         count = 0
@@ -450,11 +512,14 @@ class Syncer:
                 await asyncio.to_thread(atomic.sync_tree, root)
             except OSError as exc:
                 raise DiskError(f"could not flush the mirrored artefacts in {root}: {exc.strerror or exc}") from exc
+            held = [entry_id for task in tasks if (entry_id := task.result()) is not None]
             with self.state.tx() as db:
-                db.executemany("UPDATE peer_entries SET mirrored=1 WHERE did=? AND id=?",
-                               [(did, task.result()) for task in tasks])
-            count += len(tasks)
-        return count
+                db.executemany("UPDATE peer_entries SET mirrored=1 WHERE did=? AND id=?", [(did, i) for i in held])
+            count += len(held)
+        if refused:
+            log.warning("federation.mirror.refused", extra={"hn": {"did": did, "count": len(refused),
+                                                                   "first": refused[0]}})
+        return count, refused
 
     async def _download(self, url: str, target: Path, digest: str, size: int) -> None:
         # Every failure of this machine's disk is a DiskError: no other source of the peer
@@ -466,12 +531,17 @@ class Syncer:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=leftovers.MIRROR, dir=target.parent)
             with os.fdopen(fd, "wb") as out:
+                # Bounded by the size the index lists, not by the session's limit for small documents.
+                timeout = aiohttp.ClientTimeout(total=ARTIFACT_TIME + size / MIN_RATE, sock_connect=5,
+                                                sock_read=ARTIFACT_TIME)
                 async with response(self.fetch.session, "GET", url, headers=headers, allow_redirects=False,
+                                    timeout=timeout,
                                     error=lambda u, status, _body: NetworkError(f"{u}: HTTP {status}")) as resp:
                     await copy_checked(
                         resp.content, out, size, digest, stored=stored,
-                        too_large=f"artefact {digest[:16]}… is larger than its index entry says",
-                        mismatch=f"artefact {digest[:16]}… does not match its digest (refused)")
+                        too_large=f"artefact {digest[:16]}… is larger than the {size} bytes its index entry lists",
+                        mismatch=f"artefact {digest[:16]}… does not match its digest or its size ({size} bytes) "
+                                 "in the index (refused)")
             os.replace(tmp, target)
         except BaseException as exc:
             if tmp:
@@ -491,3 +561,22 @@ def _holds(target: Path, digest: str, size: int) -> bool:
         return bool(hasher.hexdigest() == digest)
     except OSError:
         return False
+
+
+def _incoming_slices(folder: Path) -> Path:
+    """A fresh folder for the slices of one refresh (under the peer lock, so any other is a
+    killed refresh's leftover, removed here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(leftovers.INCOMING + "slices-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        return Path(tempfile.mkdtemp(prefix=leftovers.INCOMING + "slices-", dir=folder))
+    except OSError as exc:
+        raise DiskError(f"could not make a folder for index slices in {folder}: {exc.strerror or exc}") from exc
+
+
+def _write_slice(path: Path, body: bytes) -> None:
+    try:
+        atomic.write_bytes(path, body)
+    except OSError as exc:
+        raise DiskError(f"could not keep an index slice in {path.parent}: {exc.strerror or exc}") from exc
