@@ -18,7 +18,7 @@ from hn.errors import MalformedDocument, VerificationError
 from hn.proto import merkle
 from hn.proto.canonical import MAX_SAFE_INT, canonical, canonical_plain, doc_digest, is_hex_digest
 from hn.proto.identity import KeyHistory
-from hn.proto.keys import IdentityKeys
+from hn.proto.keys import IdentityKeys, is_did
 from hn.proto.presence import check_url
 from hn.proto.signed import check_envelope, require, sign_document, verify_document
 
@@ -125,6 +125,8 @@ def check_entry(entry: Any) -> dict[str, Any]:
         raise MalformedDocument(f"{what}: bad digest or size")
     if kind == "doc" and digest != entry_id:
         raise VerificationError(f"{what}: a document's id must be its digest")
+    if kind == "shard" and not is_did(metadata.get("recipient")):
+        raise MalformedDocument(f"{what}: a shard's metadata must name its recipient's did:hn DID")
     return entry
 
 
