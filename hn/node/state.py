@@ -2,6 +2,15 @@
 
 The CLI and a running node open the same database; every change is one transaction, so
 a kill -9 at any moment leaves the last committed state.
+
+Forks (two different documents with one seq) are refused, and kept as evidence: their
+digests in the ``forks`` table, and the signed documents themselves, exactly as received,
+under ``sync/forks/<did-tail>/<doc_type>-<seq>-<digest>.json``. The document already
+accepted is there when its caller handed it over when it was accepted (the relay does;
+``seq_docs`` keeps the last one per DID and type). Evidence is bounded so that a hostile
+peer cannot fill the disk: at most FORK_ROWS_PER_DID digests and FORK_FILES_PER_DID files
+of at most FORK_DOC_MAX bytes per DID, and FORK_FILES_TOTAL bytes in all; past a cap the
+first evidence stays and later forks are refused without adding to it.
 """
 
 from __future__ import annotations
@@ -10,11 +19,19 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from hn.errors import ForkError, RollbackError
+from hn.errors import ForkError, HnError, RollbackError
 from hn.proto import timefmt
+from hn.vault import atomic
 from hn.vault.home import Home
+from hn.vault.identities import did_tail
+
+FORK_ROWS_PER_DID = 64
+FORK_FILES_PER_DID = 8
+FORK_DOC_MAX = 64 * 1024
+FORK_FILES_TOTAL = 16 * 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -50,6 +67,14 @@ CREATE TABLE IF NOT EXISTS forks (
     seen_at REAL NOT NULL,
     PRIMARY KEY (did, doc_type, seq, digest)
 );
+CREATE TABLE IF NOT EXISTS seq_docs (
+    did TEXT NOT NULL,
+    doc_type TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    document BLOB NOT NULL,
+    PRIMARY KEY (did, doc_type)
+);
 CREATE TABLE IF NOT EXISTS nonces (
     did TEXT NOT NULL,
     nonce TEXT NOT NULL,
@@ -73,6 +98,18 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+class SeqFork(ForkError):
+    """A fork, refused; says what was kept as evidence."""
+
+    def __init__(self, message: str, *, accepted: str, refused: str, evidence: list[Path],
+                 evidence_problem: str | None) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+        self.refused = refused
+        self.evidence = evidence
+        self.evidence_problem = evidence_problem
+
+
 PEER_FIELDS = ("did", "url", "cursor", "etag", "root", "size", "presence_seq", "health", "last_success",
                "last_attempt", "next_attempt", "failures", "successes", "total_failures", "last_error", "last_source")
 
@@ -80,6 +117,7 @@ PEER_FIELDS = ("did", "url", "cursor", "etag", "root", "size", "presence_seq", "
 class NodeState:
     def __init__(self, home: Home) -> None:
         home.ensure()
+        self.home = home
         self.path = home.path("sync", "node.sqlite3")
         self._lock = threading.RLock()
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -104,8 +142,14 @@ class NodeState:
             self.db.execute("COMMIT")
 
     # -- seq high-water marks -----------------------------------------------------
-    def check_and_record_seq(self, did: str, doc_type: str, seq: int, digest: str) -> None:
-        """Refuse rollback (lower seq) and forks (same seq, other bytes); record newer."""
+    def check_and_record_seq(self, did: str, doc_type: str, seq: int, digest: str,
+                             document: bytes | None = None) -> None:
+        """Refuse rollback (lower seq) and forks (same seq, other bytes); record newer.
+
+        ``document`` is the signed document as received: kept with the seq it raised, so
+        that a later fork of it can be kept with it as evidence (see the module's notes).
+        A fork raises SeqFork once its evidence is committed and written.
+        """
         with self.tx() as db:
             row = db.execute("SELECT seq, digest FROM seqs WHERE did=? AND doc_type=?", (did, doc_type)).fetchone()
             if row is not None:
@@ -114,15 +158,75 @@ class NodeState:
                     raise RollbackError(f"{doc_type} of {did}: seq {seq} is older than {old_seq} already seen")
                 if seq == old_seq:
                     if digest != old_digest:
-                        now = timefmt.now()
-                        for d in (old_digest, digest):
-                            db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?)", (did, doc_type, seq, d, now))
+                        self._record_fork(db, did, doc_type, seq, (old_digest, digest))
+                        kept = db.execute("SELECT document FROM seq_docs WHERE did=? AND doc_type=? AND seq=? "
+                                          "AND digest=?", (did, doc_type, seq, old_digest)).fetchone()
                         # Committed as evidence, then refused.
                         db.execute("COMMIT")
                         db.execute("BEGIN IMMEDIATE")
-                        raise ForkError(f"{doc_type} of {did}: two different documents with seq {seq} (fork)")
+                        docs = {old_digest: bytes(kept[0]) if kept else None, digest: document}
+                        evidence, problem = self._keep_evidence(did, doc_type, seq, docs)
+                        raise SeqFork(f"{doc_type} of {did}: two different documents with seq {seq} (fork)",
+                                      accepted=old_digest, refused=digest, evidence=evidence,
+                                      evidence_problem=problem)
+                    if document is not None and len(document) <= FORK_DOC_MAX:
+                        # Seen before without its bytes (a federation sync keeps digests only).
+                        db.execute("INSERT OR REPLACE INTO seq_docs VALUES (?,?,?,?,?)",
+                                   (did, doc_type, seq, digest, document))
                     return
             db.execute("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?)", (did, doc_type, seq, digest))
+            if document is not None and len(document) <= FORK_DOC_MAX:
+                db.execute("INSERT OR REPLACE INTO seq_docs VALUES (?,?,?,?,?)", (did, doc_type, seq, digest, document))
+            else:  # the one kept (if any) is for an older seq: of no use as evidence any more
+                db.execute("DELETE FROM seq_docs WHERE did=? AND doc_type=?", (did, doc_type))
+
+    @staticmethod
+    def _record_fork(db: sqlite3.Connection, did: str, doc_type: str, seq: int, digests: tuple[str, str]) -> None:
+        held = db.execute("SELECT COUNT(*) FROM forks WHERE did=?", (did,)).fetchone()[0]
+        now = timefmt.now()
+        for d in digests:
+            if held >= FORK_ROWS_PER_DID:
+                return
+            if db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?)", (did, doc_type, seq, d, now)).rowcount:
+                held += 1
+
+    def fork_folder(self, did: str) -> Path:
+        return self.home.path("sync", "forks", did_tail(did))
+
+    def _keep_evidence(self, did: str, doc_type: str, seq: int,
+                       docs: dict[str, bytes | None]) -> tuple[list[Path], str | None]:
+        """Write the forked documents (as received) under fork_folder(did), within the caps.
+        Returns the files that hold them and, if one could not be kept, why."""
+        folder = self.fork_folder(did)
+        root = folder.parent
+        kept: list[Path] = []
+        problems: list[str] = []
+        for digest, raw in docs.items():
+            target = folder / f"{doc_type}-{seq}-{digest}.json"
+            if raw is None:
+                problems.append(f"the document with digest {digest} was not kept when it was accepted")
+                continue
+            if target.exists():
+                kept.append(target)
+                continue
+            if len(raw) > FORK_DOC_MAX:
+                problems.append(f"the document with digest {digest} is over {FORK_DOC_MAX} bytes")
+                continue
+            held = sorted(folder.glob("*.json")) if folder.is_dir() else []
+            if len(held) >= FORK_FILES_PER_DID:
+                problems.append(f"{did} already has {FORK_FILES_PER_DID} documents kept as fork evidence")
+                continue
+            if _tree_bytes(root) + len(raw) > FORK_FILES_TOTAL:
+                problems.append(f"fork evidence already takes {FORK_FILES_TOTAL} bytes in all")
+                continue
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic.write_new(target, raw)
+            except (HnError, OSError) as exc:  # refusing the fork matters more than its copy
+                problems.append(f"could not write {target}: {exc}")
+                continue
+            kept.append(target)
+        return kept, "; ".join(problems) or None
 
     def high_water(self, did: str, doc_type: str) -> int:
         with self._lock:
@@ -184,3 +288,14 @@ class NodeState:
     def counters(self) -> dict[str, int]:
         with self._lock:
             return {str(k): int(v) for k, v in self.db.execute("SELECT name, value FROM counters")}
+
+
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            try:
+                total += path.stat().st_size if path.is_file() else 0
+            except OSError:
+                continue
+    return total
