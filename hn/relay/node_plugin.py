@@ -11,17 +11,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, VerificationError
+from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, Unauthorized, VerificationError
 from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, did_param, file_response, read_body
 from hn.node.httpsig import verify_request
+from hn.node.state import SeqFork
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_strict
-from hn.proto.identity import accept_update, verify_identity
+from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.index import parse_cursor, verify_slice
 from hn.proto.presence import verify_presence
 from hn.relay import push as pusher
+from hn.relay import signer as signer_of
 from hn.relay.store import RelayStore
 from hn.vault import identities, policy, presence
 from hn.vault.store import index_root
@@ -49,26 +51,99 @@ def check_accept(ctx: NodeContext, did: str) -> None:
     selectors.require(ctx.home, "relay.accept", did, "relay push")
 
 
-async def push_route(request: web.Request) -> web.Response:
-    ctx: NodeContext = request.app[CTX_KEY]
-    did = did_param(request)
-    body = await read_body(request, MAX_PUSH)
-    signer = await verify_request(ctx, request, body)
-    if signer != did:
-        raise Forbidden(f"a push for {did} must be signed by {did}, not {signer}")
-    check_accept(ctx, signer)
+def _admit_unknown(ctx: NodeContext, did: str) -> None:
+    """A signer this node holds no identity for is let through to the signature check only
+    if policy relay.accept admits its DID; else 401, with why and what to do."""
+    from hn.trust import selectors
+
+    allowed, reason = selectors.allows(ctx.home, "relay.accept", did)
+    if not allowed:
+        raise Unauthorized(
+            f"unknown signer {did}: this node has not pinned its identity and {reason}; to relay for it, "
+            f"import its identity here (hn id import FILE) or admit it (hn policy set relay.accept allow "
+            f"--target {did})")
+
+
+def _parse_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     doc = loads_strict(body, max_bytes=MAX_PUSH)
     if not isinstance(doc, dict) or not isinstance(doc.get("presence"), dict):
         raise MalformedDocument("push body must be an object with presence, identity and slices")
     ident, slices = doc.get("identity"), doc.get("slices", [])
     if not isinstance(ident, dict) or not isinstance(slices, list):
         raise MalformedDocument("push body must carry identity@1 and a list of slices")
-    offered = verify_identity(ident)
-    if offered.did != signer:
-        raise VerificationError("the pushed identity@1 is not the signer's")
-    history = accept_update(identities.known_history(ctx.home, signer), offered)
+    return doc["presence"], ident, slices
+
+
+def _pinned(store: RelayStore, did: str) -> KeyHistory | None:
+    """The key history pinned with ``did``'s relayed record (for a signer that is not a contact)."""
+    held = store.held_identity(did)
+    if held is None:
+        return None
+    try:
+        history = verify_identity(held)
+    except HnError:
+        return None
+    return history if history.did == did else None
+
+
+def check_slices(slices: list[Any], history: KeyHistory, pres: dict[str, Any]) -> None:
+    """The slices must be the whole index of this presence, as the relay serves them: from
+    cursor "0", each one at the previous one's next_cursor, the last with more false, and
+    their live entries must give the presence's index root and size."""
+    if not slices:
+        raise VerificationError(
+            f"the push carries no index slices, but a relay serves the whole index: send every slice from "
+            f"cursor 0 (the presence's index has {pres['index']['size']} entries)")
+    held: dict[str, Any] = {}
+    expected = "0"
+    for number, item in enumerate(slices):
+        verify_slice(item, history, pres)
+        if item["cursor"] != expected:
+            raise VerificationError(f"slice {number} is at cursor {item['cursor']}, expected {expected}: the "
+                                    "slices must follow each other from cursor 0")
+        if item["more"] != (number < len(slices) - 1):
+            raise VerificationError("the last slice (and only the last) must have more false: the slices must "
+                                    "be the whole index")
+        expected = item["next_cursor"]
+        for entry in item["entries"]:
+            held[entry["id"]] = None if entry["type"] == "tombstone" else entry
+    live = sorted((e for e in held.values() if e is not None), key=lambda e: e["id"].encode())
+    if index_root(live) != pres["index"]["root"] or len(live) != pres["index"]["size"]:
+        raise VerificationError(f"pushed slices do not add up to the presence's index root and size ({len(live)} "
+                                f"live entries, the presence says {pres['index']['size']})")
+
+
+async def push_route(request: web.Request) -> web.Response:
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = did_param(request)
+    body = await read_body(request, MAX_PUSH)
+    store: RelayStore = ctx.extras["relay_store"]
+    claimed = signer_of.claimed_signer(request)
+    known = identities.known_history(ctx.home, claimed)
+    if known is not None:
+        signer = await verify_request(ctx, request, body)
+        if signer != did:
+            raise Forbidden(f"a push for {did} must be signed by {did}, not {signer}")
+        check_accept(ctx, signer)
+        raw_presence, ident, slices = _parse_push(body)
+        offered = verify_identity(ident)
+        if offered.did != signer:
+            raise VerificationError("the pushed identity@1 is not the signer's")
+        history = accept_update(known, offered)
+    else:
+        # Not pinned here: policy first, then the signature against the identity@1 the
+        # push carries (self-certifying), once it extends what this relay pinned before.
+        if claimed != did:
+            raise Forbidden(f"a push for {did} must be signed by {did}, not {claimed}")
+        _admit_unknown(ctx, claimed)
+        raw_presence, ident, slices = _parse_push(body)
+        offered = verify_identity(ident)
+        if offered.did != claimed:
+            raise VerificationError("the pushed identity@1 is not the signer's")
+        history = accept_update(_pinned(store, claimed), offered)
+        signer = signer_of.verify_with_history(ctx, request, body, history)
     now = timefmt.now()
-    pres = verify_presence(doc["presence"], history, now=now)
+    pres = verify_presence(raw_presence, history, now=now)
     if pres["did"] != signer:
         raise VerificationError(f"presence is for {pres['did']}, not the signer {signer}")
     ttl_expiry = now + relay_ttl(ctx)
@@ -83,19 +158,16 @@ async def push_route(request: web.Request) -> web.Response:
         raise Forbidden(f"the presence's relay entry for this node expired at {timefmt.fmt(entry_expiry)}; "
                         f"renew it (hn mcp relay register {ctx.identity.did} --url URL) and push again")
     # Slices must be the whole index for this presence: the relay serves them as is.
-    held: dict[str, Any] = {}
-    for item in slices:
-        verify_slice(item, history, pres)
-        for entry in item["entries"]:
-            held[entry["id"]] = None if entry["type"] == "tombstone" else entry
-    live = sorted((e for e in held.values() if e is not None), key=lambda e: e["id"].encode())
-    if slices and (index_root(live) != pres["index"]["root"] or len(live) != pres["index"]["size"]):
-        raise VerificationError("pushed slices do not add up to the presence's index root")
-    ctx.state.check_and_record_seq(signer, "presence@2", pres["seq"], doc_digest(pres))
+    check_slices(slices, history, pres)
+    try:
+        ctx.state.check_and_record_seq(signer, "presence@2", pres["seq"], doc_digest(pres), canonical(pres))
+    except SeqFork as fork:
+        log.warning("relay.fork", extra={"hn": {
+            "did": signer, "seq": pres["seq"], "accepted": fork.accepted, "refused": fork.refused,
+            "evidence": [str(p) for p in fork.evidence], "evidence_problem": fork.evidence_problem}})
+        raise
     expires = min(timefmt.parse(pres["expires_at"]), entry_expiry, ttl_expiry)
-    store: RelayStore = ctx.extras["relay_store"]
-    if identities.known_history(ctx.home, signer) is None or len(offered.keys) > len(
-            (identities.known_history(ctx.home, signer) or offered).keys):
+    if known is not None and len(offered.keys) > len(known.keys):
         identities.import_contact(ctx.home, canonical(ident), record_event=False)
     record = store.put(signer, pres, ident, slices, expires, now)
     log.info("relay.accept", extra={"hn": {"did": signer, "seq": pres["seq"], "expires_at": expires}})
@@ -149,9 +221,7 @@ class Pruner:
     async def run(self) -> None:
         store: RelayStore = self.ctx.extras["relay_store"]
         while True:
-            removed = store.prune(timefmt.now())
-            for did in removed:
-                log.info("relay.expire", extra={"hn": {"did": did}})
+            store.prune(timefmt.now())  # logs relay.expire for each record it removes
             await asyncio.sleep(PRUNE_EVERY)
 
 

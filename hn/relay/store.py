@@ -5,10 +5,15 @@ identity@1, and the expiry the relay computed) and the verified index@2 slices e
 as signed. A new push replaces the whole set atomically: the slices are written first
 under new names, then the record that names them, then the old files are removed, so a
 crash leaves either the old or the new set readable. Storage per peer is capped.
+
+An expired record is removed by the node, by its pruner or by the first read that finds
+it expired, and each removal logs ``relay.expire``. Listing (``live``) only reads: `hn mcp
+relay list` leaves removals, and their log line, to the node.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from hn.vault.home import Home
 from hn.vault.identities import did_tail
 
 DEFAULT_CAP = 8 * 1024 * 1024
+log = logging.getLogger("hn.relay")
 
 
 @dataclass
@@ -82,19 +88,35 @@ class RelayStore:
         return Relayed(record["did"], record["presence"], record["identity"], float(record["expires_at"]),
                        float(record["stored_at"]), list(record["slices"]), int(record["size"]))
 
-    def get(self, did: str, now: float) -> Relayed | None:
-        """The live record for ``did``; an expired one is removed and counts as absent."""
+    def _read(self, did: str) -> Relayed | None:
         path = self.folder(did) / "record.json"
         if not path.exists():
             return None
         try:
-            record = self._parse(loads_canonical(path.read_bytes()))
+            return self._parse(loads_canonical(path.read_bytes()))
         except (MalformedDocument, KeyError, TypeError, ValueError, OSError):
             return None
+
+    def get(self, did: str, now: float) -> Relayed | None:
+        """The live record for ``did``; an expired one is removed (logged as relay.expire)
+        and counts as absent."""
+        record = self._read(did)
+        if record is None:
+            return None
         if record.expires_at <= now:
-            self.remove(did)
+            self._expire(did, record.expires_at, "read")
             return None
         return record
+
+    def held_identity(self, did: str) -> dict[str, Any] | None:
+        """The identity@1 stored with ``did``'s record, live or not yet pruned: the key
+        history this relay pinned for a peer that is not one of its contacts."""
+        record = self._read(did)
+        return record.identity if record is not None else None
+
+    def _expire(self, did: str, expires_at: float | None, by: str) -> None:
+        self.remove(did)
+        log.info("relay.expire", extra={"hn": {"did": did, "expires_at": expires_at, "by": by}})
 
     def slices(self, record: Relayed) -> list[dict[str, Any]]:
         folder = self.folder(record.did)
@@ -117,24 +139,26 @@ class RelayStore:
         return sorted("did:hn:" + p.name for p in self.root.iterdir() if (p / "record.json").exists())
 
     def prune(self, now: float) -> list[str]:
-        """Drop every expired record; returns the DIDs removed."""
+        """Drop every expired record (each logged as relay.expire); returns the DIDs removed."""
         removed = []
         for did in self.dids():
             path = self.folder(did) / "record.json"
+            expires: float | None
             try:
                 expires = float(loads_canonical(path.read_bytes())["expires_at"])
             except (MalformedDocument, KeyError, TypeError, ValueError, OSError):
-                expires = 0.0
-            if expires <= now:
-                self.remove(did)
+                expires = None  # unreadable: dropped like an expired one
+            if expires is None or expires <= now:
+                self._expire(did, expires, "pruner")
                 removed.append(did)
         return removed
 
     def live(self, now: float) -> list[Relayed]:
+        """The live records, read only: expired ones are left for the node to remove."""
         out = []
         for did in self.dids():
-            record = self.get(did, now)
-            if record is not None:
+            record = self._read(did)
+            if record is not None and record.expires_at > now:
                 out.append(record)
         return out
 
