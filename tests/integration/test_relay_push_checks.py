@@ -299,3 +299,32 @@ def test_openapi_states_the_push_cap_the_node_enforces() -> None:
     assert int(stated) == relay_plugin.MAX_PUSH
     relay_md = (SPEC.parent / "relay@1.md").read_text("utf-8")
     assert f"at most {relay_plugin.MAX_PUSH // (1024 * 1024)} MiB" in relay_md
+
+
+async def test_an_index_of_several_slices_is_accepted_whole_and_refused_with_a_gap(
+        relay: tuple[Home, Identity, Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a_home, alice, _, url = relay
+    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
+    for n in range(3):
+        note = tmp_path / f"note{n}.md"
+        note.write_text(f"note {n}\n")
+        store.add_files(b_home, bob.keys, [note], publish=True)
+    monkeypatch.setattr(relay_push, "MAX_SLICE_ENTRIES", 1)  # one entry a slice: several slices
+    whole = loads_canonical(bundle(b_home, bob))
+    assert len(whole["slices"]) >= 3
+    status, answer = await post(url, bob, {**whole, "slices": whole["slices"][:1] + whole["slices"][2:]})
+    assert status == 400 and "must follow each other" in answer["detail"], answer
+    status, answer = await post(url, bob, {**whole, "slices": whole["slices"][:-1]})
+    assert status == 400, answer
+    status, answer = await post(url, bob, whole)
+    assert status == 200 and answer["slices"] == len(whole["slices"]), answer
+    cursor, seen = "0", 0
+    for _ in range(len(whole["slices"])):
+        status, raw = await get(f"{url}/relay/{bob.did}/index?cursor={cursor}")
+        assert status == 200
+        item = loads_canonical(raw)
+        seen += len(item["entries"])
+        if not item["more"]:
+            break
+        cursor = item["next_cursor"]
+    assert seen == 3
