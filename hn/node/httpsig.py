@@ -193,15 +193,29 @@ def _refusal(ctx: NodeContext, request: web.Request, headers: Any, body: bytes, 
             "node)")
 
 
-async def verify_request(ctx: NodeContext, request: web.Request, body: bytes) -> str:
-    """Verify the RFC 9421 signature of ``request``; returns the signer's DID."""
-    headers = CIMultiDict(request.headers)
+def claimed_signer(request: web.Request) -> str:
+    """The DID a request says signed it (its keyid), not yet verified; 401 if unsigned."""
+    headers = request.headers
     if "Signature" not in headers or "Signature-Input" not in headers:
         raise Unauthorized("request is not signed (RFC 9421)")
-    did = _keyid(headers)
-    history = identities.known_history(ctx.home, did)
+    return _keyid(headers)
+
+
+async def verify_request(ctx: NodeContext, request: web.Request, body: bytes,
+                         history: KeyHistory | None = None) -> str:
+    """Verify the RFC 9421 signature of ``request``; returns the signer's DID.
+
+    ``history``: the signer's key history when the caller has it from elsewhere (a
+    self-certifying identity@1 the request carries, checked by the caller), instead of
+    the identities this node has pinned."""
+    headers = CIMultiDict(request.headers)
+    did = claimed_signer(request)
     if history is None:
-        raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
+        history = identities.known_history(ctx.home, did)
+        if history is None:
+            raise Unauthorized(f"unknown signer {did}: this node has not pinned its identity")
+    elif history.did != did:
+        raise Unauthorized(f"the request is signed as {did}, not {history.did}")
     public = Ed25519PublicKey.from_public_bytes(history.current.signing_public_key)
     url = ctx.base_url.rstrip("/") + str(request.rel_url)
     try:

@@ -15,7 +15,7 @@ from hn.errors import Forbidden, HnError, MalformedDocument, NotFound, Unauthori
 from hn.federation.cache import peer_dir
 from hn.node.context import CTX_KEY, NodeContext
 from hn.node.http import canonical_response, did_param, file_response, read_body
-from hn.node.httpsig import verify_request
+from hn.node.httpsig import claimed_signer, verify_request
 from hn.node.state import SeqFork
 from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_strict
@@ -23,7 +23,6 @@ from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.index import parse_cursor, verify_slice
 from hn.proto.presence import verify_presence
 from hn.relay import push as pusher
-from hn.relay import signer as signer_of
 from hn.relay.store import RelayStore
 from hn.vault import identities, policy, presence
 from hn.vault.store import index_root
@@ -118,7 +117,7 @@ async def push_route(request: web.Request) -> web.Response:
     did = did_param(request)
     body = await read_body(request, MAX_PUSH)
     store: RelayStore = ctx.extras["relay_store"]
-    claimed = signer_of.claimed_signer(request)
+    claimed = claimed_signer(request)
     known = identities.known_history(ctx.home, claimed)
     if known is not None:
         signer = await verify_request(ctx, request, body)
@@ -141,7 +140,7 @@ async def push_route(request: web.Request) -> web.Response:
         if offered.did != claimed:
             raise VerificationError("the pushed identity@1 is not the signer's")
         history = accept_update(_pinned(store, claimed), offered)
-        signer = signer_of.verify_with_history(ctx, request, body, history)
+        signer = await verify_request(ctx, request, body, history)
     now = timefmt.now()
     pres = verify_presence(raw_presence, history, now=now)
     if pres["did"] != signer:
