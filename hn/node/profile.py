@@ -58,7 +58,6 @@ def load(home: Home) -> dict[str, Any]:
     disc = data.get(FILES[1], {})
     node = mcp.get("node", {})
     fed = mcp.get("federation", {})
-    relay = mcp.get("relay", {})
     backup = mcp.get("backup", {})
     dht = disc.get("dht", {})
     settings: dict[str, Any] = {
@@ -69,7 +68,6 @@ def load(home: Home) -> dict[str, Any]:
         "max_connections": node.get("max_connections"),
         "sync_interval": fed.get("sync_interval"),
         "mirror": fed.get("mirror"),
-        "relay_ttl": relay.get("ttl"),
         "backup_keep_last": backup.get("keep_last"),
         "dht_listen": dht.get("listen") or None,
         "bootstrap": list(dht.get("bootstrap") or []),

@@ -88,6 +88,7 @@ PROFILE_KEYS: dict[str, tuple[str, str]] = {
     "federation.mode": ("federation", "mode"),
     "relay.accept": ("relay", "accept"),
     "trust.exposure": ("trust", "exposure"),
+    "relay.ttl": ("relay", "ttl"),
 }
 
 
@@ -120,6 +121,8 @@ def _profile_value(home: Home, name: str) -> str | None:
         return None
     table = home.read_toml(PROFILE_FILE).get(keys[0])
     value = table.get(keys[1]) if isinstance(table, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # a number in TOML, as `hn policy set` would be given it
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 

@@ -92,7 +92,7 @@ def test_serve_refuses_bad_options(two: tuple[Path, str], args: list[str], expec
 @pytest.mark.parametrize(("field", "value", "expect"), [
     ("public_url", '"ftp://nowhere"', "public_url (from config/mcp.federation.toml)"),
     ("sync_interval", "-3", "sync_interval (from config/mcp.federation.toml) must be a positive"),
-    ("ttl", "0", "relay_ttl (from config/mcp.federation.toml) must be a positive"),
+    ("ttl", "0", "[relay] ttl = '0' (config/mcp.federation.toml): relay.ttl takes a positive whole number"),
 ])
 def test_serve_refuses_bad_values_in_the_profile(two: tuple[Path, str], field: str, value: str, expect: str) -> None:
     from hn.node import profile

@@ -12,6 +12,7 @@ from hn.federation import roster
 from hn.node import profile
 from hn.node.httpsig import sign_request
 from hn.proto.canonical import canonical
+from hn.relay.node_plugin import relay_ttl
 from hn.vault import identities, policy, store
 from tests.support import make_person, run_hn, run_json, start_node
 
@@ -38,7 +39,8 @@ async def test_the_profile_makes_the_node_friends_only_until_a_policy_says_other
     roster.add(home, bob.did, "http://127.0.0.1:9")
     shown = run_json(home.root, "policy", "show")["policies"]
     assert shown["federation.mode"]["value"] == "friends" and shown["federation.mode"]["source"] == "profile"
-    assert shown["trust.exposure"]["source"] == "profile" and shown["relay.ttl"]["source"] == "default"
+    assert shown["trust.exposure"]["source"] == "profile" and shown["backup.retention"]["source"] == "default"
+    assert shown["relay.ttl"] == {**shown["relay.ttl"], "value": "86400", "source": "profile"}
     node, url = await start_node(home)
     try:
         index, artefact = f"{url}/federate/index?cursor=0", f"{url}/artifact/doc/{doc['id']}"
@@ -50,7 +52,10 @@ async def test_the_profile_makes_the_node_friends_only_until_a_policy_says_other
             status, body = await get(target, sign_request(bob.keys, "GET", target, b""))  # a friend
             assert status == 200, target
         assert body == b"only for friends\n"
-        # The owner's policy wins over the profile's value.
+        # The owner's policies win over the profile's values.
+        assert relay_ttl(node.ctx) == 86400
+        policy.set_policy(home, "relay.ttl", "60")
+        assert relay_ttl(node.ctx) == 60
         policy.set_policy(home, "federation.mode", "public")
         assert (await get(artefact))[0] == 200
         assert run_json(home.root, "policy", "show")["policies"]["federation.mode"]["source"] == "policy"
