@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+import sys
 from typing import Any
 
 import blake3
@@ -130,10 +131,19 @@ def _no_constants(name: str) -> Any:
     raise MalformedDocument(f"{name} is not allowed in JSON")
 
 
+def _refusal(exc: ValueError) -> MalformedDocument:
+    """The MalformedDocument for a ValueError of ``json.loads``: not JSON, not UTF-8, or an
+    integer with more digits than Python converts (the only other ValueError it raises)."""
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return MalformedDocument(f"not valid JSON: {exc}")
+    return MalformedDocument(f"JSON number with more than {sys.get_int_max_str_digits()} digits")
+
+
 def loads_strict(
     data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = MAX_DEPTH
 ) -> Any:
-    """Parse JSON, refusing duplicate keys, NaN/Infinity, deep nesting and oversize input."""
+    """Parse JSON, refusing duplicate keys, NaN/Infinity, deep nesting, integers too long
+    to convert and oversize input: each is a MalformedDocument (TooLarge for the size)."""
     if len(data) > max_bytes:
         raise TooLarge(f"JSON document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
@@ -143,8 +153,8 @@ def loads_strict(
         raise
     except RecursionError as exc:
         raise MalformedDocument(f"JSON nested deeper than {max_depth} levels") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedDocument(f"not valid JSON: {exc}") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+        raise _refusal(exc) from exc
     _walk(obj, max_depth)
     return obj
 
@@ -165,7 +175,7 @@ def loads_canonical(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         encoded = canonical_plain(obj) if _walk(obj, MAX_DEPTH) else _jcs(obj)
         if encoded == data:
             return obj
-    except (MalformedDocument, RecursionError, UnicodeDecodeError, json.JSONDecodeError):
+    except (MalformedDocument, RecursionError, ValueError):  # ValueError: not JSON, or an over-long integer
         pass
     loads_strict(data, max_bytes=max_bytes)
     raise MalformedDocument("document is not in canonical JSON form (RFC 8785)")

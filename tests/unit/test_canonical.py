@@ -138,3 +138,25 @@ def test_hex_digest_check_takes_exactly_the_lowercase_hex_of_its_length() -> Non
     for bad in (good.upper(), good[:63], good + "0", good[:63] + "\n", good[:63] + "g", "", None, 7, good.encode()):
         assert not is_hex_digest(bad)
     assert not is_hex_digest(good, 32) and not is_hex_digest(good[:32])
+
+
+@pytest.mark.parametrize("text", [
+    '{"seq":1' + "0" * 5000 + "}",
+    "[" + "9" * 4301 + "]",
+    '{"a":-' + "1" * 10000 + "}",
+])
+def test_an_integer_too_long_to_convert_is_malformed_not_a_value_error(text: str) -> None:
+    """Python refuses to convert integers of more than 4,300 digits with a plain ValueError;
+    every strict loader turns that into MalformedDocument (a 400, one clear CLI line)."""
+    for data in (text, text.encode()):
+        with pytest.raises(MalformedDocument, match="digits"):
+            loads_strict(data)
+    with pytest.raises(MalformedDocument, match="digits"):
+        loads_canonical(text.encode())
+
+
+def test_an_integer_just_inside_the_conversion_limit_is_parsed_then_refused_as_unsafe() -> None:
+    text = '{"a":' + "1" * 4300 + "}"
+    assert loads_strict(text) == {"a": int("1" * 4300)}
+    with pytest.raises(MalformedDocument, match="canonical"):  # outside JSON's safe range: no JCS form
+        loads_canonical(text.encode())
