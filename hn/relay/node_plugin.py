@@ -21,9 +21,10 @@ from hn.proto import timefmt
 from hn.proto.canonical import canonical, doc_digest, loads_strict
 from hn.proto.identity import KeyHistory, accept_update, verify_identity
 from hn.proto.index import parse_cursor, verify_slice
+from hn.proto.keys import is_did
 from hn.proto.presence import verify_presence
 from hn.relay import push as pusher
-from hn.relay.store import RelayStore
+from hn.relay.store import Relayed, RelayStore
 from hn.vault import identities, policy, presence
 from hn.vault.store import index_root
 
@@ -33,6 +34,7 @@ PRUNE_EVERY = 1.0
 PUSH_POLL = 0.5
 RETRY_FIRST = 5.0
 RETRY_CAP = 300.0
+MAX_READERS = 10_000
 ARTIFACT_PATH = re.compile(r"^(doc|shard)/([0-9a-f]{64})$")
 
 
@@ -63,14 +65,19 @@ def _admit_unknown(ctx: NodeContext, did: str) -> None:
             f"--target {did})")
 
 
-def _parse_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+def _parse_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any], list[Any], list[str] | None]:
+    """(presence, identity, slices, readers): ``readers`` is None for a public index, else the
+    DIDs the publisher lets read it (federation.mode friends)."""
     doc = loads_strict(body, max_bytes=MAX_PUSH)
     if not isinstance(doc, dict) or not isinstance(doc.get("presence"), dict):
         raise MalformedDocument("push body must be an object with presence, identity and slices")
-    ident, slices = doc.get("identity"), doc.get("slices", [])
+    ident, slices, readers = doc.get("identity"), doc.get("slices", []), doc.get("readers")
     if not isinstance(ident, dict) or not isinstance(slices, list):
         raise MalformedDocument("push body must carry identity@1 and a list of slices")
-    return doc["presence"], ident, slices
+    if readers is not None and not (isinstance(readers, list) and len(readers) <= MAX_READERS
+                                    and all(is_did(r) for r in readers)):
+        raise MalformedDocument(f"push readers must be a list of at most {MAX_READERS} did:hn DIDs")
+    return doc["presence"], ident, slices, readers
 
 
 def _pinned(store: RelayStore, did: str) -> KeyHistory | None:
@@ -118,29 +125,23 @@ async def push_route(request: web.Request) -> web.Response:
     body = await read_body(request, MAX_PUSH)
     store: RelayStore = ctx.extras["relay_store"]
     claimed = claimed_signer(request)
+    if claimed != did:
+        raise Forbidden(f"a push for {did} must be signed by {did}, not {claimed}")
     known = identities.known_history(ctx.home, claimed)
+    # Policy first (on the DID the request names; nothing is kept unless the signature
+    # verifies), then the signature, against the identity@1 the push carries once it
+    # extends what this node pinned: a key rotated while the pusher's node was off
+    # is learnt here, from its self-certifying history.
     if known is not None:
-        signer = await verify_request(ctx, request, body)
-        if signer != did:
-            raise Forbidden(f"a push for {did} must be signed by {did}, not {signer}")
-        check_accept(ctx, signer)
-        raw_presence, ident, slices = _parse_push(body)
-        offered = verify_identity(ident)
-        if offered.did != signer:
-            raise VerificationError("the pushed identity@1 is not the signer's")
-        history = accept_update(known, offered)
+        check_accept(ctx, claimed)
     else:
-        # Not pinned here: policy first, then the signature against the identity@1 the
-        # push carries (self-certifying), once it extends what this relay pinned before.
-        if claimed != did:
-            raise Forbidden(f"a push for {did} must be signed by {did}, not {claimed}")
         _admit_unknown(ctx, claimed)
-        raw_presence, ident, slices = _parse_push(body)
-        offered = verify_identity(ident)
-        if offered.did != claimed:
-            raise VerificationError("the pushed identity@1 is not the signer's")
-        history = accept_update(_pinned(store, claimed), offered)
-        signer = await verify_request(ctx, request, body, history)
+    raw_presence, ident, slices, readers = _parse_push(body)
+    offered = verify_identity(ident)
+    if offered.did != claimed:
+        raise VerificationError("the pushed identity@1 is not the signer's")
+    history = accept_update(known if known is not None else _pinned(store, claimed), offered)
+    signer = await verify_request(ctx, request, body, history)
     now = timefmt.now()
     pres = verify_presence(raw_presence, history, now=now)
     if pres["did"] != signer:
@@ -168,10 +169,27 @@ async def push_route(request: web.Request) -> web.Response:
     expires = min(timefmt.parse(pres["expires_at"]), entry_expiry, ttl_expiry)
     if known is not None and len(offered.keys) > len(known.keys):
         identities.import_contact(ctx.home, canonical(ident), record_event=False)
-    record = store.put(signer, pres, ident, slices, expires, now)
+    record = store.put(signer, pres, ident, slices, expires, now, readers)
     log.info("relay.accept", extra={"hn": {"did": signer, "seq": pres["seq"], "expires_at": expires}})
     return web.json_response({"accepted": True, "did": signer, "seq": pres["seq"],
                               "expires_at": timefmt.fmt(record.expires_at), "slices": len(slices)})
+
+
+async def check_reader(ctx: NodeContext, request: web.Request, record: Relayed) -> None:
+    """A relayed index (and the artefacts behind it) is read only by those its publisher
+    lets read it: anyone for a public index, else a signed request from one of the DIDs
+    the publisher pushed as its readers (whose identity this node must hold to check it)."""
+    if record.readers is None:
+        return
+    if "Signature" not in request.headers:
+        raise Unauthorized(f"{record.did} shares its index with friends only: sign the request (RFC 9421)")
+    try:
+        reader = await verify_request(ctx, request, b"")
+    except Unauthorized as exc:
+        raise Unauthorized(f"{exc.message} ({record.did} shares its index with friends only, and this relay "
+                           "checks who asks)") from exc
+    if reader not in record.readers:
+        raise Forbidden(f"{record.did} shares its index with friends only, and {reader} is not one")
 
 
 async def presence_route(request: web.Request) -> web.Response:
@@ -190,6 +208,7 @@ async def index_route(request: web.Request) -> web.Response:
     record = store.get(did, timefmt.now())
     if record is None:
         raise NotFound(f"no live relayed index for {did}")
+    await check_reader(ctx, request, record)
     cursor = request.query.get("cursor", "0")
     parse_cursor(cursor)
     for item in store.slices(record):
@@ -202,8 +221,10 @@ async def artifact_route(request: web.Request) -> web.StreamResponse:
     """Mirrored artefacts of a relayed peer, from this node's federation cache (digest-checked there)."""
     ctx: NodeContext = request.app[CTX_KEY]
     did = did_param(request)
-    if ctx.extras["relay_store"].get(did, timefmt.now()) is None:
+    record = ctx.extras["relay_store"].get(did, timefmt.now())
+    if record is None:
         raise NotFound(f"{did} is not relayed here")
+    await check_reader(ctx, request, record)
     match = ARTIFACT_PATH.match(request.match_info["path"])
     if match is None:
         raise NotFound("no such artefact")

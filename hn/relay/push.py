@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from hn.errors import InputError, NotFound
+from hn.federation import roster
 from hn.federation.publisher import Publisher
 from hn.federation.roster import check_node_url
 from hn.netclient import NETWORK_ERRORS, describe
@@ -17,7 +18,7 @@ from hn.proto import timefmt
 from hn.proto.canonical import canonical, loads_canonical
 from hn.proto.index import MAX_SLICE_ENTRIES
 from hn.relay.roster import live_relays, my_relays
-from hn.vault import presence
+from hn.vault import policy, presence
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -37,7 +38,11 @@ def bundle(home: Home, me: Identity) -> bytes:
         if not doc["more"]:
             break
         cursor = doc["next_cursor"]
-    return canonical({"presence": snap.presence, "identity": me.doc, "slices": slices})
+    body: dict[str, Any] = {"presence": snap.presence, "identity": me.doc, "slices": slices}
+    if policy.get(home, "federation.mode") == "friends":
+        # The relay serves the index only to these (the roster), as this node would.
+        body["readers"] = [peer["did"] for peer in roster.peers(home)]
+    return canonical(body)
 
 
 async def push_one(home: Home, me: Identity, relay: dict[str, Any], session: aiohttp.ClientSession,

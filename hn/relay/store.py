@@ -39,6 +39,7 @@ class Relayed:
     stored_at: float
     slices: list[str]
     size: int
+    readers: list[str] | None = None  # None: a public index; else who may read it (push readers)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -61,7 +62,8 @@ class RelayStore:
         return self.root / did_tail(did)
 
     def put(self, did: str, presence: dict[str, Any], identity: dict[str, Any],
-            slices: list[dict[str, Any]], expires_at: float, now: float) -> Relayed:
+            slices: list[dict[str, Any]], expires_at: float, now: float,
+            readers: list[str] | None = None) -> Relayed:
         raw_slices = [canonical(s) for s in slices]
         size = sum(len(r) for r in raw_slices) + len(canonical(presence)) + len(canonical(identity))
         if size > self.cap:
@@ -77,6 +79,8 @@ class RelayStore:
             "did": did, "presence": presence, "identity": identity, "expires_at": expires_at,
             "stored_at": now, "slices": names, "size": size,
         }
+        if readers is not None:
+            record["readers"] = sorted(set(readers))
         atomic.write_bytes(folder / "record.json", canonical(record))
         keep = set(names) | {"record.json"}
         for path in folder.iterdir():
@@ -85,8 +89,10 @@ class RelayStore:
         return self._parse(record)
 
     def _parse(self, record: dict[str, Any]) -> Relayed:
+        readers = record.get("readers")
         return Relayed(record["did"], record["presence"], record["identity"], float(record["expires_at"]),
-                       float(record["stored_at"]), list(record["slices"]), int(record["size"]))
+                       float(record["stored_at"]), list(record["slices"]), int(record["size"]),
+                       None if readers is None else [str(r) for r in readers])
 
     def _read(self, did: str) -> Relayed | None:
         path = self.folder(did) / "record.json"

@@ -328,3 +328,59 @@ async def test_an_index_of_several_slices_is_accepted_whole_and_refused_with_a_g
             break
         cursor = item["next_cursor"]
     assert seen == 3
+
+
+# -- a relay keeps up with its pusher: a rotated key, a friends-only index ------------------
+
+async def test_a_key_rotated_while_the_node_was_off_is_learnt_from_the_push(
+        relay: tuple[Home, Identity, Any, str], tmp_path: Path) -> None:
+    a_home, alice, _, url = relay
+    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
+    publish_one(tmp_path, b_home, bob)
+    status, answer = await post(url, bob, loads_canonical(bundle(b_home, bob)))
+    assert status == 200, answer
+    rotated = identities.rotate(b_home)
+    status, answer = await post(url, rotated, loads_canonical(bundle(b_home, rotated)))
+    assert status == 200, answer  # signed with key 1, which key 0 vouches for in the pushed history
+    known = identities.known_history(a_home, bob.did)
+    assert known is not None and len(known.keys) == 2
+    # An old key cannot sign for the identity any more.
+    status, answer = await post(url, bob, loads_canonical(bundle(b_home, rotated)), keys=bob.keys)
+    assert status == 401, answer
+
+
+async def test_a_friends_only_index_is_relayed_to_its_friends_only(relay: tuple[Home, Identity, Any, str],
+                                                                  tmp_path: Path) -> None:
+    from hn.federation import roster
+
+    a_home, alice, _, url = relay
+    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
+    publish_one(tmp_path, b_home, bob)
+    _, carol = make_person(tmp_path, "carol")  # bob's friend, known to the relay
+    _, dora = make_person(tmp_path, "dora")  # known to the relay, not bob's friend
+    for other in (carol, dora):
+        identities.import_contact(a_home, canonical(other.doc))
+    roster.add(b_home, carol.did, "http://127.0.0.1:9")
+    policy.set_policy(b_home, "federation.mode", "friends")
+    whole = loads_canonical(bundle(b_home, bob))
+    assert whole["readers"] == [carol.did]
+    status, answer = await post(url, bob, whole)
+    assert status == 200, answer
+    index = f"{url}/relay/{bob.did}/index?cursor=0"
+    assert (await get(f"{url}/relay/{bob.did}/presence"))[0] == 200  # still discoverable by anyone
+    assert (await get(index))[0] == 401
+
+    async def signed(who: Identity) -> int:
+        async with aiohttp.ClientSession() as session, \
+                session.get(index, headers=sign_request(who.keys, "GET", index, b"")) as resp:
+            return resp.status
+
+    assert await signed(dora) == 403
+    assert await signed(carol) == 200
+    # The same index made public again is served to anyone.
+    policy.set_policy(b_home, "federation.mode", "public")
+    whole = loads_canonical(bundle(b_home, bob))
+    assert "readers" not in whole
+    status, answer = await post(url, bob, whole)
+    assert status == 200, answer
+    assert (await get(index))[0] == 200
