@@ -10,7 +10,7 @@ from typing import Any
 from hn.errors import DiskError, InputError, NotFound
 from hn.proto import shard as shard_proto
 from hn.proto import timefmt
-from hn.proto.canonical import b64d
+from hn.proto.canonical import b64d, is_hex_digest
 from hn.vault import atomic, identities, leftovers
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -66,25 +66,61 @@ def share(home: Home, me: Identity, doc_prefix: str, to_did: str) -> dict[str, A
     return data
 
 
-def find_shard(home: Home, shard_id: str) -> Path:
-    """A shard file: our own store, or mirrored from a friend's node."""
-    shard_id = shard_id.strip().lower()
-    catalog = load_catalog(home)
-    try:
-        entry = resolve_id(catalog, shard_id, "shard")
-        return shard_path(home, entry["id"])
-    except NotFound:
-        pass
+MIN_PREFIX = 6
+
+
+def _mirrored(home: Home, prefix: str) -> dict[str, list[tuple[str, Path]]]:
+    """Shard files mirrored from friends' nodes whose id starts with ``prefix``: id ->
+    [(the friend's DID, the file)], friends in folder order."""
+    out: dict[str, list[tuple[str, Path]]] = {}
     mirror = home.path("cache", "federation")
-    if mirror.is_dir():
-        for peer in sorted(mirror.iterdir()):
-            folder = peer / "artifacts" / "shard"
-            if not folder.is_dir():
-                continue
-            hits = sorted(p for p in folder.iterdir() if p.name.startswith(shard_id) and len(shard_id) >= 6)
-            if len(hits) == 1:
-                return hits[0]
-    raise NotFound(f"no shard with id {shard_id!r} (mirror your friends' nodes with `hn mcp federate refresh --mirror`)")
+    if not mirror.is_dir():
+        return out
+    for peer in sorted(mirror.iterdir()):
+        folder = peer / "artifacts" / "shard"
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):  # temp files of a mirror under way are not ids
+            if is_hex_digest(path.name) and path.name.startswith(prefix) and path.is_file():
+                out.setdefault(path.name, []).append((f"did:hn:{peer.name}", path))
+    return out
+
+
+def find_shard(home: Home, shard_id: str) -> Path:
+    """A shard file, by its id or a prefix of at least 6 characters: our own store, or
+    mirrored from a friend's node. A shard received before has a catalogue entry but its
+    file stays in the mirror it came from. A prefix that matches more than one shard is
+    refused, naming them; so is a shard whose file is nowhere any more."""
+    prefix = shard_id.strip().lower()
+    catalog = load_catalog(home)
+    own = {i for i, e in catalog.entries.items() if e.get("kind") == "shard" and i.startswith(prefix)}
+    if prefix in own:
+        own = {prefix}  # a whole id never counts as a prefix of another
+    elif len(prefix) < MIN_PREFIX:
+        raise NotFound(f"no shard with id {prefix!r} (give at least {MIN_PREFIX} characters)")
+    mirrored = _mirrored(home, prefix)
+    if prefix in own or prefix in mirrored:
+        mirrored = {k: v for k, v in mirrored.items() if k == prefix}
+    ids = sorted(own | set(mirrored))
+    if not ids:
+        raise NotFound(f"no shard with id {prefix!r} (mirror your friends' nodes with "
+                       "`hn mcp federate refresh --mirror`)")
+    if len(ids) > 1:
+        def where(i: str) -> str:
+            places = (["this vault"] if i in own else []) + [f"mirror of {did}" for did, _ in mirrored.get(i, [])]
+            return f"{i} ({', '.join(places)})"
+        shown = "; ".join(where(i) for i in ids[:10]) + ("; …" if len(ids) > 10 else "")
+        raise InputError(f"shard id prefix {prefix!r} is ambiguous: it matches {len(ids)} shards: {shown}; "
+                         "give more characters of the id")
+    found = ids[0]
+    path = shard_path(home, found)
+    if path.is_file():
+        return path
+    if found in mirrored:
+        return mirrored[found][0][1]
+    raise NotFound(f"shard {found} is in this vault's catalogue, but its file is neither in shards/ nor in a "
+                   "friend's mirror any more: mirror the sender's node again (`hn mcp federate refresh "
+                   "--mirror`), or give the path of the shard file")
 
 
 def open_shard(home: Home, me: Identity, source: Path, out: Path) -> dict[str, Any]:
