@@ -176,11 +176,13 @@ class Syncer:
         self.interval = interval
 
     # -- identity pinning -------------------------------------------------------------
-    async def pin_identity(self, did: str, base: str) -> dict[str, Any]:
-        doc, raw = await self.fetch.get_doc(base.rstrip("/") + "/.well-known/hn/identity")
+    async def pin_identity(self, did: str, base: str, url: str | None = None) -> dict[str, Any]:
+        """Fetch and pin ``did``'s identity@1 from its node at ``base`` (or from ``url``)."""
+        url = url or base.rstrip("/") + "/.well-known/hn/identity"
+        doc, raw = await self.fetch.get_doc(url)
         history = verify_identity(doc)
         if history.did != did:
-            raise VerificationError(f"{base} serves the identity of {history.did}, not {did}")
+            raise VerificationError(f"{url} serves the identity of {history.did}, not {did}")
         identities.import_contact(self.home, raw)
         atomic.write_bytes(peer_dir(self.home, did) / "identity.json", canonical(doc))
         return doc
@@ -199,10 +201,15 @@ class Syncer:
         doc, raw = await self.fetch.get_doc(presence_url)
         history = identities.require_history(self.home, did)
         if isinstance(doc.get("key_seq"), int) and doc["key_seq"] >= len(history.keys):
-            # The peer rotated since we pinned it: fetch its new history and accept it if it extends ours.
-            base = presence_url.split("/.well-known/")[0] if "/.well-known/" in presence_url else None
-            if base is not None:
-                ident = await self.pin_identity(did, base)
+            # The peer rotated since we pinned it: fetch its new history (from its node, or
+            # from the relay that serves this presence) and accept it if it extends ours.
+            url = None
+            if "/.well-known/" in presence_url:
+                url = presence_url.split("/.well-known/")[0] + "/.well-known/hn/identity"
+            elif presence_url.endswith(f"/relay/{did}/presence"):
+                url = presence_url[:-len("presence")] + "identity"
+            if url is not None:
+                ident = await self.pin_identity(did, "", url)
                 history = accept_update(history, verify_identity(ident))
         if doc.get("did") != did:
             raise VerificationError(f"presence is for {doc.get('did')}, expected {did}")

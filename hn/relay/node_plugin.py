@@ -201,6 +201,17 @@ async def presence_route(request: web.Request) -> web.Response:
     return canonical_response(canonical(record.presence))
 
 
+async def identity_route(request: web.Request) -> web.Response:
+    """The identity@1 pushed with the relayed presence: readers learn a key rotated while
+    the peer's node is off from here (it is self-certifying; they check it extends theirs)."""
+    ctx: NodeContext = request.app[CTX_KEY]
+    did = did_param(request)
+    record = ctx.extras["relay_store"].get(did, timefmt.now())
+    if record is None:
+        raise NotFound(f"no live relayed presence for {did}")
+    return canonical_response(canonical(record.identity))
+
+
 async def index_route(request: web.Request) -> web.Response:
     ctx: NodeContext = request.app[CTX_KEY]
     did = did_param(request)
@@ -323,6 +334,7 @@ async def setup(ctx: NodeContext) -> None:
     ctx.extras["relay_store"] = RelayStore(ctx.home)
     ctx.app.router.add_post("/relay/{did}/presence", push_route)
     ctx.app.router.add_get("/relay/{did}/presence", presence_route)
+    ctx.app.router.add_get("/relay/{did}/identity", identity_route)
     ctx.app.router.add_get("/relay/{did}/index", index_route)
     ctx.app.router.add_get("/relay/{did}/artifact/{path:.+}", artifact_route)
     ctx.background.append(Pruner(ctx).run)

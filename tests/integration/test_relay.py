@@ -75,6 +75,15 @@ def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path)
     row = next(r for r in result["peers"] if r["did"] == bob.did)
     assert row["ok"] is True and row["source"] == f"relay:{alice.did}", row
     roster.write_text(text)
+    # bob rotates his key while his node is off: his push teaches his relay the new key, and
+    # carol, who pinned the old one, learns it from the relay.
+    h.hn_json(bob, "id", "rotate")
+    assert h.hn_json(bob, "mcp", "relay", "push")["ok"] is True
+    result = h.hn_json(carol, "mcp", "federate", "refresh")
+    row = next(r for r in result["peers"] if r["did"] == bob.did)
+    assert row["ok"] is True and row["source"] == f"relay:{alice.did}", row
+    status, body = get(f"{alice.url}/relay/{bob.did}/identity")
+    assert status == 200 and len(json.loads(body)["keys"]) == 2
     resolved = h.hn_json(carol, "discover", "resolve", bob.did)
     assert resolved["source"] == f"relay:{alice.did}" and resolved["presence"]["did"] == bob.did
     out = tmp_path / "opened.md"
