@@ -20,7 +20,8 @@ KNOWN: dict[str, tuple[str, str]] = {
     "federation.mode": ("public", "who may read the index and artefacts: public | friends"),
     "relay.accept": ("friends", "whose presence this node relays: friends | allowlist | a reputation selector"),
     "relay.ttl": ("86400", "seconds a relayed presence is kept at most"),
-    "trust.exposure": ("deny", "who may fetch my reputation@1: allow | deny, per --target DID or '*'"),
+    "trust.exposure": ("deny", "who may fetch my reputation@1: allow | deny | friends | allowlist | a reputation "
+                       "selector, per --target DID or '*'"),
     "trust.max_age": ("2592000", "seconds a trust link stays live at most"),
     "backup.accept": ("friends", "whose backups this node stores: friends | allowlist | a reputation selector"),
     "backup.retention": ("5", "backups kept per owner (keep-last-N, plus the bases they need)"),
@@ -28,10 +29,10 @@ KNOWN: dict[str, tuple[str, str]] = {
 }
 
 
-CHOICES = {"federation.mode": ("public", "friends"), "trust.exposure": ("allow", "deny")}
+CHOICES = {"federation.mode": ("public", "friends")}
 NUMBERS = ("relay.ttl", "trust.max_age", "backup.retention", "backup.quota_bytes")
 # Values of these may also be reputation selectors, checked by hn.trust.selectors.
-SELECTABLE = ("relay.accept", "backup.accept")
+SELECTABLE = ("relay.accept", "backup.accept", "trust.exposure")
 
 
 def check_value(name: str, value: str) -> str:
