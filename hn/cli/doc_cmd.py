@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, err_console, out_file, real, table
+from hn.cli.output import console, emit, err_console, out_file, real, say, table
 from hn.errors import InputError
 from hn.vault import identities, presence, shards, store
 
@@ -146,4 +146,5 @@ def open_(shard_id: str = typer.Argument(..., help="Shard id (or prefix), or a p
     candidate = Path(shard_id)
     source = candidate if candidate.is_file() else shards.find_shard(home, shard_id)
     data = shards.open_shard(home, me, source, target)
-    emit(data, as_json, lambda d: console.print(f"opened {d['name'] or d['id']} from {d['sender']} -> {d['out']}"))
+    # The name is the sender's text: shown safe, never read as markup.
+    emit(data, as_json, lambda d: say("opened {} from {} -> {}", d["name"] or d["id"], d["sender"], d["out"]))

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, table
+from hn.cli.output import console, emit, say, table
 from hn.errors import UsageError
 from hn.vault.home import Home
 
@@ -108,10 +108,10 @@ def federate_add(did: str, url: str, as_json: bool = JSON) -> None:
     """Add a friend's node: fetches and pins their identity@1."""
     from hn.federation import service
 
-    def human(d: dict[str, Any]) -> None:
-        console.print(f"federating with {d['alias']} {d['did']} at {d['url']}")
+    def human(d: dict[str, Any]) -> None:  # the alias is the peer's own text: shown safe, never as markup
+        say("federating with {} {} at {}", d["alias"], d["did"], d["url"])
         if d["url_changed"]:
-            console.print(f"URL changed from {d['previous_url']} to {d['url']}")
+            say("URL changed from {} to {}", d["previous_url"], d["url"])
 
     emit(asyncio.run(service.add(STATE.home, did, url)), as_json, human)
 

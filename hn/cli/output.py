@@ -4,12 +4,18 @@ Nothing a reader may copy (a mnemonic, a command, an id, a digest) is wrapped or
 Rich prints every line whole (soft wrap), leaving a terminal to fold what is wider than
 it, and ``kv`` and ``table`` keep every cell whole. Into a file or a pipe no line is ever
 folded. ``out_file`` checks a file a command is told to write before it starts.
+
+What peers and files say (an alias, a DID field, an error text, a document name) reaches
+the terminal only through ``safe`` (control characters shown as escapes) and never as
+Rich markup: ``table`` and ``kv`` cells, ``plain`` and ``say`` do both. --json output is
+left exact (JSON escapes control characters itself).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +69,33 @@ console = cast("Console", _LazyConsole(highlight=False))
 err_console = cast("Console", _LazyConsole(stderr=True, highlight=False))
 
 
+# Characters a terminal acts on instead of showing: C0 controls (ESC, which starts CSI and
+# OSC sequences, newline and tab included: a peer's text must not start a line of its own),
+# DEL, C1 controls (U+009B is a one-byte CSI), the Unicode line and paragraph separators,
+# and the bidirectional overrides and isolates that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: Any) -> str:
+    """``text`` with every character a terminal would act on shown as an escape (ESC as
+    ``\\x1b``, a newline as ``\\x0a``), so an escape sequence in a peer's alias or error
+    prints as visible text and does nothing. Not markup-escaped: print it as a Text."""
+    return _UNSAFE.sub(_visible, str(text))
+
+
+def say(template: str, *values: Any, style: str | None = None) -> None:
+    """One line of ``template`` (``{}`` placeholders, our own text) with ``values`` (what
+    peers and files say) made ``safe``; no markup is read anywhere in it."""
+    from rich.text import Text
+
+    console.print(Text(template.format(*(safe(v) for v in values)), style=style or ""), soft_wrap=True)
+
+
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -78,7 +111,7 @@ def plain(text: str, style: str | None = None) -> None:
     and without Rich markup."""
     from rich.text import Text
 
-    console.print(Text(text, style=style or ""), soft_wrap=True)
+    console.print(Text(safe(text), style=style or ""), soft_wrap=True)
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
@@ -94,11 +127,16 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _cell(value: Any) -> Any:
-    """A cell as plain text: cells carry what peers and files say (a peer's error, a
-    document name), which Rich must not read as markup ("[/x]" would stop the command)."""
+    """A cell as plain, safe text: cells carry what peers and files say (a peer's error, a
+    document name), which Rich must not read as markup ("[/x]" would stop the command) and
+    the terminal must not receive raw (ESC, CSI, OSC: see ``safe``)."""
     from rich.text import Text
 
-    return value if isinstance(value, Text) else Text(str(value))
+    if isinstance(value, Text):
+        shown = value.copy()
+        shown.plain = safe(value.plain)  # same length unless unsafe: then the style is dropped
+        return shown
+    return Text(safe(value))
 
 
 def kv(data: dict[str, Any], title: str | None = None) -> None:

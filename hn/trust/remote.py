@@ -30,9 +30,13 @@ TIMEOUT = 15.0
 
 
 def _detail(body: bytes) -> str:
+    """The reason a friend's node gives for an error, cut short and with the characters a
+    terminal acts on shown as escapes: it ends up in our messages (only the CLI fetches)."""
+    from hn.cli.output import safe
+
     try:
         doc = loads_strict(body)
-        return str(doc.get("detail", ""))[:200] if isinstance(doc, dict) else ""
+        return safe(str(doc.get("detail", ""))[:200]) if isinstance(doc, dict) else ""
     except HnError:
         return ""
 
