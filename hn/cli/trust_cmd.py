@@ -10,9 +10,10 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE, warn
-from hn.cli.output import console, emit, table
-from hn.errors import InputError, VerificationError
+from hn.cli.output import console, emit, out_file, table
+from hn.errors import InputError, UsageError, VerificationError
 from hn.proto import trust as proto
+from hn.proto.keys import is_did
 from hn.vault import atomic, identities
 
 app = typer.Typer(help="Trust: links backed by evidence in the vault, reputation, the graph.", no_args_is_help=True)
@@ -25,6 +26,22 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
 def _split(value: Optional[str]) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _did_option(value: str, option: str) -> str:
+    """An option that names a person: a DID, else a usage error (exit 2)."""
+    if not is_did(value):
+        raise UsageError(f"{option} must be a did:hn DID, not {value!r}")
+    return value
+
+
+def _evidence_ids(value: Optional[str]) -> list[str]:
+    ids = _split(value)
+    for evidence_id in ids:
+        if not proto.EVIDENCE_ID_RE.match(evidence_id):
+            raise UsageError(f"--evidence {evidence_id!r} is not of the form shard:ID, mirror:TAIL/KIND/ID, "
+                             "backup:ID or receipt:NAME")
+    return ids
 
 
 @link_app.command("derive")
@@ -44,7 +61,8 @@ def link_derive(
 
     home = STATE.home
     me = identities.load(home)
-    stored = links.derive(home, me, to, _split(evidence) or None, context=context, confidence=confidence, ttl=ttl)
+    ids = _evidence_ids(evidence)
+    stored = links.derive(home, me, to, ids or None, context=context, confidence=confidence, ttl=ttl)
     data = {**stored.view(), "link": stored.link}
     emit(data, as_json, lambda d: console.print(
         f"link {d['id']} to {d['to']} ({d['context']}): confidence {d['confidence']}"
@@ -100,6 +118,7 @@ def reputation_compute(target: str = typer.Option(..., "--target", help="The DID
     """Aggregate the live links about TARGET into a signed reputation@1 (same links: same document)."""
     from hn.trust import reputation
 
+    _did_option(target, "--target")
     home = STATE.home
     me = identities.load(home)
     doc, changed, refused = reputation.compute(home, me, target)
@@ -110,6 +129,7 @@ def reputation_compute(target: str = typer.Option(..., "--target", help="The DID
 def _publish(target: str, as_json: bool) -> None:
     from hn.trust import reputation
 
+    _did_option(target, "--target")
     home = STATE.home
     me = identities.load(home)
     doc, refused = reputation.publish(home, me, target)
@@ -146,6 +166,13 @@ def reputation_fetch(
     from hn.federation import roster
     from hn.trust import remote
 
+    _did_option(observer, "--from")
+    _did_option(target, "--target")
+    if url is not None:
+        try:
+            url = roster.check_node_url(url, "--url")
+        except InputError as exc:
+            raise UsageError(exc.message) from None
     home = STATE.home
     me = identities.load(home)
     base = url or roster.get(home, observer)["url"]
@@ -155,15 +182,19 @@ def reputation_fetch(
 
 @app.command("fetch")
 def fetch(as_json: bool = JSON) -> None:
-    """Fetch the link headers my friends expose to me (GET /trust/DID/links), verified, into the cache."""
+    """Fetch the link headers my friends expose to me (GET /trust/DID/links), verified, into the cache.
+    Exits 1 if any friend's fetch failed (the others' are kept)."""
     from hn.trust import remote
 
     home = STATE.home
     me = identities.load(home)
     results = asyncio.run(remote.fetch_all(home, me))
-    emit({"peers": results, "ok": all(r["ok"] for r in results)}, as_json, lambda d: table(
+    data = {"peers": results, "ok": all(r["ok"] for r in results)}
+    emit(data, as_json, lambda d: table(
         None, ["friend", "result", "links"],
         [[r["did"], "ok" if r["ok"] else f"FAILED: {r['error']}", r["links"]] for r in d["peers"]]))
+    if not data["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("graph")
@@ -179,6 +210,8 @@ def graph(
     from hn.trust import remote
 
     trust_graph.check_format(fmt)
+    if out is not None:
+        out = out_file(str(out))  # a folder or an empty name: a usage error, before any work
     home = STATE.home
     me = identities.load(home)
     if fetch_first:
@@ -191,8 +224,6 @@ def graph(
         dot = trust_graph.to_dot(data)
         payload = dot.encode("utf-8") if fmt == "dot" else trust_graph.to_svg(dot)
     if out is not None:
-        if out.is_dir():
-            raise InputError(f"{out} is a folder; give a file name")
         import json
 
         body = payload if payload is not None else (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
