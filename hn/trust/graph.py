@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from hn.errors import HnError, InputError, MalformedDocument
+from hn.errors import HnError, InputError, MalformedDocument, UsageError
 from hn.proto.canonical import loads_strict
 from hn.trust import links
 from hn.vault import identities
@@ -100,5 +100,5 @@ def to_svg(dot: str) -> bytes:
 
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     return fmt

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hn.errors import HnError, InputError, MalformedDocument, VerificationError
+from hn.errors import HnError, InputError, MalformedDocument, UsageError, VerificationError
 from hn.proto import timefmt
 from hn.proto import trust as proto
 from hn.proto.canonical import canonical, loads_canonical
+from hn.proto.keys import is_did
 from hn.trust import evidence as ev
 from hn.vault import atomic, identities, policy
 from hn.vault.home import Home
@@ -79,20 +80,24 @@ def friend_cache(home: Home, did: str) -> Path:
 def derive(home: Home, me: Identity, target: str, evidence_ids: list[str] | None = None, *,
            context: str = proto.DEFAULT_CONTEXT, confidence: float | None = None,
            ttl: int | None = None) -> StoredLink:
-    """Derive (or re-derive) my link to ``target`` from evidence that resolves in the vault."""
-    identities.did_tail(target)
+    """Derive (or re-derive) my link to ``target`` from evidence that resolves in the vault.
+
+    Arguments the command line gives that are not usable values (``target`` not a DID or
+    my own, ``context``, ``confidence`` or ``ttl`` out of bounds) raise UsageError."""
+    if not is_did(target):
+        raise UsageError(f"--to must be a did:hn DID, not {target!r}")
     if target == me.did:
-        raise InputError("a trust link to yourself measures nothing")
+        raise UsageError("--to is your own DID: a trust link to yourself measures nothing")
     try:
         proto.check_context(context)
     except MalformedDocument as exc:
-        raise InputError(str(exc)) from None
+        raise UsageError(f"--context: {exc.message}") from None
     if confidence is not None and not 0.0 <= confidence <= 1.0:
-        raise InputError("--confidence must be within [0, 1]")
+        raise UsageError(f"--confidence must be within [0, 1], not {confidence:g}")
     limit = max_age(home)
     ttl_seconds = limit if ttl is None else ttl
     if not 0 < ttl_seconds <= limit:
-        raise InputError(f"--ttl must be within 1..{limit} seconds (policy trust.max_age)")
+        raise UsageError(f"--ttl must be within 1..{limit} seconds (policy trust.max_age), not {ttl_seconds}")
     if evidence_ids:
         items = ev.resolve_for(home, target, evidence_ids)
     else:

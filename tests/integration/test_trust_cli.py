@@ -49,7 +49,39 @@ def test_bad_evidence_is_a_clear_error(vaults: dict[str, object]) -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip() == f"error: evidence shard:{'0' * 64} does not resolve in this vault"
     proc = run_hn(alice, "trust", "link", "derive", "--to", bob_did, "--confidence", "2", check=False)
-    assert proc.returncode == 1 and "within [0, 1]" in proc.stderr
+    assert proc.returncode == 2 and "within [0, 1]" in proc.stderr  # a usage error
+
+
+@pytest.mark.parametrize("args", [
+    ("link", "derive", "--to", "BOB", "--confidence", "2"),
+    ("link", "derive", "--to", "BOB", "--confidence", "-0.1"),
+    ("link", "derive", "--to", "BOB", "--ttl", "0"),
+    ("link", "derive", "--to", "BOB", "--ttl", "999999999999"),
+    ("link", "derive", "--to", "BOB", "--context", "Not Valid"),
+    ("link", "derive", "--to", "BOB", "--evidence", "nonsense"),
+    ("link", "derive", "--to", "did:hn:short"),
+    ("link", "derive", "--to", "ALICE"),
+    ("reputation", "compute", "--target", "bob"),
+    ("reputation", "publish", "--target", "bob"),
+    ("publish", "--target", "did:hn:UPPER"),
+    ("reputation", "fetch", "--from", "bob", "--target", "BOB"),
+    ("reputation", "fetch", "--from", "BOB", "--target", "x"),
+    ("reputation", "fetch", "--from", "BOB", "--target", "BOB", "--url", "ftp://127.0.0.1:1"),
+    ("graph", "--format", "png"),
+    ("graph", "--format", "dot", "--out", "FOLDER"),
+])
+def test_a_bad_option_value_is_a_usage_error(vaults: dict[str, object], args: tuple[str, ...]) -> None:
+    """DESIGN: usage errors exit 2, with one line on stderr and nothing on stdout."""
+    alice, bob_did, root = vaults["alice"], str(vaults["bob_did"]), vaults["root"]
+    assert isinstance(alice, Path) and isinstance(root, Path)
+    alice_did = run_json(alice, "id", "show")["did"]
+    given = [a.replace("BOB", bob_did).replace("ALICE", alice_did).replace("FOLDER", str(root)) for a in args]
+    before = sorted(p.name for p in (alice / "events").rglob("*"))
+    proc = run_hn(alice, "trust", *given, "--json", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and proc.stdout == "", (given, proc.returncode, proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "internal" not in lines[0], proc.stderr
+    assert sorted(p.name for p in (alice / "events").rglob("*")) == before  # nothing was done
 
 
 def test_graph_formats(vaults: dict[str, object]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hn.errors import InputError, VerificationError
+from hn.errors import InputError, UsageError, VerificationError
 from hn.proto import timefmt
 from hn.proto.canonical import canonical
 from hn.proto.signed import sign_document
@@ -97,10 +97,14 @@ def test_override_recorded_and_bounded(home: Home, alice: Identity, bob: tuple[H
     assert stored.link["confidence"] == 0.9
     assert stored.link["confidence_source"] == "override"
     assert stored.link["derived_confidence"] == 0.2
-    with pytest.raises(InputError):
+    with pytest.raises(UsageError, match="--confidence"):
         links.derive(home, alice, bob[1].did, confidence=1.5)
-    with pytest.raises(InputError):
+    with pytest.raises(UsageError, match="--context"):
         links.derive(home, alice, bob[1].did, context="Not Valid")
+    with pytest.raises(UsageError, match="--to"):
+        links.derive(home, alice, "did:hn:nope")
+    with pytest.raises(UsageError, match="yourself"):
+        links.derive(home, alice, alice.did)
     kinds = [e["kind"] for e in home.events()]
     assert kinds[-1] == "trust.link"
 
@@ -120,7 +124,7 @@ def test_links_expire_by_ttl_and_max_age(home: Home, alice: Identity, bob: tuple
     policy.set_policy(home, "trust.max_age", "60")
     monkeypatch.setattr(timefmt, "now", lambda: start + 3601 + 61)
     assert reputation.aggregate_about(home, alice, bob[1].did)["count"] == 0
-    with pytest.raises(InputError, match="trust.max_age"):
+    with pytest.raises(UsageError, match="trust.max_age"):
         links.derive(home, alice, bob[1].did, ttl=120)
 
 
