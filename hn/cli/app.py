@@ -124,7 +124,9 @@ def main() -> None:
                 raise KeyboardInterrupt from None
             raise
     except HnError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        from hn.cli.output import safe  # a message may quote what a peer or a file said
+
+        print(f"error: {safe(exc.message)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

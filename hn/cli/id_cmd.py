@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, err_console, kv, out_file, plain, table
+from hn.cli.output import console, emit, err_console, kv, out_file, plain, say, table
 from hn.errors import InputError, MalformedDocument
 from hn.proto.canonical import canonical, loads_strict
 from hn.proto.identity import verify_identity
@@ -40,7 +40,7 @@ def create(alias: str = typer.Argument(..., help="Local name for the identity.")
     if identities.active_alias(home) == ident.alias:
         presence.refresh(home, ident)
     emit(_show(ident, identities.active_alias(home) == ident.alias), as_json,
-         lambda d: console.print(f"created [bold]{d['alias']}[/bold] {d['did']}" + (" (active)" if d["active"] else "")))
+         lambda d: say("created {} {}" + (" (active)" if d["active"] else ""), d["alias"], d["did"]))
 
 
 @app.command("list")
@@ -60,7 +60,7 @@ def use(alias: str, as_json: bool = JSON) -> None:
     home = STATE.home
     ident = identities.use(home, alias)
     presence.refresh(home, ident)
-    emit(_show(ident, True), as_json, lambda d: console.print(f"active identity: {d['alias']} {d['did']}"))
+    emit(_show(ident, True), as_json, lambda d: say("active identity: {} {}", d["alias"], d["did"]))
 
 
 @app.command("show")
@@ -77,7 +77,7 @@ def rotate(as_json: bool = JSON) -> None:
     home = STATE.home
     ident = identities.rotate(home)
     presence.refresh(home, ident)
-    emit(_show(ident), as_json, lambda d: console.print(f"rotated {d['alias']} to key {d['key_seq']}"))
+    emit(_show(ident), as_json, lambda d: say("rotated {} to key {}", d["alias"], d["key_seq"]))
 
 
 @app.command("export")
@@ -166,9 +166,10 @@ def restore(alias: Optional[str] = typer.Option(None, "--alias", help="Local nam
     presence.refresh(home, ident)
     out = _show(ident, identities.active_alias(home) == ident.alias)
     out["history_complete"] = doc is not None
-    emit(out, as_json, lambda d: console.print(
-        f"restored {d['alias']} {d['did']} at key {d['key_seq']}"
-        + ("" if d["history_complete"] else " (no key history given: pass --identity FILE|URL to restore later keys)")))
+    emit(out, as_json, lambda d: say(
+        "restored {} {} at key {}"
+        + ("" if d["history_complete"] else " (no key history given: pass --identity FILE|URL to restore later keys)"),
+        d["alias"], d["did"], d["key_seq"]))
 
 
 def dump(data: Any) -> str:

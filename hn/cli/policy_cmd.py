@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, table
-from hn.errors import NoIdentity
+from hn.cli.output import emit, say, table
+from hn.errors import InputError, NoIdentity, UsageError
 from hn.vault import identities, policy
 
 app = typer.Typer(help="Policies: who may read, relay, store and see what.", no_args_is_help=True)
@@ -20,12 +20,16 @@ def set_(name: str, value: str,
          target: Optional[str] = typer.Option(None, "--target", help="A DID, or '*' for anyone."),
          as_json: bool = JSON) -> None:
     """Set policy NAME to VALUE (for one --target, or as the default)."""
+    try:  # a name, value or target the policy cannot take is a usage error, found before anything is written
+        policy.check(name, value, target)
+        if name in policy.SELECTABLE:
+            from hn.trust import selectors
+
+            selectors.validate(value)
+    except InputError as exc:
+        raise UsageError(exc.message) from exc
     home = STATE.home
     home.ensure()
-    if name in policy.SELECTABLE:
-        from hn.trust import selectors
-
-        selectors.validate(value)
     policy.set_policy(home, name, value, target)
     try:
         me = identities.load(home)
@@ -34,7 +38,7 @@ def set_(name: str, value: str,
     except NoIdentity:
         pass
     emit({"name": name, "value": value, "target": target}, as_json,
-         lambda d: console.print(f"{name} = {value}" + (f" for {target}" if target else "")))
+         lambda d: say("{} = {}" + (" for {}" if target else ""), name, value, *([target] if target else [])))
 
 
 @app.command("show")

@@ -59,10 +59,15 @@ def load(home: Home) -> dict[str, Any]:
     return home.read_toml(FILE)
 
 
-def set_policy(home: Home, name: str, value: str, target: str | None = None) -> dict[str, Any]:
+def check(name: str, value: str, target: str | None = None) -> None:
+    """Raise InputError unless policy ``name`` can take ``value`` for ``target``."""
     check_name(name)
     check_value(name, value)
     _check_target(target)
+
+
+def set_policy(home: Home, name: str, value: str, target: str | None = None) -> dict[str, Any]:
+    check(name, value, target)
     with home.lock():
         data = load(home)
         entry = data.get(name)

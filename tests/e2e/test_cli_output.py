@@ -280,3 +280,24 @@ def test_a_peer_s_words_in_a_table_are_text_not_markup(tmp_path: Path) -> None:
     for args in (("status",), ("mcp", "federate", "list")):
         out = run_hn(home, *args).stdout
         assert "[/oops] [link=http://evil]x[/link]" in out.replace("\n", ""), out
+
+
+def test_what_a_user_or_a_peer_typed_is_printed_as_text(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_hn(home, "id", "create", "alice")
+    selector = "trust_link.confidence>=0.5"
+    assert run_hn(home, "policy", "set", "relay.accept", selector).stdout == f"relay.accept = {selector}\n"
+    # Control characters in an error (here a folder name) are shown as escapes, in one line.
+    odd = tmp_path / "no\x1b[2Jvault"
+    proc = run_hn(odd, "vault", "status", check=False)
+    assert proc.returncode == 1 and "\x1b" not in proc.stderr and "no\\x1b[2Jvault" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_a_policy_value_it_cannot_take_is_a_usage_error_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    for args in (("federation.mode", "open"), ("trust.max_age", "soon"), ("nonsense", "1"),
+                 ("relay.accept", "friends", "--target", "bob")):
+        proc = run_hn(home, "policy", "set", *args, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and not proc.stdout, (args, proc.stderr)
+    assert not home.exists()

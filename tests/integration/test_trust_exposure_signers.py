@@ -78,7 +78,7 @@ async def test_exposure_takes_a_selector_from_the_cli_and_the_node_applies_it(
     home = alice.home.root
     for bad in ("trust_link.confidence>=x", "reputation.colour>1", "sometimes"):
         proc = run_hn(home, "policy", "set", "trust.exposure", bad, check=False)
-        assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "selector" in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "selector" in proc.stderr, proc.stderr
     selector = f"trust_link.confidence>={link['confidence'] / 2:.3f}"
     proc = run_hn(home, "policy", "set", "trust.exposure", selector, "--json")
     assert json.loads(proc.stdout)["value"] == selector
