@@ -192,33 +192,31 @@ async def check_reader(ctx: NodeContext, request: web.Request, record: Relayed) 
         raise Forbidden(f"{record.did} shares its index with friends only, and {reader} is not one")
 
 
-async def presence_route(request: web.Request) -> web.Response:
+def live_record(request: web.Request, what: str) -> Relayed:
+    """The live relayed record of the route's DID; 404 (naming ``what``) when there is none."""
     ctx: NodeContext = request.app[CTX_KEY]
     did = did_param(request)
     record = ctx.extras["relay_store"].get(did, timefmt.now())
     if record is None:
-        raise NotFound(f"no live relayed presence for {did}")
-    return canonical_response(canonical(record.presence))
+        raise NotFound(f"no live relayed {what} for {did}")
+    return record  # type: ignore[no-any-return]
+
+
+async def presence_route(request: web.Request) -> web.Response:
+    return canonical_response(canonical(live_record(request, "presence").presence))
 
 
 async def identity_route(request: web.Request) -> web.Response:
     """The identity@1 pushed with the relayed presence: readers learn a key rotated while
     the peer's node is off from here (it is self-certifying; they check it extends theirs)."""
-    ctx: NodeContext = request.app[CTX_KEY]
-    did = did_param(request)
-    record = ctx.extras["relay_store"].get(did, timefmt.now())
-    if record is None:
-        raise NotFound(f"no live relayed presence for {did}")
-    return canonical_response(canonical(record.identity))
+    return canonical_response(canonical(live_record(request, "presence").identity))
 
 
 async def index_route(request: web.Request) -> web.Response:
     ctx: NodeContext = request.app[CTX_KEY]
-    did = did_param(request)
     store: RelayStore = ctx.extras["relay_store"]
-    record = store.get(did, timefmt.now())
-    if record is None:
-        raise NotFound(f"no live relayed index for {did}")
+    record = live_record(request, "index")
+    did = record.did
     await check_reader(ctx, request, record)
     cursor = request.query.get("cursor", "0")
     parse_cursor(cursor)
@@ -231,10 +229,8 @@ async def index_route(request: web.Request) -> web.Response:
 async def artifact_route(request: web.Request) -> web.StreamResponse:
     """Mirrored artefacts of a relayed peer, from this node's federation cache (digest-checked there)."""
     ctx: NodeContext = request.app[CTX_KEY]
-    did = did_param(request)
-    record = ctx.extras["relay_store"].get(did, timefmt.now())
-    if record is None:
-        raise NotFound(f"{did} is not relayed here")
+    record = live_record(request, "presence")
+    did = record.did
     await check_reader(ctx, request, record)
     match = ARTIFACT_PATH.match(request.match_info["path"])
     if match is None:
