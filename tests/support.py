@@ -20,6 +20,7 @@ from hn.smoke.harness import free_port, terminate, wait_ready
 
 if TYPE_CHECKING:
     from hn.node.app import Node
+    from hn.smoke.harness import Harness, Peer
     from hn.vault.home import Home
     from hn.vault.identities import Identity
 
@@ -186,3 +187,15 @@ def hn_in_process(home: Home, *args: str) -> None:
         lines = err.getvalue().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
         raise HnError(lines[0])
+
+
+def relayed_trio(h: Harness) -> tuple[Peer, Peer, Peer]:
+    """alice, bob and carol with nodes (no DHT), all federated; bob has registered alice's
+    node as his relay and pushed to it."""
+    alice, bob, carol = h.add_people("alice", "bob", "carol")
+    for peer in (alice, bob, carol):
+        h.start_node(peer, dht=False)
+    h.federate_all([alice, bob, carol])
+    h.hn_json(bob, "mcp", "relay", "register", alice.did, "--url", alice.url)
+    assert h.hn_json(bob, "mcp", "relay", "push")["ok"] is True
+    return alice, bob, carol

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hn.smoke.harness import Harness, free_port
 from tests.integration.test_discover_dns import serve_txt
-from tests.support import run_hn, run_json
+from tests.support import relayed_trio, run_hn, run_json
 
 NOBODY = "did:hn:" + "a" * 32
 
@@ -73,12 +73,7 @@ def test_a_relay_answer_says_the_node_was_never_asked(harness: Harness) -> None:
     """No DHT and no DNS name: the relay named in bob's last presence answers; the node
     itself was not asked, and the answer must not claim it did not answer."""
     h = harness
-    alice, bob, carol = h.add_people("alice", "bob", "carol")
-    for peer in (alice, bob, carol):
-        h.start_node(peer, dht=False)
-    h.federate_all([alice, bob, carol])
-    h.hn_json(bob, "mcp", "relay", "register", alice.did, "--url", alice.url)
-    assert h.hn_json(bob, "mcp", "relay", "push")["ok"] is True
+    alice, bob, carol = relayed_trio(h)
     h.hn_json(carol, "mcp", "federate", "refresh")
     h.stop_node(carol)  # carol resolves as a client, with no DHT at all
     got = h.hn_json(carol, "discover", "resolve", bob.did)

@@ -14,6 +14,7 @@ from hn.relay.push import bundle
 from hn.smoke.harness import Harness
 from hn.vault import identities
 from hn.vault.home import Home
+from tests.support import relayed_trio
 
 TTL = 4
 
@@ -102,13 +103,8 @@ def test_relay_keeps_an_offline_peer_reachable(harness: Harness, tmp_path: Path)
 
 def test_relay_refuses_bad_pushes(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    alice, bob, carol = h.add_people("alice", "bob", "carol")
-    for p in (alice, bob, carol):
-        h.start_node(p, dht=False)
-    h.federate_all([alice, bob, carol])
-    h.hn_json(bob, "mcp", "relay", "register", alice.did, "--url", alice.url)
+    alice, bob, carol = relayed_trio(h)
     h.hn_json(carol, "mcp", "relay", "register", alice.did, "--url", alice.url)
-    assert h.hn_json(bob, "mcp", "relay", "push")["ok"] is True
     bob_id = identities.load(Home(bob.home))
     carol_id = identities.load(Home(carol.home))
     url_bob = f"{alice.url}/relay/{bob.did}/presence"

@@ -78,13 +78,20 @@ def publish_one(tmp_path: Path, home: Home, me: Identity) -> None:
     store.add_files(home, me.keys, [note], publish=True)
 
 
+def bob_publishing(relay: tuple[Home, Identity, Any, str], tmp_path: Path) -> tuple[Home, str, Home, Identity]:
+    """bob, a contact of the relay's owner who has registered the relay, with one published
+    note: (the relay's home, its URL, bob's home, bob)."""
+    a_home, alice, _, url = relay
+    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
+    publish_one(tmp_path, b_home, bob)
+    return a_home, url, b_home, bob
+
+
 # -- #7: the whole index, from cursor 0 ---------------------------------------------------
 
 async def test_a_push_without_the_index_slices_is_refused(relay: tuple[Home, Identity, Any, str],
                                                           tmp_path: Path) -> None:
-    a_home, alice, _, url = relay
-    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
-    publish_one(tmp_path, b_home, bob)
+    a_home, url, b_home, bob = bob_publishing(relay, tmp_path)
     whole = loads_canonical(bundle(b_home, bob))
     assert whole["presence"]["index"]["size"] == 1
 
@@ -103,9 +110,7 @@ async def test_a_push_without_the_index_slices_is_refused(relay: tuple[Home, Ide
 
 async def test_slices_must_follow_each_other_from_cursor_0(relay: tuple[Home, Identity, Any, str],
                                                            tmp_path: Path) -> None:
-    a_home, alice, _, url = relay
-    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
-    publish_one(tmp_path, b_home, bob)
+    a_home, url, b_home, bob = bob_publishing(relay, tmp_path)
     whole = loads_canonical(bundle(b_home, bob))
     [first] = whole["slices"]
     # The only slice, re-signed by bob as if it were at another cursor: signed, but not the index from 0.
@@ -334,9 +339,7 @@ async def test_an_index_of_several_slices_is_accepted_whole_and_refused_with_a_g
 
 async def test_a_key_rotated_while_the_node_was_off_is_learnt_from_the_push(
         relay: tuple[Home, Identity, Any, str], tmp_path: Path) -> None:
-    a_home, alice, _, url = relay
-    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
-    publish_one(tmp_path, b_home, bob)
+    a_home, url, b_home, bob = bob_publishing(relay, tmp_path)
     status, answer = await post(url, bob, loads_canonical(bundle(b_home, bob)))
     assert status == 200, answer
     rotated = identities.rotate(b_home)
@@ -353,9 +356,7 @@ async def test_a_friends_only_index_is_relayed_to_its_friends_only(relay: tuple[
                                                                   tmp_path: Path) -> None:
     from hn.federation import roster
 
-    a_home, alice, _, url = relay
-    b_home, bob = peer(tmp_path, "bob", a_home, alice, url)
-    publish_one(tmp_path, b_home, bob)
+    a_home, url, b_home, bob = bob_publishing(relay, tmp_path)
     _, carol = make_person(tmp_path, "carol")  # bob's friend, known to the relay
     _, dora = make_person(tmp_path, "dora")  # known to the relay, not bob's friend
     for other in (carol, dora):
