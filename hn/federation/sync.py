@@ -214,7 +214,7 @@ class Syncer:
         if doc.get("did") != did:
             raise VerificationError(f"presence is for {doc.get('did')}, expected {did}")
         verify_presence(doc, history, now=timefmt.now())
-        self.state.check_and_record_seq(did, "presence@2", doc["seq"], doc_digest(doc))
+        self.state.check_and_record_seq(did, "presence@2", doc["seq"], doc_digest(doc), raw)
         return doc, raw
 
     async def refresh_peer(self, did: str, url: str, mirror: bool = False) -> PeerResult:

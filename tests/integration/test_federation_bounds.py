@@ -130,3 +130,25 @@ def test_a_refresh_takes_in_a_bounded_number_of_changes(harness: Harness, tmp_pa
         assert not list(folder.glob(".incoming-*")) and not list(folder.glob("index-*.json"))
     finally:
         proxy.stop()
+
+
+def test_a_forked_presence_is_refused_and_both_documents_kept(harness: Harness, tmp_path: Path) -> None:
+    from hn.proto.signed import sign_document
+
+    h = harness
+    alice, bob = bob_with_notes(h, tmp_path, 1)
+    proxy = Proxy(bob.url).start()
+    try:
+        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+        assert h.hn_json(alice, "mcp", "federate", "refresh")["ok"] is True
+        keys = identities.load(Home(bob.home)).keys
+        live = json.loads(urllib.request.urlopen(bob.url + "/.well-known/hn/presence").read())
+        # Same seq, other bytes, properly signed by bob: a fork.
+        forked = canonical(sign_document({**live, "url": live["url"] + "/elsewhere"}, keys))
+        proxy.mutate = lambda path, status, body: (status, forked) if path.endswith("/presence") else (status, body)
+        result = h.hn(alice, "mcp", "federate", "refresh", "--json", check=False)
+        assert result.returncode == 1 and "fork" in json.loads(result.stdout)["peers"][0]["error"]
+        kept = sorted((Path(alice.home) / "sync" / "forks").rglob("presence@2-*.json"))
+        assert sorted(p.read_bytes() for p in kept) == sorted([canonical(live), forked])
+    finally:
+        proxy.stop()
