@@ -6,8 +6,8 @@ a kill -9 at any moment leaves the last committed state.
 Forks (two different documents with one seq) are refused, and kept as evidence: their
 digests in the ``forks`` table, and the signed documents themselves, exactly as received,
 under ``sync/forks/<did-tail>/<doc_type>-<seq>-<digest>.json``. The document already
-accepted is there when its caller handed it over when it was accepted (the relay does;
-``seq_docs`` keeps the last one per DID and type). Evidence is bounded so that a hostile
+accepted is there when its caller handed it over when it was accepted (the relay and
+federation sync do; ``seq_docs`` keeps the last one per DID and type). Evidence is bounded so that a hostile
 peer cannot fill the disk: at most FORK_ROWS_PER_DID digests and FORK_FILES_PER_DID files
 of at most FORK_DOC_MAX bytes per DID, and FORK_FILES_TOTAL bytes in all; past a cap the
 first evidence stays and later forks are refused without adding to it.
