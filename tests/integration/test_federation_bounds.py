@@ -5,10 +5,11 @@ bob, so every refusal below is one the signature checks cannot make."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ def bob_with_notes(h: Harness, tmp: Path, count: int) -> tuple[Peer, Peer]:
         h.hn_json(bob, "doc", "add", str(note), "--publish")
     h.start_node(bob, dht=False)
     return alice, bob
+
+
+@contextlib.contextmanager
+def bob_behind_a_proxy(h: Harness, tmp: Path, notes: int) -> Iterator[tuple[Peer, Peer, Proxy]]:
+    """alice federated with bob's node (``notes`` published) through a rewriting proxy."""
+    alice, bob = bob_with_notes(h, tmp, notes)
+    proxy = Proxy(bob.url).start()
+    try:
+        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+        yield alice, bob, proxy
+    finally:
+        proxy.stop()
 
 
 def forging(bob: Peer, make: Callable[[dict[str, Any]], tuple[str, bool, list[dict[str, Any]]]],
@@ -60,12 +73,9 @@ def fake_doc(n: int) -> dict[str, Any]:
 
 def test_one_bad_artefact_costs_only_itself(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    alice, bob = bob_with_notes(h, tmp_path, 3)
-    docs = sorted(a["id"] for a in h.hn_json(bob, "doc", "list")["artefacts"])
-    bad = docs[1]
-    proxy = Proxy(bob.url).start()
-    try:
-        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+    with bob_behind_a_proxy(h, tmp_path, 3) as (alice, bob, proxy):
+        docs = sorted(a["id"] for a in h.hn_json(bob, "doc", "list")["artefacts"])
+        bad = docs[1]
         proxy.mutate = lambda path, status, body: (status, body[:-1] + bytes([body[-1] ^ 1])) \
             if path == f"/artifact/doc/{bad}" else (status, body)
         result = h.hn(alice, "mcp", "federate", "refresh", "--mirror", "--json", check=False)
@@ -84,34 +94,24 @@ def test_one_bad_artefact_costs_only_itself(harness: Harness, tmp_path: Path) ->
         assert sorted(p.name for p in mirror.iterdir()) == docs
         folder = peer_dir(Home(alice.home), bob.did)
         assert list(folder.glob("index-*.json")) and not list(folder.glob(".incoming-*"))
-    finally:
-        proxy.stop()
 
 
 def test_a_slice_that_says_more_but_stays_put_is_refused_at_once(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    alice, bob = bob_with_notes(h, tmp_path, 1)
-    proxy = Proxy(bob.url).start()
     seen: list[str] = []
-    try:
-        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+    with bob_behind_a_proxy(h, tmp_path, 1) as (alice, bob, proxy):
         proxy.mutate = forging(bob, lambda doc: (doc["cursor"], True, [fake_doc(1)]), seen)
         result = h.hn(alice, "mcp", "federate", "refresh", "--json", check=False)
         assert result.returncode == 1
         assert "says more follows but does not move past it" in json.loads(result.stdout)["peers"][0]["error"]
         assert seen == ["0"]  # one request, not ten thousand
         assert not list(peer_dir(Home(alice.home), bob.did).glob(".incoming-*"))
-    finally:
-        proxy.stop()
 
 
 def test_a_refresh_takes_in_a_bounded_number_of_changes(harness: Harness, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Validly signed slices that page on and on, far past the presence's index size, are
     refused once they exceed twice that size plus EXTRA_CHANGES (lowered here to 5)."""
-    h = harness
-    alice, bob = bob_with_notes(h, tmp_path, 1)
-    proxy = Proxy(bob.url).start()
     seen: list[str] = []
 
     def endless(doc: dict[str, Any]) -> tuple[str, bool, list[dict[str, Any]]]:
@@ -119,8 +119,7 @@ def test_a_refresh_takes_in_a_bounded_number_of_changes(harness: Harness, tmp_pa
         return str(seq + 1), True, [fake_doc(1) for _ in range(3)]
 
     monkeypatch.setattr(sync, "EXTRA_CHANGES", 5)
-    try:
-        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+    with bob_behind_a_proxy(harness, tmp_path, 1) as (alice, bob, proxy):
         proxy.mutate = forging(bob, endless, seen)
         rows = asyncio.run(service.refresh(Home(alice.home)))
         assert rows[0]["ok"] is False
@@ -128,18 +127,13 @@ def test_a_refresh_takes_in_a_bounded_number_of_changes(harness: Harness, tmp_pa
         assert len(seen) == 3  # 3, 6, then 9 changes: refused there
         folder = peer_dir(Home(alice.home), bob.did)
         assert not list(folder.glob(".incoming-*")) and not list(folder.glob("index-*.json"))
-    finally:
-        proxy.stop()
 
 
 def test_a_forked_presence_is_refused_and_both_documents_kept(harness: Harness, tmp_path: Path) -> None:
     from hn.proto.signed import sign_document
 
     h = harness
-    alice, bob = bob_with_notes(h, tmp_path, 1)
-    proxy = Proxy(bob.url).start()
-    try:
-        h.hn_json(alice, "mcp", "federate", "add", bob.did, proxy.url)
+    with bob_behind_a_proxy(h, tmp_path, 1) as (alice, bob, proxy):
         assert h.hn_json(alice, "mcp", "federate", "refresh")["ok"] is True
         keys = identities.load(Home(bob.home)).keys
         live = json.loads(urllib.request.urlopen(bob.url + "/.well-known/hn/presence").read())
@@ -150,5 +144,3 @@ def test_a_forked_presence_is_refused_and_both_documents_kept(harness: Harness, 
         assert result.returncode == 1 and "fork" in json.loads(result.stdout)["peers"][0]["error"]
         kept = sorted((Path(alice.home) / "sync" / "forks").rglob("presence@2-*.json"))
         assert sorted(p.read_bytes() for p in kept) == sorted([canonical(live), forked])
-    finally:
-        proxy.stop()
