@@ -4,7 +4,8 @@ Each peer has one ``record.json`` (the verified presence@2 exactly as signed, it
 identity@1, and the expiry the relay computed) and the verified index@2 slices exactly
 as signed. A new push replaces the whole set atomically: the slices are written first
 under new names, then the record that names them, then the old files are removed, so a
-crash leaves either the old or the new set readable. Storage per peer is capped.
+crash leaves either the old or the new set readable. Storage is capped per peer and for
+all peers together.
 
 An expired record is removed by the node, by its pruner or by the first read that finds
 it expired, and each removal logs ``relay.expire``. Listing (``live``) only reads: `hn mcp
@@ -27,6 +28,8 @@ from hn.vault.home import Home
 from hn.vault.identities import did_tail
 
 DEFAULT_CAP = 8 * 1024 * 1024
+# All relayed peers together: policy relay.accept may admit DIDs anyone can make.
+DEFAULT_TOTAL = 1024 * 1024 * 1024
 log = logging.getLogger("hn.relay")
 
 
@@ -54,9 +57,10 @@ class Relayed:
 
 
 class RelayStore:
-    def __init__(self, home: Home, cap_bytes: int = DEFAULT_CAP) -> None:
+    def __init__(self, home: Home, cap_bytes: int = DEFAULT_CAP, total_bytes: int = DEFAULT_TOTAL) -> None:
         self.root = home.path("cache", "relay")
         self.cap = cap_bytes
+        self.total = total_bytes
 
     def folder(self, did: str) -> Path:
         return self.root / did_tail(did)
@@ -68,6 +72,11 @@ class RelayStore:
         size = sum(len(r) for r in raw_slices) + len(canonical(presence)) + len(canonical(identity))
         if size > self.cap:
             raise QuotaExceeded(f"relayed data for {did} would take {size} bytes; the cap is {self.cap}")
+        others = sum(held.size for other in self.dids() if other != did
+                     and (held := self._read(other)) is not None)
+        if others + size > self.total:
+            raise QuotaExceeded(f"this relay holds {others} bytes for other peers; {did}'s {size} would pass its "
+                                f"cap of {self.total} bytes for all peers")
         folder = self.folder(did)
         folder.mkdir(parents=True, exist_ok=True)
         names = []
