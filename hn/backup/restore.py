@@ -141,10 +141,16 @@ class Outcome:
                 "recovered_swap": self.recovered, "kept": self.kept}
 
 
-def _check_served(target: Path) -> None:
-    node = serving.served(target)
-    if node is not None:
-        raise InputError(f"{node}; stop it before restoring over its vault (it would go on with the old one)")
+def _hold(target: Path) -> int:
+    """The vault's serve lock, held for the restore: no node starts on it meanwhile. A node
+    already serving it is named, with why a restore must wait for it to stop."""
+    try:
+        return serving.hold(target.absolute())
+    except InputError:
+        node = serving.served(target)
+        if node is None:
+            raise
+        raise InputError(f"{node}; stop it before restoring over its vault (it would go on with the old one)") from None
 
 
 def _check_target(target: Path, owner: str, force: bool) -> None:
@@ -197,9 +203,7 @@ def restore(
     # One restore into a folder at a time, and no node starting on the vault meanwhile.
     with swap.guard(into), contextlib.ExitStack() as held:
         if Home(into).exists:
-            _check_served(into)
-            lock = serving.hold(into.absolute())
-            held.callback(serving.release, lock)
+            held.callback(serving.release, _hold(into))
         return _restore(source, backup_id, keys_home, into, expected_owner, force, progress, on_total, top_checked)
 
 
