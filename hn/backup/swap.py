@@ -168,7 +168,11 @@ def pending(target: Path) -> bool:
 
 def recover(target: Path) -> str | None:
     """Finish or roll back an interrupted swap; returns what was done, or None (also when
-    another process is restoring into the same folder: its swap is its own to finish)."""
+    another process is restoring into the same folder: its swap is its own to finish).
+    With nothing pending it costs two stat calls, so every command and the node start
+    with it."""
+    if not pending(target):
+        return None
     try:
         with guard(target):
             return _recover(target)

@@ -72,10 +72,9 @@ def _finish_restore(home: Home) -> None:
     any command uses it, so nothing writes into a tree that is about to move."""
     from hn.backup import swap
 
-    if swap.pending(home.root):
-        done = swap.recover(home.root)
-        if done is not None:
-            warn(f"{home.root}: {done}")
+    done = swap.recover(home.root)
+    if done is not None:
+        warn(f"{home.root}: {done}")
 
 
 @dataclass

@@ -240,7 +240,7 @@ class Node:
         host, port = parse_hostport(self.settings.get("listen", "127.0.0.1:7733"), "--listen")
         # A restore stopped part-way is finished first (before the lock makes run/ in a
         # folder the vault may still have to move back into).
-        done = swap.recover(self.home.root) if swap.pending(self.home.root) else None
+        done = swap.recover(self.home.root)
         if done is not None:
             log.warning("node.restore_recovered", extra={"hn": {"action": done}})
         # One node per vault: a second would share its state and, on exit, remove the
