@@ -8,8 +8,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, kv, table
-from hn.errors import HnError, MalformedDocument
-from hn.proto.canonical import loads_strict
+from hn.errors import HnError
 from hn.vault import identities, serving
 from hn.vault.home import Home
 
@@ -29,14 +28,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     # Running means holding the vault's serve lock; run/node.json says where it listens
     # (a pid alone could be another process's by now).
     node: dict[str, Any] = {"running": serving.served(home.root) is not None}
-    path = home.path(*serving.NODE_FILE)
-    if node["running"] and path.exists():
-        try:
-            info = loads_strict(path.read_bytes())
-        except (MalformedDocument, ValueError, OSError):
-            info = None
-        if isinstance(info, dict):  # anything else says nothing of where it listens
-            node = {**info, "running": True}
+    info = serving.node_info(home.root) if node["running"] else None
+    if info is not None:  # a file that holds no object says nothing of where it listens
+        node = {**info, "running": True}
     peers = service.listing(home)
     counts: dict[str, int] = {}
     for peer in peers:

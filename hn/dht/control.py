@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import os
 import secrets
 from pathlib import Path
@@ -22,7 +21,6 @@ from hn.netclient import NETWORK_ERRORS, describe
 from hn.proto.canonical import loads_strict
 from hn.vault import atomic, serving
 from hn.vault.home import Home
-from hn.vault.serving import NODE_FILE
 
 TOKEN_FILE = ("run", "control.token")
 TIMEOUT = 30.0
@@ -50,12 +48,11 @@ def authorised(remote: str | None, header: str | None, token: str) -> bool:
 
 def running_node(home: Home) -> tuple[str, str] | None:
     """(base_url, token) of the node running on this vault, or None."""
-    node_file, token_file = home.path(*NODE_FILE), token_path(home)
-    if not node_file.exists() or not token_file.exists():
+    info = serving.node_info(home.root)
+    if info is None:
         return None
     try:
-        info = json.loads(node_file.read_text("utf-8"))
-        token = token_file.read_text("ascii").strip()
+        token = token_path(home).read_text("ascii").strip()
     except (OSError, ValueError):
         return None
     pid = info.get("pid")
@@ -80,11 +77,8 @@ def running_node(home: Home) -> tuple[str, str] | None:
 
 def runs_without_dht(home: Home) -> bool:
     """Is a node serving this vault, started without a DHT (``--no-dht``)?"""
-    try:
-        info = json.loads(home.path(*NODE_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and "dht" in info and not info["dht"] and serving.served(home.root) is not None
+    info = serving.node_info(home.root)
+    return info is not None and "dht" in info and not info["dht"] and serving.served(home.root) is not None
 
 
 async def call(home: Home, path: str, body: dict[str, Any] | None, *, timeout: float = TIMEOUT) -> dict[str, Any]:

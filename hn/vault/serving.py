@@ -10,6 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from hn.errors import InputError, cannot
 
@@ -19,12 +20,20 @@ HOLD_PAUSE = 0.05
 NODE_FILE = ("run", "node.json")  # where the serving node says how to reach it
 
 
+def node_info(root: Path) -> dict[str, Any] | None:
+    """What the node serving the vault at ``root`` wrote in run/node.json (where it listens,
+    its pid, whether it runs a DHT), if that file holds a JSON object. Whether that node
+    still runs is ``served``'s to say."""
+    try:
+        info = json.loads(root.joinpath(*NODE_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def _pid(root: Path) -> str:
     """The serving node's pid as its run/node.json gives it, for messages only."""
-    try:
-        pid = json.loads(root.joinpath(*NODE_FILE).read_bytes()).get("pid")
-    except (OSError, ValueError, AttributeError):
-        return ""
+    pid = (node_info(root) or {}).get("pid")
     return f" (pid {pid})" if isinstance(pid, int) else ""
 
 
