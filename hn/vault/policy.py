@@ -112,7 +112,12 @@ def from_profile(home: Home, name: str) -> str | None:
 
     A value the policy cannot take is None here; the node refuses to start with it
     (``profile_problems``) and `hn policy show` names it."""
-    value = _profile_value(home, name)
+    if name not in PROFILE_KEYS:
+        return None
+    return _usable(name, _profile_value(home.read_toml(PROFILE_FILE), name))
+
+
+def _usable(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
@@ -121,11 +126,12 @@ def from_profile(home: Home, name: str) -> str | None:
         return None
 
 
-def _profile_value(home: Home, name: str) -> str | None:
+def _profile_value(profile: dict[str, Any], name: str) -> str | None:
+    """Policy ``name``'s value in the parsed profile file, as text (None if it sets none)."""
     keys = PROFILE_KEYS.get(name)
     if keys is None:
         return None
-    table = home.read_toml(PROFILE_FILE).get(keys[0])
+    table = profile.get(keys[0])
     value = table.get(keys[1]) if isinstance(table, dict) else None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)  # a number in TOML, as `hn policy set` would be given it
@@ -136,8 +142,9 @@ def profile_problems(home: Home, check: Any = None) -> list[str]:
     """What the profile's policy values get wrong, one line each (``check``: an extra
     check of a value, raising InputError, for the selector policies)."""
     problems = []
+    profile = home.read_toml(PROFILE_FILE)
     for name, (section, key) in PROFILE_KEYS.items():
-        value = _profile_value(home, name)
+        value = _profile_value(profile, name)
         if value is None:
             continue
         try:
@@ -170,11 +177,13 @@ def show(home: Home) -> dict[str, Any]:
     """Every policy: its vault-wide value and where that comes from ("policy" set by the
     owner, "profile" from the federation profile's config file, or "default")."""
     data = load(home)
+    profile_file = home.read_toml(PROFILE_FILE)
     out: dict[str, Any] = {}
     for name, (default, description) in sorted(KNOWN.items()):
         raw = data.get(name)
         entry: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        profile = from_profile(home, name)
+        in_profile = _profile_value(profile_file, name)
+        profile = _usable(name, in_profile)
         if isinstance(entry.get("default"), str):
             value, source = entry["default"], "policy"
         elif profile is not None:
@@ -188,6 +197,6 @@ def show(home: Home) -> dict[str, Any]:
             "targets": entry.get("targets", {}),
             "description": description,
         }
-        if profile is None and (refused := _profile_value(home, name)) is not None:
-            out[name]["refused_profile_value"] = refused  # not a value this policy takes
+        if profile is None and in_profile is not None:
+            out[name]["refused_profile_value"] = in_profile  # not a value this policy takes
     return out
