@@ -90,10 +90,8 @@ def safe(text: Any) -> str:
 
 def say(template: str, *values: Any, style: str | None = None) -> None:
     """One line of ``template`` (``{}`` placeholders, our own text) with ``values`` (what
-    peers and files say) made ``safe``; no markup is read anywhere in it."""
-    from rich.text import Text
-
-    console.print(Text(template.format(*(safe(v) for v in values)), style=style or ""), soft_wrap=True)
+    peers and files say) made ``safe``; no markup is read anywhere in it (``plain``)."""
+    plain(template.format(*values), style)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:

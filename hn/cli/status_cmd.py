@@ -52,7 +52,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
     emit(data, as_json, human)
 
 
-
 def _dht_status(home: Home) -> dict[str, Any]:
     """The running node's DHT counters (its local status route), or why they are unknown."""
     import asyncio
