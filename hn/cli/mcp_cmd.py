@@ -97,10 +97,10 @@ def check_profile(settings: dict[str, Any]) -> None:
         value = settings["public_url"]
         settings["public_url"] = check_node_url(value if isinstance(value, str) else repr(value),
                                                 f"public_url{where}")
-    for name in ("sync_interval",):  # the profile's relay ttl is a policy (hn.vault.policy.PROFILE_KEYS)
-        value = settings.get(name)
-        if value is not None and not _positive_seconds(value):
-            raise InputError(f"{name}{where} must be a positive number of seconds, not {value!r}")
+    # (The profile's relay ttl is a policy: hn.vault.policy.PROFILE_KEYS checks it.)
+    value = settings.get("sync_interval")
+    if value is not None and not _positive_seconds(value):
+        raise InputError(f"sync_interval{where} must be a positive number of seconds, not {value!r}")
 
 
 @federate_app.command("add")

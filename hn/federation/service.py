@@ -20,8 +20,8 @@ from hn.vault.identities import Identity
 DEFAULT_INTERVAL = 300.0
 
 
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=5))
+def _session(total: float = 60) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total, sock_connect=5))
 
 
 def interval(home: Home) -> float:
@@ -39,7 +39,7 @@ async def pin_identity(home: Home, me: Identity, did: str, url: str, *, timeout:
     where = url.rstrip("/") + "/.well-known/hn/identity"
     state = NodeState(home)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=5)) as session:
+        async with _session(timeout) as session:
             return await Syncer(home, state, me, session, interval(home)).pin_identity(did, url)
     except (MalformedDocument, TooLarge) as exc:
         raise MalformedDocument(f"{where} is not an hn identity document: {exc.message}") from exc
