@@ -386,7 +386,7 @@ class Syncer:
                         f"peer sent more than {most} index changes in one refresh, for an index its presence "
                         f"says holds {presence['index']['size']} entries")
                 held = incoming / f"{len(slices):05d}.json"
-                await asyncio.to_thread(_write_slice, held, body)
+                await asyncio.to_thread(atomic.write_bytes, held, body)  # a DiskError if it cannot
                 slices.append((cursor, held))
                 new_etag = resp_headers.get("etag", "")
                 cursor = doc["next_cursor"]
@@ -580,10 +580,3 @@ def _incoming_slices(folder: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=leftovers.INCOMING + "slices-", dir=folder))
     except OSError as exc:
         raise DiskError(f"could not make a folder for index slices in {folder}: {exc.strerror or exc}") from exc
-
-
-def _write_slice(path: Path, body: bytes) -> None:
-    try:
-        atomic.write_bytes(path, body)
-    except OSError as exc:
-        raise DiskError(f"could not keep an index slice in {path.parent}: {exc.strerror or exc}") from exc
