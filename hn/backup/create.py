@@ -44,6 +44,10 @@ PAYLOAD_SUFFIX = ".backup.payload"
 # Exactly the names a create gives its payload while it writes it (and their atomic-write
 # temp files): a sweep of a folder the user chose touches nothing else in it.
 INCOMING_NAME = re.compile(r"\.?\.incoming-[0-9a-f]{16}\.backup\.payload(?:\.[A-Za-z0-9_]+\.tmp)?")
+# A payload that has taken its backup's id; the header, written next, commits it. Until
+# then the create still holds the payload's lock, so one found unlocked and without its
+# header is what a create killed between the two left.
+NAMED_PAYLOAD = re.compile(r"[0-9a-f]{32}" + re.escape(PAYLOAD_SUFFIX))
 # No link is followed: a file swapped for a symlink after the scan is refused.
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -266,12 +270,21 @@ def sweep_incoming(out_dir: Path) -> int:
     until it has taken the backup's name (_open_payload), so a file nobody holds a lock on
     is a leftover. A file is removed only while this holds its lock: a create that finds
     its new file unlinked once the lock is its own knows a sweep took it, and makes another.
+    The lock lasts until the header is written, so a named payload whose lock is free and
+    whose header is missing (looked for while holding the lock) is a leftover too.
     """
-    return sum(size for _, size in leftovers.found(out_dir, _incoming, remove=True))
+    return sum(size for _, size in leftovers.found(out_dir, _incoming, remove=True, orphaned=_headerless))
 
 
 def _incoming(name: str) -> bool:
-    return INCOMING_NAME.fullmatch(name) is not None
+    return INCOMING_NAME.fullmatch(name) is not None or NAMED_PAYLOAD.fullmatch(name) is not None
+
+
+def _headerless(path: Path) -> bool:
+    if NAMED_PAYLOAD.fullmatch(path.name) is None:
+        return True  # still an incoming name: never committed
+    header = path.with_name(path.name[: -len(PAYLOAD_SUFFIX)] + HEADER_SUFFIX)
+    return not os.path.lexists(header)
 
 
 class _Swept(Exception):

@@ -52,10 +52,12 @@ def new_temp(folder: Path, prefix: str) -> tuple[int, Path]:
         os.close(fd)  # swept between its creation and the lock: make another
 
 
-def found(folder: Path, matches: Callable[[str], bool], *, remove: bool) -> list[tuple[Path, int]]:
+def found(folder: Path, matches: Callable[[str], bool], *, remove: bool,
+          orphaned: Callable[[Path], bool] | None = None) -> list[tuple[Path, int]]:
     """The leftovers in ``folder`` whose names ``matches`` (removed, with ``remove``), with
     their sizes. One that cannot be removed (a read-only folder, say) stays and is not
-    listed; this machine's storage failing is raised."""
+    listed; this machine's storage failing is raised. ``orphaned``, if given, is asked
+    about each unheld file while its lock is held, and only files it confirms count."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
@@ -65,7 +67,7 @@ def found(folder: Path, matches: Callable[[str], bool], *, remove: bool) -> list
         if not matches(name):
             continue
         try:
-            size = abandoned(folder / name, remove)
+            size = abandoned(folder / name, remove, orphaned)
         except OSError as exc:
             if (failure := storage_failure(exc)) is not None:
                 raise failure from exc
@@ -75,9 +77,10 @@ def found(folder: Path, matches: Callable[[str], bool], *, remove: bool) -> list
     return out
 
 
-def abandoned(path: Path, remove: bool) -> int | None:
+def abandoned(path: Path, remove: bool, orphaned: Callable[[Path], bool] | None = None) -> int | None:
     """The size of ``path`` if it is a regular file no writer holds (removed too, with
-    ``remove``); None if a writer holds it, it is gone, or it is not a plain file."""
+    ``remove``); None if a writer holds it, it is gone, or it is not a plain file, or
+    ``orphaned`` (asked while the lock is held) says it is not a leftover after all."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -93,6 +96,8 @@ def abandoned(path: Path, remove: bool) -> int | None:
         except FileNotFoundError:
             return None  # renamed to its final name, or swept, while we waited to open it
         if not stat.S_ISREG(held.st_mode) or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return None
+        if orphaned is not None and not orphaned(path):
             return None
         if remove:
             os.unlink(path)

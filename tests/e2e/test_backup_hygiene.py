@@ -42,7 +42,8 @@ def test_temp_files_of_other_hn_writers_are_not_backed_up(vault: Path, tmp_path:
 
 # Runs `hn ARGS` and stops it part-way through writing the payload, until a line comes on
 # stdin: "writing" after the first encrypted bytes reach the temp file, "naming" once the
-# whole payload is written and only the rename to the backup's id is left.
+# whole payload is written and only the rename to the backup's id is left, "header" once
+# the payload has its id's name and only the header is left to write.
 PAUSED_HN = r"""
 import os, sys
 from hn.backup import create
@@ -73,6 +74,15 @@ if where == "writing":
             return len(data)
 
     create.chunked.encrypt_stream = lambda cipher, src, dst, *rest: real_encrypt(cipher, src, Direct(dst), *rest)
+elif where == "header":
+    real_write = create.atomic.write_bytes
+
+    def write_bytes(path, *args, **kwargs):
+        if str(path).endswith(".backup.json"):
+            pause()
+        return real_write(path, *args, **kwargs)
+
+    create.atomic.write_bytes = write_bytes
 else:
     real_seal = create.proto.seal
 
@@ -136,6 +146,39 @@ def test_a_killed_create_s_payload_temp_is_swept_and_a_running_one_s_is_kept(
     assert run_json(vault, "vault", "backup", "verify", "--path", finished["header"])["ok"]
     listed = [b["id"] for b in run_json(vault, "vault", "backup", "list")["backups"]]
     assert finished["id"] in listed and after["id"] in listed
+
+
+def headerless(out: Path) -> dict[str, int]:
+    """Payloads named after a backup id with no header beside them."""
+    return {p.name: p.stat().st_size for p in out.glob("*.backup.payload")
+            if not p.with_name(p.name.replace(".backup.payload", ".backup.json")).exists()}
+
+
+def test_a_payload_named_but_never_committed_is_swept_once_its_create_is_gone(vault: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bk"
+    running = paused_create(vault, out, "header")
+    try:
+        held = headerless(out)
+        killed = paused_create(vault, out, "header")
+        killed.kill()
+        killed.communicate()
+        left = {name: size for name, size in headerless(out).items() if name not in held}
+        assert len(held) == len(left) == 1 and all(left.values()), (held, left)
+        after = run_json(vault, "vault", "backup", "create", "--out", str(out))
+        assert after["reclaimed_bytes"] == sum(left.values())
+        assert headerless(out) == held
+        # A committed backup's payload, and a file the user keeps there, are not leftovers.
+        (out / "notes.backup.payload").write_bytes(b"mine")
+        assert "reclaimed_bytes" not in run_json(vault, "vault", "backup", "create", "--out", str(out))
+        assert headerless(out) == {**held, "notes.backup.payload": 4}
+        assert Path(after["payload"]).exists()
+    finally:
+        stdout, stderr = running.communicate("\n")
+    assert running.returncode == 0, stderr
+    finished = json.loads(stdout)
+    assert headerless(out) == {"notes.backup.payload": 4}
+    assert run_json(vault, "vault", "backup", "verify", "--path", finished["header"])["ok"]
+    assert run_json(vault, "vault", "backup", "verify", "--path", after["header"])["ok"]
 
 
 def test_the_human_output_says_what_was_reclaimed(vault: Path, tmp_path: Path) -> None:
