@@ -118,7 +118,11 @@ async def notify_route(request: web.Request) -> web.Response:
 
 
 class Worker:
-    """Background sync: every peer on its own schedule, woken early by notifications."""
+    """Background sync: every peer on its own schedule, woken early by notifications.
+
+    Each peer's sync is a task of its own: a friend whose large artefact is still
+    downloading delays nobody else's sync, only its own next one.
+    """
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -130,6 +134,7 @@ class Worker:
         # could not be written): not tried again before this time, unless a notification wakes them.
         self.held: dict[str, float] = {}
         self.session: aiohttp.ClientSession | None = None
+        self.running: dict[str, asyncio.Task[None]] = {}  # DID -> its sync under way
 
     def wake(self, did: str) -> None:
         self.woken.add(did)
@@ -146,9 +151,18 @@ class Worker:
                     pass
                 self.event.clear()
         finally:
+            for task in self.running.values():
+                task.cancel()
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
             await self.session.close()
 
+    async def settle(self) -> None:
+        """Wait for the syncs under way."""
+        while self.running:
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
+
     async def tick(self) -> None:
+        """Start the syncs that are due; those under way go on (see settle)."""
         assert self.session is not None
         now = timefmt.now()
         due = []
@@ -157,23 +171,32 @@ class Worker:
         self.held = {did: until for did, until in self.held.items() if did in listed}
         for peer in peers:
             did = peer["did"]
+            if did in self.running:
+                continue  # a notification meanwhile stays in woken: it syncs again once this one ends
             if did in self.woken:
                 due.append(peer)
             elif self.held.get(did, 0.0) <= now:
                 row = self.ctx.state.peer(did)
                 if row is None or row["next_attempt"] <= now:
                     due.append(peer)
-        self.woken.clear()
+        self.woken.intersection_update(self.running)
         if not due:
             return
         syncer = Syncer(self.ctx.home, self.ctx.state, self.ctx.identity, self.session, self.interval)
-        results = await asyncio.gather(*(syncer.refresh_peer(p["did"], p["url"], mirror=self.mirror) for p in due),
-                                       return_exceptions=True)
-        for peer, result in zip(due, results):
-            if isinstance(result, BaseException):
-                self._unrecorded(peer["did"], result)
-            else:
-                self.held.pop(peer["did"], None)
+        for peer in due:
+            self.running[peer["did"]] = asyncio.create_task(self._sync(syncer, peer["did"], peer["url"]))
+
+    async def _sync(self, syncer: Syncer, did: str, url: str) -> None:
+        try:
+            await syncer.refresh_peer(did, url, mirror=self.mirror)
+        except Exception as exc:  # recorded here, so no sync's failure escapes the worker
+            self._unrecorded(did, exc)
+        else:
+            self.held.pop(did, None)
+        finally:
+            self.running.pop(did, None)
+            if did in self.woken:
+                self.event.set()  # woken while it ran: the next tick starts it again
 
     def _unrecorded(self, did: str, exc: BaseException) -> None:
         """A sync that ended in an exception left no next attempt in the state: hold the

@@ -1,5 +1,6 @@
 """A fault-injecting HTTP proxy in front of a real node: it forwards every request and lets a
-test rewrite responses (tampered slices, substituted presences, altered artefacts)."""
+test rewrite responses (tampered slices, substituted presences, altered artefacts) or hold
+requests unanswered until it releases them (a peer stuck mid-download)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class Proxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.mutate: Mutator = lambda path, status, body: (status, body)
+        self.stall: Callable[[str], bool] = lambda path: False  # hold these paths until release()
+        self.stalled: list[str] = []  # paths of the requests held so far
+        self._released: asyncio.Event | None = None
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -29,6 +33,10 @@ class Proxy:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.stall(request.path):
+            assert self._released is not None
+            self.stalled.append(request.path)
+            await self._released.wait()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with aiohttp.ClientSession() as session:
             async with session.request(request.method, self.upstream + str(request.rel_url), data=body,
@@ -43,6 +51,7 @@ class Proxy:
         asyncio.set_event_loop(self.loop)
 
         async def start() -> None:
+            self._released = asyncio.Event()
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app)
@@ -60,7 +69,15 @@ class Proxy:
         self._ready.wait(10)
         return self
 
+    def release(self) -> None:
+        """Answer the held requests, and hold no more."""
+        self.stall = lambda path: False
+        if self._released is not None:
+            self.loop.call_soon_threadsafe(self._released.set)
+
     def stop(self) -> None:
+        self.release()
+
         async def stop() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()

@@ -166,3 +166,49 @@ def test_replayed_signed_request_refused(harness: Harness, tmp_path: Path) -> No
     fresh = sign_request(me.keys, "POST", target, body)
     assert post(target, fresh, body.replace(b"1", b"2")) == 401, "changed body accepted"
     assert post(target, {}, body) == 401
+
+
+def test_a_peer_stuck_mid_download_holds_up_no_other_peer_s_sync(harness: Harness, tmp_path: Path) -> None:
+    """carol's node mirrors from bob through a proxy that never answers an artefact request
+    (until released); meanwhile alice's new note, announced by her node, still reaches carol."""
+    h = harness
+    people = h.add_people("alice", "bob", "carol")
+    for person in people:
+        note = tmp_path / f"{person.name}.md"
+        note.write_text(f"{person.name}'s published note\n")
+        h.hn_json(person, "doc", "add", str(note), "--publish")
+        h.start_node(person, dht=False)
+    alice, bob, carol = people
+    bobs = h.hn_json(bob, "doc", "list")["artefacts"][0]["id"]
+
+    def has_bobs() -> bool:
+        return any(p.name == bobs for p in (carol.home / "cache" / "federation" / bob.did[7:]).rglob("*"))
+
+    proxy = Proxy(bob.url).start()
+    proxy.stall = lambda path: path.startswith("/artifact/")
+    try:
+        h.hn_json(carol, "mcp", "federate", "add", bob.did, proxy.url)
+        h.hn_json(carol, "mcp", "federate", "add", alice.did, alice.url)
+        h.hn_json(alice, "mcp", "federate", "add", carol.did, carol.url)  # so alice's node notifies carol's
+        deadline = time.monotonic() + 20
+        while not proxy.stalled and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.stalled, "carol's node never asked bob for an artefact"
+
+        second = tmp_path / "second.md"
+        second.write_text("alice's second note\n")
+        doc = h.hn_json(alice, "doc", "add", str(second), "--publish")["added"][0]["id"]
+        mirrored = carol.home / "cache" / "federation" / alice.did[7:] / "artifacts"
+        deadline = time.monotonic() + 20
+        while not any(p.name == doc for p in mirrored.rglob("*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert any(p.name == doc for p in mirrored.rglob("*")), "alice's new note waited for bob's download"
+        assert not has_bobs()
+    finally:
+        proxy.release()
+    # Released, bob's artefact arrives too.
+    deadline = time.monotonic() + 30
+    while not has_bobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proxy.stop()
+    assert has_bobs()

@@ -237,6 +237,12 @@ async def test_offline_peer_backs_off_and_recovers(pair: tuple[Vault, Vault]) ->
     assert result["ok"] and peer_row(alice, bob.me.did)["health"] == "ok"
 
 
+async def tick(worker: Worker) -> None:
+    """One tick of the worker, and the syncs it started, to their end."""
+    await worker.tick()
+    await worker.settle()
+
+
 async def test_worker_honours_the_schedule(pair: tuple[Vault, Vault], tmp_path: Path) -> None:
     """The background worker only syncs peers whose next attempt is due (fake clock)."""
     bob, alice = pair
@@ -249,14 +255,14 @@ async def test_worker_honours_the_schedule(pair: tuple[Vault, Vault], tmp_path: 
             worker.session = session
             base = timefmt.now()
             with mock.patch("hn.proto.timefmt.now", return_value=base):
-                await worker.tick()
+                await tick(worker)
             first = ctx.state.peer(bob.me.did)
             assert first is not None and first["health"] == "ok"
             with mock.patch("hn.proto.timefmt.now", return_value=base + 10):
-                await worker.tick()
+                await tick(worker)
             assert ctx.state.peer(bob.me.did)["last_attempt"] == first["last_attempt"]  # type: ignore[index]
             with mock.patch("hn.proto.timefmt.now", return_value=base + 601):
-                await worker.tick()
+                await tick(worker)
             assert ctx.state.peer(bob.me.did)["last_attempt"] == base + 601  # type: ignore[index]
     finally:
         await alice.stop()
@@ -288,22 +294,22 @@ async def test_a_full_state_database_holds_the_peer_instead_of_retrying_every_ti
                 with mock.patch.object(ctx.state, "upsert_peer", no_room), \
                         mock.patch.object(ctx.state, "update_peer", no_room):
                     with mock.patch("hn.proto.timefmt.now", return_value=base):
-                        await worker.tick()
+                        await tick(worker)
                     assert len(attempts) == 2  # the sync, then recording its local failure
                     assert worker.held[bob.me.did] == base + 600
                     with mock.patch("hn.proto.timefmt.now", return_value=base + 10):
-                        await worker.tick()
+                        await tick(worker)
                     assert len(attempts) == 2, "held: not retried at the next tick"
                     # A notification from the peer still wakes it.
                     worker.wake(bob.me.did)
                     with mock.patch("hn.proto.timefmt.now", return_value=base + 20):
-                        await worker.tick()
+                        await tick(worker)
                     assert len(attempts) == 4
                 records = events("federation.sync.unrecorded")
                 assert len(records) == 2 and "state database: database or disk is full" in str(records[0].hn)
                 # With room again, the peer syncs once its hold is over.
                 with mock.patch("hn.proto.timefmt.now", return_value=base + 621):
-                    await worker.tick()
+                    await tick(worker)
                 row = ctx.state.peer(bob.me.did)
                 assert row is not None and row["health"] == "ok" and bob.me.did not in worker.held
     finally:
