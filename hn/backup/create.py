@@ -154,10 +154,10 @@ class _Archiver:
     per file, which is most of the per-file cost on a vault of notes.
     """
 
-    def __init__(self, files: list[FileInfo], stored: dict[str, str | None],
+    def __init__(self, files: list[FileInfo], stored: set[str],
                  progress: Callable[[int], None] | None) -> None:
         self.files = files
-        self.stored = stored  # path -> known digest (None: read and hash it)
+        self.stored = stored  # the paths to read into the archive
         self.progress = progress
         self.digests: dict[str, str] = {}
         self.read_files = 0
@@ -371,15 +371,19 @@ def create(
         try:
             with contextlib.ExitStack() as stack:
                 files = _sqlite_files(files, stack)
+                # A file is known, and not read, when its stat key is the cache's and its
+                # digest there is the base's.
                 known: dict[str, str] = {}
-                to_store: dict[str, str | None] = {}
+                to_store: set[str] = set()
+                lookup, in_base = cache.get, base_digests.get
                 for info in files:
-                    digest = snapshot.cached_digest(cache, info) \
-                        if base is not None and snapshot.cacheable(info.path) else None
-                    if base is not None and digest is not None and base_digests.get(info.path) == digest:
-                        known[info.path] = digest
+                    path = info.path
+                    row = lookup(path)
+                    if row is not None and row[0] == info.key and in_base(path) == row[1] and \
+                            snapshot.cacheable(path):
+                        known[path] = row[1]
                     else:
-                        to_store[info.path] = digest
+                        to_store.add(path)
                 # Every file answered by the cache, and no row for a file that is gone: the
                 # cache stays as it is (SQLite databases are never cached).
                 cache_current = base is not None and len(known) == len(cache) and \

@@ -84,8 +84,12 @@ def _explain(exc: OSError, target: Path) -> DiskError:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file; on clean exit it replaces ``target`` atomically."""
+def atomic_writer(target: Path, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it replaces ``target`` atomically.
+
+    ``durable=False`` skips the fsyncs: after a crash the target may be the old version,
+    the new one or a damaged file. Only for hints that are checked when read and rebuilt
+    when lost."""
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +102,8 @@ def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -108,12 +113,13 @@ def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
     # The new file is in place; a failing directory fsync only leaves the rename's
     # durability to the next sync, it does not undo the write.
-    with contextlib.suppress(OSError):
-        fsync_dir(target.parent)
+    if durable:
+        with contextlib.suppress(OSError):
+            fsync_dir(target.parent)
 
 
-def write_bytes(target: Path, data: bytes, mode: int = 0o644) -> None:
-    with atomic_writer(target, mode) as handle:
+def write_bytes(target: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    with atomic_writer(target, mode, durable) as handle:
         handle.write(data)
 
 

@@ -90,16 +90,27 @@ def test_a_damaged_or_old_cache_means_reading_every_file(body: bytes, alice: Ide
     assert create.create(home, alice, tmp_path / "out", base=delta.header).read_files == 0
 
 
-def test_a_cached_digest_is_trusted_only_for_the_same_stat_and_a_hex_digest(home: Home) -> None:
-    (home.path("personal") / "a.txt").write_bytes(b"a")
-    info = next(f for f in snapshot.scan(home)[0] if f.path == "personal/a.txt")
-    good = "ab" * 32
-    assert snapshot.cached_digest({info.path: (info.key, good)}, info) == good
-    assert snapshot.cached_digest({info.path: (info.key, "Z" * 64)}, info) is None
-    assert snapshot.cached_digest({info.path: (info.key, good.upper())}, info) is None
-    moved = (info.size, info.mtime_ns + 1, info.ino, info.ctime_ns)
-    assert snapshot.cached_digest({info.path: (moved, good)}, info) is None
-    assert snapshot.cached_digest({}, info) is None
+def test_a_cached_digest_is_trusted_only_for_the_same_stat_and_a_hex_digest(
+        alice: Identity, home: Home, tmp_path: Path) -> None:
+    _fill(home, 4)
+    full = create.create(home, alice, tmp_path / "out")
+    cache = home.path(*snapshot.CACHE)
+    good = json.loads(cache.read_bytes())
+    digest = good["files"][5]
+    assert len(snapshot.load_cache(home)) == len(good["files"]) // snapshot.ROW
+    # One digest that is not 64 lowercase hex characters, and the file is no cache at all.
+    for bad in ("Z" * 64, "A" + digest[1:], digest[:63], digest + "0", 7, None):
+        rows = list(good["files"])
+        rows[5] = bad
+        cache.write_text(json.dumps({"version": snapshot.CACHE_VERSION, "files": rows}))
+        assert snapshot.load_cache(home) == {}, bad
+    # A file whose stat key moved is read again, though its bytes are the same.
+    cache.write_text(json.dumps(good))
+    touched = home.path("personal") / "doc001.txt"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1))
+    delta = create.create(home, alice, tmp_path / "out", base=full.header)
+    assert delta.read_files == 1
+    assert [e["path"] for e in delta.header["entries"] if e["stored"]] == ["personal/doc001.txt"]
 
 
 def test_cache_is_rewritten_only_when_something_changed(alice: Identity, home: Home, tmp_path: Path) -> None:

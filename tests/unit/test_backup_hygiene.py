@@ -28,8 +28,8 @@ def test_a_payload_temp_swept_before_its_lock_is_taken_is_made_again(
     gone: list[str] = []
 
     @contextlib.contextmanager
-    def swept_at_once(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
-        with real(target, mode) as handle:
+    def swept_at_once(target: Path, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
+        with real(target, mode, durable) as handle:
             if not sweeps:
                 held = {n for n in os.listdir(target.parent) if "incoming-" in n}
                 sweeps.append(create.sweep_incoming(target.parent))
