@@ -13,14 +13,16 @@ from hn.smoke.harness import Harness, Peer
 from tests.integration.hostile import Proxy
 
 
-def setup_three(h: Harness, tmp: Path) -> dict[str, Peer]:
+def setup_three(h: Harness, tmp: Path, federate: bool = True) -> dict[str, Peer]:
+    """alice, bob and carol, each with a published note and a node (all federated unless not)."""
     people = h.add_people("alice", "bob", "carol")
     for p in people:
         note = tmp / f"{p.name}.md"
         note.write_text(f"{p.name}'s published note\n")
         h.hn_json(p, "doc", "add", str(note), "--publish")
         h.start_node(p, dht=False)
-    h.federate_all(people)
+    if federate:
+        h.federate_all(people)
     return {p.name: p for p in people}
 
 
@@ -172,13 +174,7 @@ def test_a_peer_stuck_mid_download_holds_up_no_other_peer_s_sync(harness: Harnes
     """carol's node mirrors from bob through a proxy that never answers an artefact request
     (until released); meanwhile alice's new note, announced by her node, still reaches carol."""
     h = harness
-    people = h.add_people("alice", "bob", "carol")
-    for person in people:
-        note = tmp_path / f"{person.name}.md"
-        note.write_text(f"{person.name}'s published note\n")
-        h.hn_json(person, "doc", "add", str(note), "--publish")
-        h.start_node(person, dht=False)
-    alice, bob, carol = people
+    alice, bob, carol = setup_three(h, tmp_path, federate=False).values()
     bobs = h.hn_json(bob, "doc", "list")["artefacts"][0]["id"]
 
     def has_bobs() -> bool:
