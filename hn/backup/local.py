@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hn.backup import snapshot
-from hn.backup.create import HEADER_SUFFIX, Result, payload_path_for
+from hn.backup.create import HEADER_SUFFIX, PAYLOAD_SUFFIX, Result, payload_path_for
 from hn.errors import InputError, MalformedDocument, NotFound
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
@@ -127,3 +127,53 @@ def chain(items: list[dict[str, Any]], backup_id: str) -> list[str]:
             break
         out.append(base)
     return out
+
+
+def prune(home: Home, keep: int, *, dry_run: bool = False) -> dict[str, Any]:
+    """Remove the files of all but the newest ``keep`` local backups.
+
+    Kept besides: every backup a kept one builds on (so no kept delta loses its base), and
+    the newest backup that reached each friend's node with its chain, since the next delta
+    pushed there builds on it. A removed backup loses its header first (the header commits
+    a backup, so a crash between the two leaves a payload that the next create into that
+    folder sweeps), then its payload. Its record goes too, unless it was pushed: then the
+    record stays, to say where it went, and `list` shows it as missing here.
+    """
+    if keep < 1:
+        raise InputError("--keep must be at least 1: the newest backup is always kept")
+    with home.lock():
+        items = records(home)
+        wanted: set[str] = set()
+        tips = [r["id"] for r in items[-keep:]]
+        for url in {p.get("url") for r in items for p in r.get("pushed", [])}:
+            tips.append([r for r in items if any(p.get("url") == url for p in r.get("pushed", []))][-1]["id"])
+        for tip in tips:
+            wanted.update(chain(items, tip))
+        removed: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
+        left: list[dict[str, Any]] = []
+        for item in items:
+            if item["id"] in wanted:
+                left.append(item)
+                continue
+            # Only files by the names a create gives them: a damaged record removes nothing else.
+            paths = [p for p in (Path(str(item.get("header") or "")), Path(str(item.get("payload") or "")))
+                     if p.name in (f"{item['id']}{HEADER_SUFFIX}", f"{item['id']}{PAYLOAD_SUFFIX}")]
+            freed = sum(p.stat().st_size for p in paths if p.is_file())
+            if not dry_run:
+                try:
+                    for path in paths:
+                        if path.is_file():
+                            path.unlink()
+                except OSError as exc:
+                    failed.append({"id": item["id"], "error": f"cannot remove {path}: {exc.strerror or exc}"})
+                    left.append(item)
+                    continue
+            removed.append({"id": item["id"], "scope": item.get("scope"), "created_at": item.get("created_at"),
+                            "freed_bytes": freed, "record_kept": bool(item.get("pushed"))})
+            if item.get("pushed"):
+                left.append(item)
+        if not dry_run and removed:
+            _save(home, left)
+    return {"kept": sorted(wanted & {r["id"] for r in items}), "removed": removed, "failed": failed,
+            "freed_bytes": sum(r["freed_bytes"] for r in removed), "dry_run": dry_run}

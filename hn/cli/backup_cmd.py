@@ -373,3 +373,35 @@ def list_cmd(
         for r in d["backups"]] + [[r["id"], r.get("scope"), r.get("base_backup") or "-", r.get("created_at"),
                                    r.get("entries"), r.get("payload_size"), "remote", d["remote"]["url"]]
                                   for r in d.get("remote", {}).get("backups", [])]))
+
+
+@backup_app.command("prune")
+def prune_cmd(
+    keep: int = typer.Option(..., "--keep", help="How many of the newest local backups to keep (at least 1)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
+    as_json: bool = JSON,
+) -> None:
+    """Remove local backups but the newest N, the bases they need, and the latest pushed to each node."""
+    from hn.backup import local
+
+    if keep < 1:
+        raise UsageError("--keep must be at least 1: the newest backup is always kept")
+    home = STATE.existing_home()
+    data = local.prune(home, keep, dry_run=dry_run)
+    emit(data, as_json, _show_pruned)
+    if data["failed"]:
+        raise typer.Exit(1)
+
+
+def _show_pruned(d: dict[str, Any]) -> None:
+    from hn.cli.output import say
+
+    if d["removed"]:
+        table("would be removed" if d["dry_run"] else "removed", ["id", "scope", "created", "freed bytes", "record"],
+              [[r["id"], r["scope"], r["created_at"], r["freed_bytes"],
+                "kept (it was pushed)" if r["record_kept"] else "removed"] for r in d["removed"]])
+    else:
+        say("nothing to remove")
+    say("{} kept, {} bytes {}freed", len(d["kept"]), d["freed_bytes"], "would be " if d["dry_run"] else "")
+    for failed in d["failed"]:
+        say("could not remove {}: {}", failed["id"], failed["error"], style="red")
