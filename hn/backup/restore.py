@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +22,19 @@ from hn.proto.identity import KeyHistory
 from hn.vault import identities, presence, serving
 from hn.vault.home import Home
 
+log = logging.getLogger("hn.backup")
+
 MAX_CHAIN = 1000
-# Left out of every backup (snapshot.EXCLUDED_TOP, EXCLUDED_FILES), yet lost with the folder
-# a restore replaces: this vault's backups and their records, the backups it keeps for
-# friends. (run/ and the change-detection cache describe the old tree only.)
-KEPT = ("backups", "hosted", "sync/backups.json")
+# What a restore brings over from the folder it replaces:
+# - what every backup leaves out (snapshot.EXCLUDED_TOP, EXCLUDED_FILES) and the folder
+#   holds: this vault's backups and their record, the backups it keeps for friends (run/
+#   and the change-detection cache describe the old tree only);
+# - the node state and fork evidence, which backups hold too, but older. The database
+#   lands beside the restored one (swap keeps it as node.sqlite3.before-restore) and the
+#   node state absorbs it when next opened, so no high-water mark or seen nonce goes
+#   back; the evidence files merge one by one.
+NODE_STATE = "sync/node.sqlite3"
+KEPT = ("backups", "hosted", "sync/backups.json", NODE_STATE, "sync/forks")
 
 
 class Source(Protocol):
@@ -235,6 +245,7 @@ def _restore(source: Source, backup_id: str, keys_home: Home, into: Path | None,
             # Friends have seen presences signed after this backup: the restored vault signs
             # a new one, above them, at its next chance.
             presence.mark_restored(Home(staging), top["id"])
+            _checkpoint(into / NODE_STATE)
             kept = swap.commit(into, staging, {"id": top["id"], "merkle_root": top["merkle_root"]},
                                _kept_from_old(final))
             staging = None
@@ -244,6 +255,20 @@ def _restore(source: Source, backup_id: str, keys_home: Home, into: Path | None,
             swap.abandon(staging)
     return Outcome(top["id"], [h["id"] for h in chain], len(final), sum(e["size"] for e in final.values()),
                    top["merkle_root"], str(into.absolute()) if into is not None else None, recovered, kept)
+
+
+def _checkpoint(db_path: Path) -> None:
+    """Fold the replaced vault's SQLite log into its node database, which moves alone."""
+    if not db_path.is_file():
+        return
+    try:
+        db = sqlite3.connect(db_path, timeout=5)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:  # what the log held is lost, the rest is still absorbed
+        log.warning("backup.restore.node_state", extra={"hn": {"path": str(db_path), "error": str(exc)}})
 
 
 def _kept_from_old(final: dict[str, dict[str, Any]]) -> tuple[str, ...]:

@@ -15,8 +15,12 @@ first evidence stays and later forks are refused without adding to it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,10 +32,15 @@ from hn.vault import atomic
 from hn.vault.home import Home
 from hn.vault.identities import did_tail
 
+log = logging.getLogger("hn.node")
+
 FORK_ROWS_PER_DID = 64
 FORK_FILES_PER_DID = 8
 FORK_DOC_MAX = 64 * 1024
 FORK_FILES_TOTAL = 16 * 1024 * 1024
+# Beside node.sqlite3 after a restore: the replaced vault's database (see hn.backup.restore).
+RESTORED = ".before-restore"
+UNREADABLE = ".unreadable"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -125,6 +134,64 @@ class NodeState:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        self._absorb_replaced()
+
+    # -- after a restore ------------------------------------------------------------
+    def _absorb_replaced(self) -> None:
+        """Take in the database of the vault a restore replaced, which it kept beside this
+        one (``node.sqlite3.before-restore``, ``-2``, ...): it saw newer documents and
+        requests than the backup did. Removed once absorbed; one that cannot be read is
+        renamed ``.unreadable`` and logged, so it is not tried at every start."""
+        for old in sorted(self.path.parent.glob(self.path.name + RESTORED + "*")):
+            if old.name.endswith(("-wal", "-shm", "-journal", UNREADABLE)) or not old.is_file():
+                continue
+            try:
+                self._absorb(old)
+            except sqlite3.DatabaseError as exc:
+                if not old.exists():
+                    continue  # absorbed and removed by another process meanwhile
+                log.warning("node.state.unreadable", extra={"hn": {"path": str(old), "error": str(exc)}})
+                with contextlib.suppress(OSError):
+                    os.replace(old, old.with_name(old.name + UNREADABLE))
+                continue
+            with contextlib.suppress(OSError):  # else absorbed again next time, to the same effect
+                for leftover in (old, *(old.with_name(old.name + s) for s in ("-wal", "-shm"))):
+                    leftover.unlink(missing_ok=True)
+            log.info("node.state.absorbed", extra={"hn": {"path": str(old)}})
+
+    def _absorb(self, old: Path) -> None:
+        """The higher seq per DID and type (with its document), both digests of one seq as
+        a fork, the forks (within the cap) and the nonces not expired yet."""
+        # mode=rw: a file another process absorbed and removed meanwhile is not made anew.
+        src = sqlite3.connect(f"file:{urllib.parse.quote(str(old))}?mode=rw", uri=True, timeout=30)
+        try:
+            seqs = src.execute("SELECT did, doc_type, seq, digest FROM seqs").fetchall()
+            docs = {(r[0], r[1]): r for r in src.execute("SELECT did, doc_type, seq, digest, document FROM seq_docs")}
+            forks = src.execute("SELECT did, doc_type, seq, digest, seen_at FROM forks ORDER BY seen_at").fetchall()
+            nonces = src.execute("SELECT did, nonce, expires FROM nonces WHERE expires >= ?",
+                                 (timefmt.now(),)).fetchall()
+        finally:
+            src.close()
+        with self.tx() as db:
+            for did, doc_type, seq, digest in seqs:
+                row = db.execute("SELECT seq, digest FROM seqs WHERE did=? AND doc_type=?", (did, doc_type)).fetchone()
+                if row is not None and int(row[0]) == int(seq):
+                    if row[1] != digest:
+                        self._record_fork(db, did, doc_type, int(seq), (str(row[1]), str(digest)))
+                    continue
+                if row is not None and int(row[0]) > int(seq):
+                    continue
+                db.execute("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?)", (did, doc_type, seq, digest))
+                doc = docs.get((did, doc_type))
+                if doc is not None and doc[2] == seq:
+                    db.execute("INSERT OR REPLACE INTO seq_docs VALUES (?,?,?,?,?)", doc)
+                else:
+                    db.execute("DELETE FROM seq_docs WHERE did=? AND doc_type=?", (did, doc_type))
+            for did, doc_type, seq, digest, seen_at in forks:
+                held = db.execute("SELECT COUNT(*) FROM forks WHERE did=?", (did,)).fetchone()[0]
+                if held < FORK_ROWS_PER_DID:
+                    db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?)", (did, doc_type, seq, digest, seen_at))
+            db.executemany("INSERT OR IGNORE INTO nonces VALUES (?,?,?)", nonces)
 
     def close(self) -> None:
         with self._lock:
