@@ -85,6 +85,9 @@ def find(home: Home, backup_id: str) -> dict[str, Any]:
 
 
 def read_header_file(path: Path) -> dict[str, Any]:
+    if path.name.endswith(PAYLOAD_SUFFIX):
+        header = path.with_name(path.name[: -len(PAYLOAD_SUFFIX)] + HEADER_SUFFIX)
+        raise InputError(f"{path} is a backup's payload; give its header, {header.name}, which sits beside it")
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -105,3 +105,15 @@ def test_a_bad_backup_target_or_id_is_refused_before_any_work(tmp_path: Path) ->
     refused(home, "vault", "backup", "restore", "--from", "http://127.0.0.1:9", "--id", "../../etc",
             "--into", str(tmp_path / "r"), expect="--id must be a backup id (32 lowercase hex characters)")
     assert tree_digest(home) == before and not (tmp_path / "r").exists()
+
+
+def test_a_payload_given_for_a_header_names_the_header(tmp_path: Path) -> None:
+    home = tmp_path / "a"
+    run_json(home, "id", "create", "alice")
+    made = run_json(home, "vault", "backup", "create")
+    header = Path(made["header"]).name
+    for command in (["verify"], ["decrypt", "--out", str(tmp_path / "x.tar.zst")],
+                    ["restore", "--into", str(tmp_path / "r")]):
+        refused(home, "vault", "backup", *command, "--path", made["payload"],
+                expect=f"is a backup's payload; give its header, {header}, which sits beside it")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.tar.zst").exists()
