@@ -11,6 +11,7 @@ one of them names as its base (directly or through other deltas), so no kept cha
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ HEADER = ".backup.json"
 PAYLOAD = ".backup.payload"
 PENDING = ".pending.json"
 PARTIAL = ".partial"
+# An upload untouched this long is abandoned: its files go, and stop counting to the quota.
+STALE_UPLOAD = 7 * 86400.0
+# A payload whose header is missing this long was left by a node stopped between the two
+# steps of a commit (a commit takes them within milliseconds of each other).
+ORPHAN_PAYLOAD = 3600.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class HostedStore:
         folder = self.folder(owner)
         if (folder / f"{backup_id}{HEADER}").exists():
             return self.status(owner, backup_id, complete=True)
+        self.sweep(owner)
         partial = folder / f"{backup_id}{PARTIAL}"
         already = partial.stat().st_size if partial.exists() else 0
         quota = self.quota(owner)
@@ -179,10 +186,42 @@ class HostedStore:
         atomic.write_bytes(header_path, canonical(header))
         (folder / f"{header['id']}{PENDING}").unlink(missing_ok=True)
         removed = self.retain(owner)
+        self.sweep(owner)
         out = self.status(owner, header["id"], complete=True)
         out["removed"] = removed
         out["stored_now"] = header["payload"]["digest"]  # taken out by the route, which logs it
         return out
+
+    def sweep(self, owner: str, now: float | None = None) -> list[str]:
+        """Remove ``owner``'s abandoned uploads (both files untouched for STALE_UPLOAD) and
+        payloads left without their header (for ORPHAN_PAYLOAD); returns the names removed."""
+        folder = self.folder(owner)
+        if not folder.is_dir():
+            return []
+        now = time.time() if now is None else now
+        removed = []
+        for path in sorted(folder.iterdir()):
+            name = path.name
+            if name.endswith(PAYLOAD):
+                if (folder / f"{name[: -len(PAYLOAD)]}{HEADER}").exists():
+                    continue
+                files, limit = [path], ORPHAN_PAYLOAD
+            elif name.endswith(PARTIAL):
+                files, limit = [folder / f"{name[: -len(PARTIAL)]}{PENDING}", path], STALE_UPLOAD
+            elif name.endswith(PENDING) and not (folder / f"{name[: -len(PENDING)]}{PARTIAL}").exists():
+                files, limit = [path], STALE_UPLOAD
+            else:
+                continue
+            try:
+                idle = min(now - p.stat().st_mtime for p in files if p.exists())
+            except (OSError, ValueError):  # gone meanwhile
+                continue
+            if idle >= limit:
+                for gone in files:
+                    if gone.exists():
+                        gone.unlink()
+                        removed.append(gone.name)
+        return removed
 
     def retain(self, owner: str) -> list[str]:
         """Keep the newest ``keep_last(owner)`` backups and everything their chains need."""

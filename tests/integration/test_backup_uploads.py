@@ -328,3 +328,48 @@ async def test_a_friend_who_federates_learns_a_rotated_key_from_its_owner_node(t
     finally:
         await bob_node.stop()
         await alice_node.stop()
+
+
+async def test_abandoned_uploads_and_headerless_payloads_stop_counting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload left half-way for a week, and a payload a stopped node left without its
+    header, are removed at the next upload of that owner: the quota counts them no more."""
+    bob_home, bob = make_person(tmp_path, "bob")
+    alice_home, alice = make_person(tmp_path, "alice")
+    identities.import_contact(bob_home, canonical(alice.doc))
+    node, url = await start_node(bob_home, backup_quota=3 << 20, mirror=False)
+    try:
+        abandoned = _backup(alice_home, alice, tmp_path / "out", 2 << 20)
+        monkeypatch.setattr(client, "SEGMENT", 1 << 20)
+        real = client._signed
+        calls = {"n": 0}
+
+        async def drops(session, keys, method, u, body):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if method == "PUT" and calls["n"] == 3:
+                raise NetworkError("connection dropped")
+            return await real(session, keys, method, u, body)
+
+        monkeypatch.setattr(client, "_signed", drops)
+        with pytest.raises(NetworkError):
+            await client.push(alice.keys, url, abandoned.header, abandoned.payload_path)
+        monkeypatch.setattr(client, "_signed", real)
+        folder = bob_home.path("hosted", "backups", alice.did.rsplit(":", 1)[1])
+        held = sorted(p.name for p in folder.iterdir())
+        assert held == sorted(f"{abandoned.header['id']}{s}" for s in (".partial", ".pending.json"))
+        orphan = folder / f"{'0' * 32}.backup.payload"
+        orphan.write_bytes(b"x" * (1 << 20))
+
+        # While recent, both count: a 1.5 MiB backup would go over the 3 MiB quota.
+        second = _backup(alice_home, alice, tmp_path / "out2", 1_500_000, base=abandoned.header)
+        with pytest.raises(NetworkError, match="413"):
+            await client.push(alice.keys, url, second.header, second.payload_path)
+        week = 8 * 86400
+        for path in folder.iterdir():
+            os.utime(path, (path.stat().st_atime - week, path.stat().st_mtime - week))
+        status = await client.push(alice.keys, url, second.header, second.payload_path)
+        assert status["complete"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            f"{second.header['id']}{s}" for s in (".backup.json", ".backup.payload"))
+    finally:
+        await node.stop()
