@@ -21,12 +21,17 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_restore_keeps_the_newer_marks_of_the_vault_it_replaces(tmp_path: Path) -> None:
+def backed_up_at_seq_5(tmp_path: Path) -> tuple[Path, dict]:
+    """A vault whose node state has seen FRIEND's presence seq 5, and its backup."""
     vault = vault_with_notes(tmp_path, 2)
     state = NodeState(Home(vault))
     state.check_and_record_seq(FRIEND, "presence@2", 5, "a" * 64)
     state.close()
-    backup = run_json(vault, "vault", "backup", "create")
+    return vault, run_json(vault, "vault", "backup", "create")
+
+
+def test_a_restore_keeps_the_newer_marks_of_the_vault_it_replaces(tmp_path: Path) -> None:
+    vault, backup = backed_up_at_seq_5(tmp_path)
 
     # After the backup, the node saw a newer presence, a signed request and a fork.
     state = NodeState(Home(vault))
@@ -65,11 +70,7 @@ def test_a_restore_keeps_the_newer_marks_of_the_vault_it_replaces(tmp_path: Path
 
 
 def test_a_lost_machine_restore_has_only_the_backup_s_state(tmp_path: Path) -> None:
-    vault = vault_with_notes(tmp_path, 1)
-    state = NodeState(Home(vault))
-    state.check_and_record_seq(FRIEND, "presence@2", 5, "a" * 64)
-    state.close()
-    backup = run_json(vault, "vault", "backup", "create")
+    vault, backup = backed_up_at_seq_5(tmp_path)
     fresh = tmp_path / "new-machine"
     restored = run_json(vault, "vault", "backup", "restore", "--path", backup["header"], "--into", str(fresh))
     assert "sync/node.sqlite3" not in restored["kept"]

@@ -35,6 +35,28 @@ def _backup(home: Home, me: Identity, out: Path, size: int = 300_000, base: dict
     return create.create(home, me, out, base=base, chunk_size=64 * 1024)
 
 
+async def push_dropped_after_one_segment(monkeypatch: pytest.MonkeyPatch, keys: Any, url: str,
+                                          result: create.Result) -> None:
+    """Push ``result`` in 1 MiB segments over a connection that drops during the second
+    one; the upload is left part-way, and later pushes go through as usual."""
+    monkeypatch.setattr(client, "SEGMENT", 1 << 20)
+    calls = {"n": 0}
+    real = client._signed
+
+    async def flaky(session, keys, method, u, body):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if method == "PUT" and calls["n"] == 3:
+            raise NetworkError("connection dropped")
+        return await real(session, keys, method, u, body)
+
+    monkeypatch.setattr(client, "_signed", flaky)
+    try:
+        with pytest.raises(NetworkError):
+            await client.push(keys, url, result.header, result.payload_path)
+    finally:
+        monkeypatch.setattr(client, "_signed", real)
+
+
 async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bob_home, bob = make_person(tmp_path, "bob")
     alice_home, alice = make_person(tmp_path, "alice")
@@ -45,24 +67,11 @@ async def test_upload_is_restartable_and_checked(tmp_path: Path, monkeypatch: py
     try:
         result = _backup(alice_home, alice, tmp_path / "out", 3 << 20)
         # First attempt dies after one segment (the connection drops): nothing is kept yet.
-        monkeypatch.setattr(client, "SEGMENT", 1 << 20)
-        calls = {"n": 0}
-        real = client._signed
-
-        async def flaky(session, keys, method, u, body):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if method == "PUT" and calls["n"] == 3:
-                raise NetworkError("connection dropped")
-            return await real(session, keys, method, u, body)
-
-        monkeypatch.setattr(client, "_signed", flaky)
-        with pytest.raises(NetworkError):
-            await client.push(alice.keys, url, result.header, result.payload_path)
+        await push_dropped_after_one_segment(monkeypatch, alice.keys, url, result)
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{url}/backup/{result.header['id']}") as resp:
                 assert resp.status == 404
         # The retry resumes at the byte the node holds, and completes.
-        monkeypatch.setattr(client, "_signed", real)
         sent: list[int] = []
         status = await client.push(alice.keys, url, result.header, result.payload_path, sent.append)
         assert status["complete"] and sent[0] == 1 << 20
@@ -340,20 +349,7 @@ async def test_abandoned_uploads_and_headerless_payloads_stop_counting(
     node, url = await start_node(bob_home, backup_quota=3 << 20, mirror=False)
     try:
         abandoned = _backup(alice_home, alice, tmp_path / "out", 2 << 20)
-        monkeypatch.setattr(client, "SEGMENT", 1 << 20)
-        real = client._signed
-        calls = {"n": 0}
-
-        async def drops(session, keys, method, u, body):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if method == "PUT" and calls["n"] == 3:
-                raise NetworkError("connection dropped")
-            return await real(session, keys, method, u, body)
-
-        monkeypatch.setattr(client, "_signed", drops)
-        with pytest.raises(NetworkError):
-            await client.push(alice.keys, url, abandoned.header, abandoned.payload_path)
-        monkeypatch.setattr(client, "_signed", real)
+        await push_dropped_after_one_segment(monkeypatch, alice.keys, url, abandoned)
         folder = bob_home.path("hosted", "backups", alice.did.rsplit(":", 1)[1])
         held = sorted(p.name for p in folder.iterdir())
         assert held == sorted(f"{abandoned.header['id']}{s}" for s in (".partial", ".pending.json"))
