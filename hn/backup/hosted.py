@@ -218,9 +218,11 @@ class HostedStore:
                 continue
             if idle >= limit:
                 for gone in files:
-                    if gone.exists():
+                    try:
                         gone.unlink()
-                        removed.append(gone.name)
+                    except OSError:  # gone already, or not removable now: the upload goes on
+                        continue
+                    removed.append(gone.name)
         return removed
 
     def retain(self, owner: str) -> list[str]:
