@@ -186,7 +186,6 @@ class HostedStore:
         atomic.write_bytes(header_path, canonical(header))
         (folder / f"{header['id']}{PENDING}").unlink(missing_ok=True)
         removed = self.retain(owner)
-        self.sweep(owner)
         out = self.status(owner, header["id"], complete=True)
         out["removed"] = removed
         out["stored_now"] = header["payload"]["digest"]  # taken out by the route, which logs it
