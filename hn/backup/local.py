@@ -60,11 +60,17 @@ def latest_pushed(home: Home, url: str) -> dict[str, Any]:
     """The newest local backup that reached the node at ``url``: the base a delta pushed
     there must build on, or the node could not restore the chain."""
     url = url.rstrip("/")
-    hits = [r for r in records(home) if any(p.get("url") == url for p in r.get("pushed", []))]
-    if not hits:
+    hit = _latest_at(records(home), url)
+    if hit is None:
         raise NotFound(f"no backup of this vault has reached {url} yet: push a full backup there first "
                        "(or name the base with --base)")
-    return hits[-1]
+    return hit
+
+
+def _latest_at(items: list[dict[str, Any]], url: str | None) -> dict[str, Any] | None:
+    """The newest of ``items`` (oldest first) pushed to ``url``."""
+    hits = [r for r in items if any(p.get("url") == url for p in r.get("pushed", []))]
+    return hits[-1] if hits else None
 
 
 def find(home: Home, backup_id: str) -> dict[str, Any]:
@@ -147,11 +153,10 @@ def prune(home: Home, keep: int, *, dry_run: bool = False) -> dict[str, Any]:
     with home.lock():
         items = records(home)
         wanted: set[str] = set()
-        tips = [r["id"] for r in items[-keep:]]
-        for url in {p.get("url") for r in items for p in r.get("pushed", [])}:
-            tips.append([r for r in items if any(p.get("url") == url for p in r.get("pushed", []))][-1]["id"])
+        tips = items[-keep:] + [hit for url in {p.get("url") for r in items for p in r.get("pushed", [])}
+                                if (hit := _latest_at(items, url)) is not None]
         for tip in tips:
-            wanted.update(chain(items, tip))
+            wanted.update(chain(items, tip["id"]))
         removed: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
         left: list[dict[str, Any]] = []
