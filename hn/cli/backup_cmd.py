@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, err_console, kv, real, table
+from hn.cli.output import console, emit, err_console, kv, real, say, table
 from hn.errors import HnError, InputError, NetworkError, UsageError
 from hn.proto import timefmt
 
@@ -394,8 +394,6 @@ def prune_cmd(
 
 
 def _show_pruned(d: dict[str, Any]) -> None:
-    from hn.cli.output import say
-
     if d["removed"]:
         table("would be removed" if d["dry_run"] else "removed", ["id", "scope", "created", "freed bytes", "record"],
               [[r["id"], r["scope"], r["created_at"], r["freed_bytes"],
