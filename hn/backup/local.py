@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +108,64 @@ def read_header_file(path: Path) -> dict[str, Any]:
         raise MalformedDocument(f"{path} is not a backup header: {exc.message}") from exc
 
 
-def read_base(path: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def holding_base(path: Path) -> Iterator[dict[str, Any]]:
     """A delta's base header, for change detection only: its id, owner and entry digests.
 
     Parsed without the signed-document checks, which cost more than the rest of a small
     delta on a large vault: the file is this vault's own, it only decides which files the
     delta stores, and every restore verifies the whole chain, signatures included.
+
+    A shared lock on the header is held until the block ends: `prune` removes no backup
+    whose header is held, so a delta being made keeps its base until it is recorded (from
+    then on prune keeps the base as part of the delta's chain).
     """
     try:
-        raw = json.loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        # A prune may have removed the header between the open and the lock.
+        held = os.fstat(fd)
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+            raise NotFound(f"backup header {path} was removed (by `hn vault backup prune`?) as this delta began; "
+                           "name another base, or make a full backup")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            raw = file.read()
+        yield _parse_base(raw, path)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _claimed(header: Path) -> Iterator[bool]:
+    """False if a delta being made holds ``header`` as its base (holding_base). Otherwise
+    True, with the header held exclusively until the block ends, so no delta takes it as
+    its base meanwhile."""
+    try:
+        fd = os.open(header, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield True  # no header (or none to open): nobody holds it
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _parse_base(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise MalformedDocument(f"{path} is not a backup@1 header: {exc}") from exc
     entries = raw.get("entries") if isinstance(raw, dict) else None
@@ -146,7 +197,8 @@ def prune(home: Home, keep: int, *, dry_run: bool = False) -> dict[str, Any]:
     pushed there builds on it. A removed backup loses its header first (the header commits
     a backup, so a crash between the two leaves a payload that the next create into that
     folder sweeps), then its payload. Its record goes too, unless it was pushed: then the
-    record stays, to say where it went, and `list` shows it as missing here.
+    record stays, to say where it went, and `list` shows it as missing here. A backup that
+    a delta being made holds as its base (holding_base) stays too, listed under ``in_use``.
     """
     if keep < 1:
         raise InputError("--keep must be at least 1: the newest backup is always kept")
@@ -159,29 +211,37 @@ def prune(home: Home, keep: int, *, dry_run: bool = False) -> dict[str, Any]:
             wanted.update(chain(items, tip["id"]))
         removed: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
+        in_use: list[str] = []  # the base of a delta being made: kept, so that delta can be restored
         left: list[dict[str, Any]] = []
         for item in items:
             if item["id"] in wanted:
                 left.append(item)
                 continue
             # Only files by the names a create gives them: a damaged record removes nothing else.
-            paths = [p for p in (Path(str(item.get("header") or "")), Path(str(item.get("payload") or "")))
+            header, payload = Path(str(item.get("header") or "")), Path(str(item.get("payload") or ""))
+            paths = [p for p in (header, payload)
                      if p.name in (f"{item['id']}{HEADER_SUFFIX}", f"{item['id']}{PAYLOAD_SUFFIX}")]
-            freed = sum(p.stat().st_size for p in paths if p.is_file())
-            if not dry_run:
-                try:
-                    for path in paths:
-                        if path.is_file():
-                            path.unlink()
-                except OSError as exc:
-                    failed.append({"id": item["id"], "error": f"cannot remove {path}: {exc.strerror or exc}"})
+            with _claimed(header) if header in paths else contextlib.nullcontext(True) as free:
+                if not free:
+                    in_use.append(item["id"])
                     left.append(item)
                     continue
+                freed = sum(p.stat().st_size for p in paths if p.is_file())
+                if not dry_run:
+                    try:
+                        for path in paths:
+                            if path.is_file():
+                                path.unlink()
+                    except OSError as exc:
+                        failed.append({"id": item["id"], "error": f"cannot remove {path}: {exc.strerror or exc}"})
+                        left.append(item)
+                        continue
             removed.append({"id": item["id"], "scope": item.get("scope"), "created_at": item.get("created_at"),
                             "freed_bytes": freed, "record_kept": bool(item.get("pushed"))})
             if item.get("pushed"):
                 left.append(item)
         if not dry_run and removed:
             _save(home, left)
-    return {"kept": sorted(wanted & {r["id"] for r in items}), "removed": removed, "failed": failed,
+    return {"kept": sorted((wanted | set(in_use)) & {r["id"] for r in items}), "in_use": in_use,
+            "removed": removed, "failed": failed,
             "freed_bytes": sum(r["freed_bytes"] for r in removed), "dry_run": dry_run}

@@ -83,18 +83,21 @@ def create_cmd(
         raise UsageError("--out is empty: give the folder to write the backup into (--out . for the current one)")
     # Absolute from here on: the registry records where the files are, for any later cwd.
     folder = Path(os.path.abspath(Path(out).expanduser())) if out is not None else local.default_dir(home)
-    base_header = None
-    if scope == "delta":
-        # Pushed deltas build on what that node holds, not on a local backup it never got.
-        record = local.latest_pushed(home, push_url) if push_url and base is None else local.find(home, base or "latest")
-        base_header = local.read_base(Path(record["header"]))
-        if base_header.get("owner") != me.did:
-            raise InputError(f"base backup {record['id']} belongs to another identity")
-    with _bar("backing up", as_json) as (advance, total):
-        # Recorded as soon as both files are written, before the disposable cache is.
-        result = creating.create(home, me, folder, recipient=_recipient(home, me, recipient), base=base_header,
-                                 target=target, include_cache=include_cache, progress=advance, on_scan=total,
-                                 on_written=lambda written: local.record_created(home, written))
+    with contextlib.ExitStack() as stack:
+        base_header = None
+        if scope == "delta":
+            # Pushed deltas build on what that node holds, not on a local backup it never got.
+            record = local.latest_pushed(home, push_url) if push_url and base is None else \
+                local.find(home, base or "latest")
+            # Held until the delta is recorded: a prune meanwhile leaves the base alone.
+            base_header = stack.enter_context(local.holding_base(Path(record["header"])))
+            if base_header.get("owner") != me.did:
+                raise InputError(f"base backup {record['id']} belongs to another identity")
+        with _bar("backing up", as_json) as (advance, total):
+            # Recorded as soon as both files are written, before the disposable cache is.
+            result = creating.create(home, me, folder, recipient=_recipient(home, me, recipient), base=base_header,
+                                     target=target, include_cache=include_cache, progress=advance, on_scan=total,
+                                     on_written=lambda written: local.record_created(home, written))
     data = result.summary()
     if result.reclaimed_bytes:
         data["reclaimed_bytes"] = result.reclaimed_bytes
@@ -401,5 +404,7 @@ def _show_pruned(d: dict[str, Any]) -> None:
     else:
         say("nothing to remove")
     say("{} kept, {} bytes {}freed", len(d["kept"]), d["freed_bytes"], "would be " if d["dry_run"] else "")
+    for held in d["in_use"]:
+        say("kept {}: it is the base of a delta being made right now", held)
     for failed in d["failed"]:
         say("could not remove {}: {}", failed["id"], failed["error"], style="red")

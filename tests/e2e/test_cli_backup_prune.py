@@ -45,3 +45,22 @@ def test_prune_usage_errors_exit_2_and_remove_nothing(tmp_path: Path) -> None:
     proc = run_hn(vault, "vault", "backup", "prune", check=False)
     assert proc.returncode == 2 and "--keep" in proc.stderr
     assert Path(made["header"]).exists() and Path(made["payload"]).exists()
+
+
+def test_prune_leaves_the_base_of_a_delta_being_made(tmp_path: Path) -> None:
+    from hn.backup import local
+
+    vault = vault_with_notes(tmp_path, 2)
+    old = run_json(vault, "vault", "backup", "create")
+    (vault / "personal" / "diary.txt").write_text("later\n")
+    newer = run_json(vault, "vault", "backup", "create")
+    # What `create --scope delta --base OLD` holds while it runs.
+    with local.holding_base(Path(old["header"])):
+        done = run_json(vault, "vault", "backup", "prune", "--keep", "1")
+        human = run_hn(vault, "vault", "backup", "prune", "--keep", "1").stdout
+    assert done["in_use"] == [old["id"]] and done["removed"] == [] and done["failed"] == []
+    assert sorted(done["kept"]) == sorted([old["id"], newer["id"]])
+    assert f"kept {old['id']}: it is the base of a delta being made" in human
+    assert Path(old["header"]).exists() and Path(old["payload"]).exists()
+    # Once nothing holds it, it goes.
+    assert [r["id"] for r in run_json(vault, "vault", "backup", "prune", "--keep", "1")["removed"]] == [old["id"]]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from hn.backup import create, local, snapshot
-from hn.errors import InputError
+from hn.errors import InputError, NotFound
 from hn.vault.home import Home
 from hn.vault.identities import Identity
 
@@ -60,7 +62,8 @@ def test_the_latest_backup_pushed_to_a_node_stays_and_pushed_records_stay_listed
     assert _present(pushed) and _present(newest) and not old.header_path.exists()
     # The next delta for that node still finds its base here.
     assert local.latest_pushed(home, "http://friend:7733")["id"] == pushed.header["id"]
-    assert local.read_base(Path(local.latest_pushed(home, "http://friend:7733")["header"]))
+    with local.holding_base(Path(local.latest_pushed(home, "http://friend:7733")["header"])) as base:
+        assert base["id"] == pushed.header["id"]
     # The pushed backup's record stays, to say where it went.
     assert old.header["id"] in [r["id"] for r in local.records(home)]
 
@@ -81,3 +84,73 @@ def test_a_damaged_record_removes_only_files_named_after_its_backup(
     # Its payload, left without a header, is what the next create into that folder sweeps.
     size = first.payload_path.stat().st_size
     assert create.sweep_incoming(out) == size and not first.payload_path.exists()
+
+
+def test_a_base_held_by_a_delta_being_made_is_kept_until_the_delta_is_recorded(
+        alice: Identity, home: Home, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old = _make(home, alice, out)
+    newer = _make(home, alice, out)
+    (home.path("personal") / "note.txt").write_bytes(b"changed since the old backup")
+    with local.holding_base(old.header_path) as base:
+        # A prune while the delta on the old backup is being made: that base stays.
+        during = local.prune(home, 1)
+        assert during["in_use"] == [old.header["id"]] and during["removed"] == []
+        assert sorted(during["kept"]) == sorted([old.header["id"], newer.header["id"]]) and _present(old)
+        delta = create.create(home, alice, out, base=base, on_written=lambda r: local.record_created(home, r))
+    assert delta.header["base_backup"] == old.header["id"]
+    # Once recorded, the delta is the newest backup, and its chain keeps the old one.
+    after = local.prune(home, 1)
+    assert after["in_use"] == [] and [r["id"] for r in after["removed"]] == [newer.header["id"]]
+    assert _present(old) and _present(delta) and not _present(newer)
+
+
+def test_a_delta_whose_base_a_prune_removed_first_says_so(alice: Identity, home: Home, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old = _make(home, alice, out)
+    _make(home, alice, out)
+    assert [r["id"] for r in local.prune(home, 1)["removed"]] == [old.header["id"]]
+    with pytest.raises(NotFound, match="cannot read backup header"):
+        with local.holding_base(old.header_path):
+            pass
+
+
+def test_a_base_removed_between_its_open_and_its_lock_is_refused(
+        alice: Identity, home: Home, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old = _make(home, alice, out)
+    _make(home, alice, out)
+    # A prune holds the old header exclusively (as it does while it removes it) when the
+    # delta opens it; the delta's lock waits, and is granted once that header is gone.
+    claim = local._claimed(old.header_path)
+    assert claim.__enter__() is True
+    outcome: list[BaseException | dict] = []
+
+    def take_base() -> None:
+        try:
+            with local.holding_base(old.header_path) as base:
+                outcome.append(base)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    taker = threading.Thread(target=take_base)
+    taker.start()
+    inode = old.header_path.stat().st_ino
+    deadline = time.monotonic() + 30
+    while not _lock_waiter_on(inode) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _lock_waiter_on(inode) and outcome == []  # waiting for the prune's lock
+    old.header_path.unlink()
+    claim.__exit__(None, None, None)
+    taker.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFound) and "was removed" in str(outcome[0])
+
+
+def _lock_waiter_on(inode: int) -> bool:
+    """Whether some process waits for a lock on the file ``inode`` (Linux's /proc/locks
+    lists each waiter as "->" after the lock it waits for)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 5].rsplit(":", 1)[-1] == str(inode):
+            return True
+    return False
