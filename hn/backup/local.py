@@ -125,7 +125,9 @@ def holding_base(path: Path) -> Iterator[dict[str, Any]]:
     except OSError as exc:
         raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        # Without flock on this filesystem no prune can take the lock to skip it either.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH)
         # A prune may have removed the header between the open and the lock.
         held = os.fstat(fd)
         try:
@@ -158,6 +160,8 @@ def _claimed(header: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        except OSError:
+            pass  # no flock on this filesystem: no delta can hold the header either
         yield True
     finally:
         os.close(fd)
