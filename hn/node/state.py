@@ -172,12 +172,20 @@ class NodeState:
                                  (timefmt.now(),)).fetchall()
         finally:
             src.close()
+        found: list[tuple[str, str, int, dict[str, bytes | None]]] = []  # forks between the two
         with self.tx() as db:
             for did, doc_type, seq, digest in seqs:
                 row = db.execute("SELECT seq, digest FROM seqs WHERE did=? AND doc_type=?", (did, doc_type)).fetchone()
                 if row is not None and int(row[0]) == int(seq):
                     if row[1] != digest:
                         self._record_fork(db, did, doc_type, int(seq), (str(row[1]), str(digest)))
+                        mine = db.execute("SELECT document FROM seq_docs WHERE did=? AND doc_type=? AND seq=? "
+                                          "AND digest=?", (did, doc_type, seq, row[1])).fetchone()
+                        theirs = docs.get((did, doc_type))
+                        found.append((did, doc_type, int(seq), {
+                            str(row[1]): bytes(mine[0]) if mine else None,
+                            str(digest): bytes(theirs[4]) if theirs and theirs[2] == seq and theirs[3] == digest
+                            else None}))
                     continue
                 if row is not None and int(row[0]) > int(seq):
                     continue
@@ -192,6 +200,13 @@ class NodeState:
                 if held < FORK_ROWS_PER_DID:
                     db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?)", (did, doc_type, seq, digest, seen_at))
             db.executemany("INSERT OR IGNORE INTO nonces VALUES (?,?,?)", nonces)
+        # Two documents of one seq, one in each database: the same evidence a fork seen live
+        # leaves (the vault restored may come from another machine of the same owner).
+        for did, doc_type, seq, pair in found:
+            evidence, problem = self._keep_evidence(did, doc_type, seq, pair)
+            log.warning("node.state.fork", extra={"hn": {
+                "did": did, "doc_type": doc_type, "seq": seq, "evidence": [str(p) for p in evidence],
+                "evidence_problem": problem}})
 
     def close(self) -> None:
         with self._lock:

@@ -94,3 +94,27 @@ def test_an_unreadable_replaced_database_is_set_aside_once(tmp_path: Path) -> No
     assert not aside.exists() and aside.with_name(aside.name + ".unreadable").exists()
     NodeState(home).close()  # not tried again
     assert aside.with_name(aside.name + ".unreadable").read_bytes().startswith(b"not a database")
+
+
+def test_a_fork_between_the_restored_and_the_replaced_state_keeps_both_documents(tmp_path: Path) -> None:
+    vault = vault_with_notes(tmp_path, 1)
+    state = NodeState(Home(vault))
+    state.check_and_record_seq(FRIEND, "presence@2", 5, "a" * 64, b'{"seq":5,"says":"a"}')
+    state.close()
+    backup = run_json(vault, "vault", "backup", "create")
+    # This vault's node state is now another machine's: it saw FRIEND sign another seq 5.
+    for name in ("node.sqlite3", "node.sqlite3-wal", "node.sqlite3-shm"):
+        (vault / "sync" / name).unlink(missing_ok=True)
+    state = NodeState(Home(vault))
+    state.check_and_record_seq(FRIEND, "presence@2", 5, "b" * 64, b'{"seq":5,"says":"b"}')
+    state.close()
+
+    run_json(vault, "vault", "backup", "restore", "--path", backup["header"], "--into", str(vault))
+    state = NodeState(Home(vault))
+    try:
+        assert {(f["seq"], f["digest"]) for f in state.forks()} == {(5, "a" * 64), (5, "b" * 64)}
+        kept = {p.name: p.read_bytes() for p in state.fork_folder(FRIEND).glob("*.json")}
+    finally:
+        state.close()
+    assert kept == {f"presence@2-5-{'a' * 64}.json": b'{"seq":5,"says":"a"}',
+                    f"presence@2-5-{'b' * 64}.json": b'{"seq":5,"says":"b"}'}
