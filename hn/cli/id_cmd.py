@@ -12,8 +12,8 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, kv, out_file, plain, say, table
-from hn.errors import InputError, MalformedDocument
-from hn.proto.canonical import canonical, loads_strict
+from hn.errors import InputError, MalformedDocument, TooLarge
+from hn.proto.canonical import DEFAULT_MAX_BYTES, canonical, loads_strict
 from hn.proto.identity import verify_identity
 from hn.vault import identities, presence, recovery
 from hn.vault.identities import Identity
@@ -83,7 +83,9 @@ def rotate(as_json: bool = JSON) -> None:
 @app.command("export")
 def export(out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
                                            help="File to write, replaced if it exists (default: stdout)."),
-           alias: Optional[str] = typer.Option(None, "--alias")) -> None:
+           alias: Optional[str] = typer.Option(None, "--alias"),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON document: the identity@1 itself, "
+                                        "or with --out what was written.")) -> None:
     """Export the public identity@1 (key history and current HPKE key)."""
     from hn.vault import atomic
 
@@ -92,18 +94,37 @@ def export(out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
     raw = canonical(ident.doc)
     if target is None:
         sys.stdout.write(raw.decode("utf-8") + "\n")
-    else:
-        atomic.write_bytes(target, raw)
-        plain(f"wrote {target}", style="dim") if sys.stdout.isatty() else None
+        return
+    atomic.write_bytes(target, raw)
+    if as_json:
+        emit({"out": str(target), "alias": ident.alias, "did": ident.did, "keys": len(ident.history.keys),
+              "identity_digest": ident.public_info()["identity_digest"]}, True)
+    elif sys.stdout.isatty():
+        plain(f"wrote {target}", style="dim")
+
+
+# What `hn id import` takes (the cap of identities.import_contact) and what `hn id recovery
+# restore` reads on standard input (16 shares of 33 words are about 5 KB): read no further,
+# so that /dev/zero or a wrong, huge file is an error, not all of this machine's memory.
+IDENTITY_MAX_BYTES = 1 << 20
+SHARES_MAX_BYTES = 1 << 20
+
+
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(raw) > limit:
+        raise TooLarge(f"{path} is larger than {limit} bytes: it is not {what}")
+    return raw
 
 
 @app.command("import")
 def import_(file: Path = typer.Argument(..., help="An identity@1 JSON file."), as_json: bool = JSON) -> None:
     """Add (or update) a contact from their identity@1 (not one of this vault's own identities)."""
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {file}: {exc.strerror}") from exc
+    raw = _read_bounded(file, IDENTITY_MAX_BYTES, "an identity@1 document")
     history = identities.import_contact(STATE.home, raw, refuse_own=True)
     emit({"did": history.did, "keys": len(history.keys)}, as_json,
          lambda d: console.print(f"contact {d['did']} ({d['keys']} keys) pinned"))
@@ -138,10 +159,7 @@ def _load_identity_doc(source: str) -> dict[str, Any]:
 
         doc = fetch_json_sync(source)
     else:
-        try:
-            doc = loads_strict(Path(source).read_bytes())
-        except OSError as exc:
-            raise InputError(f"cannot read {source}: {exc.strerror}") from exc
+        doc = loads_strict(_read_bounded(Path(source), DEFAULT_MAX_BYTES, "an identity@1 document"))
     if not isinstance(doc, dict):
         raise MalformedDocument("identity@1 must be a JSON object")
     # A backup header or a presence bundle may carry the identity under "identity".
@@ -159,7 +177,14 @@ def restore(alias: Optional[str] = typer.Option(None, "--alias", help="Local nam
     """Rebuild an identity from K mnemonics read from standard input, one per line (as
     `split` prints them, with or without their "share N of M:" label)."""
     home = STATE.home
-    lines = [SHARE_LABEL.sub("", line) for line in sys.stdin.read().splitlines() if line.strip()]
+    raw = sys.stdin.buffer.read(SHARES_MAX_BYTES + 1)
+    if len(raw) > SHARES_MAX_BYTES:
+        raise TooLarge(f"standard input holds more than {SHARES_MAX_BYTES} bytes: give the shares, one per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"standard input is not UTF-8 text (byte {exc.start}): give the shares, one per line") from None
+    lines = [SHARE_LABEL.sub("", line) for line in text.splitlines() if line.strip()]
     doc = _load_identity_doc(identity) if identity else None
     name = alias or (doc.get("alias") if doc else None) or "restored"
     ident = recovery.restore(home, lines, name, doc, passphrase)

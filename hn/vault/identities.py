@@ -61,16 +61,24 @@ def did_tail(did: str) -> str:
     return did[7:]
 
 
+def _invalid_alias(alias: str) -> InputError:
+    return InputError(f"invalid alias {alias!r}: start with a letter or a digit, then use letters, digits, "
+                      "'.', '_' or '-' (at most 64 characters)")
+
+
 def check_alias(alias: str) -> str:
-    if not ALIAS_RE.match(alias):
-        raise InputError(
-            f"invalid alias {alias!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
-        )
+    """A new alias: the whole of it matches ALIAS_RE (a trailing newline included)."""
+    if not ALIAS_RE.fullmatch(alias):
+        raise _invalid_alias(alias)
     return alias
 
 
 def _own_dir(home: Home, alias: str) -> Path:
-    return home.path("identities", "own", check_alias(alias))
+    # An existing folder is read by the name it has; a name that is no folder of
+    # identities/own (a path, an empty name) is refused.
+    if not ALIAS_RE.match(alias):
+        raise _invalid_alias(alias)
+    return home.path("identities", "own", alias)
 
 
 def own_aliases(home: Home) -> list[str]:
@@ -156,7 +164,10 @@ def create_with_secret(
     if history_doc is not None:
         history = verify_identity(history_doc)
         if history.did != base.did:
-            raise VerificationError("the identity document belongs to another DID than the recovered secret")
+            raise VerificationError(
+                f"the identity document belongs to another DID ({history.did}) than the recovered secret "
+                f"({base.did}): the shares are of another identity, or the passphrase is not the one given "
+                "to `hn id recovery split`")
         keys = IdentityKeys(secret, history.current.seq)
         for entry in history.keys:
             if keys.signing_public(entry.seq) != entry.signing_public_key or keys.hpke_public(entry.seq) != entry.hpke_public_key:

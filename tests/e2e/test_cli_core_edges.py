@@ -1,0 +1,126 @@
+"""What a user may get wrong with the vault-core commands, through the real `hn` entry point:
+one clear `error:` line and nothing changed, or a sound result."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import hn_env, run_hn, run_json, tree_digest
+
+
+def refused(home: Path, *args: str, input: str | None = None, expect: str = "") -> str:
+    """The one `error:` line of a command that must fail (exit 1 or 2), without a traceback."""
+    proc = run_hn(home, *args, input=input, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode in (1, 2) and proc.stdout == "", (args, proc.returncode, proc.stdout)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (args, proc.stderr)
+    assert "internal error" not in lines[0], lines[0]
+    return lines[0]
+
+
+def shares_of(home: Path, *args: str) -> list[str]:
+    return list(run_json(home, "id", "recovery", "split", "-k", "2", "-n", "3", *args)["shares"])
+
+
+def test_an_alias_is_checked_whole(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    before = tree_digest(home)
+    # A trailing newline (a name pasted with its line end) is no alias, nor a folder name.
+    line = refused(home, "id", "create", "bob\n", expect="invalid alias")
+    assert "start with a letter or a digit" in line
+    refused(home, "id", "create", ".hidden", expect="start with a letter or a digit")
+    assert tree_digest(home) == before
+    shares = shares_of(home)
+    before = tree_digest(home)
+    refused(tmp_path / "new", "id", "recovery", "restore", "--alias", "carol\n", input="\n".join(shares),
+            expect="invalid alias")
+    assert tree_digest(home) == before
+    assert sorted(p.name for p in (home / "identities" / "own").iterdir()) == ["alice"]
+    assert [i["alias"] for i in run_json(home, "id", "list")["identities"]] == ["alice"]
+
+
+def test_an_endless_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    shares = "\n".join(shares_of(home)) + "\n"
+    before = tree_digest(home)
+
+    def limited() -> None:  # what reading /dev/zero to its end would need, it does not get
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    for args, given in ((["id", "import", "/dev/zero"], None),
+                        (["id", "recovery", "restore", "--alias", "again", "--identity", "/dev/zero"], shares)):
+        proc = subprocess.run([sys.executable, "-m", "hn", *args], input=given, capture_output=True, text=True,
+                              timeout=120, env=hn_env(home), preexec_fn=limited)
+        assert proc.returncode == 1 and proc.stdout == "", (args, proc.stderr)
+        assert proc.stderr.startswith("error: /dev/zero is larger than") and "internal" not in proc.stderr, proc.stderr
+    assert tree_digest(home) == before
+
+
+def test_restore_reads_a_bounded_utf8_standard_input(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    # A file of 2 MB given by mistake: one short line, not the whole of it echoed back.
+    line = refused(tmp_path / "a", "id", "recovery", "restore", input="x" * (2 << 20), expect="more than")
+    assert len(line) < 200
+    proc = subprocess.run([sys.executable, "-m", "hn", "id", "recovery", "restore"], input=b"\xff\xfe shares\n",
+                          capture_output=True, timeout=120, env=hn_env(tmp_path / "b"))
+    assert proc.returncode == 1 and proc.stderr.decode().startswith("error: standard input is not UTF-8 text")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_passphrase_slip39_cannot_hold_is_a_usage_error(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    before = tree_digest(home)
+    line = refused(home, "id", "recovery", "split", "--passphrase", "pässwörd", expect="printable ASCII")
+    assert "internal" not in line
+    assert run_hn(home, "id", "recovery", "split", "--passphrase", "pässwörd", check=False).returncode == 2
+    assert tree_digest(home) == before  # no split recorded
+    # No split could have used it: a restore with it would rebuild a stranger's identity.
+    shares = "\n".join(shares_of(home))
+    refused(tmp_path / "new", "id", "recovery", "restore", "--passphrase", "pässwörd", input=shares,
+            expect="printable ASCII")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_wrong_passphrase_with_the_identity_document_says_what_may_be_wrong(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    did = run_json(home, "id", "create", "alice")["did"]
+    shares = "\n".join(shares_of(home, "--passphrase", "right horse"))
+    run_hn(home, "id", "export", "--out", str(tmp_path / "alice.json"))
+    line = refused(tmp_path / "new", "id", "recovery", "restore", "--passphrase", "wrong horse",
+                   "--identity", str(tmp_path / "alice.json"), input=shares, expect=did)
+    assert "passphrase" in line
+    restored = run_json(tmp_path / "new2", "id", "recovery", "restore", "--passphrase", "right horse",
+                        "--identity", str(tmp_path / "alice.json"), input=shares)
+    assert restored["did"] == did
+
+
+def test_id_export_takes_json(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    shown = run_json(home, "id", "create", "alice")
+    doc = run_json(home, "id", "export")
+    assert doc["type"] == "identity@1"
+    out = tmp_path / "alice.json"
+    wrote = json.loads(run_hn(home, "id", "export", "--out", str(out), "--json").stdout)
+    assert wrote == {"out": str(out), "alias": "alice", "did": shown["did"], "keys": 1,
+                     "identity_digest": shown["identity_digest"]}
+    assert json.loads(out.read_text()) == doc
+
+
+def test_restore_takes_more_shares_than_needed_and_names_mixed_sets(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    did = run_json(home, "id", "create", "alice")["did"]
+    first, second = shares_of(home), shares_of(home)  # "Any 2 of these": the user keeps all 3
+    assert run_json(tmp_path / "a", "id", "recovery", "restore", input="\n".join(first))["did"] == did
+    assert run_json(tmp_path / "b", "id", "recovery", "restore", input="\n".join(second[::-1] + second[:1]))["did"] == did
+    refused(tmp_path / "c", "id", "recovery", "restore", input="\n".join([first[0], second[1]]),
+            expect="not all of one split")
+    refused(tmp_path / "c", "id", "recovery", "restore", input=first[0], expect="could not recover")
+    assert not (tmp_path / "c").exists()
