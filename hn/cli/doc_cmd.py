@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+import string
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, err_console, out_file, real, say, table
-from hn.errors import InputError
+from hn.errors import InputError, UsageError
 from hn.vault import identities, presence, shards, store
 
 app = typer.Typer(help="Documents: content-addressed artefacts, shares and shards.", no_args_is_help=True)
@@ -104,10 +106,14 @@ def list_(as_json: bool = JSON) -> None:
 def _set_published(ids: list[str], value: bool, as_json: bool) -> None:
     home = STATE.home
     me = identities.load(home)
-    entries = store.set_published(home, me.keys, ids, value)
+    entries, changed = store.set_published(home, me.keys, ids, value)
     doc, _ = presence.refresh(home, me)
-    emit({"artefacts": [doc_view(e) for e in entries], "index_root": doc["index"]["root"]}, as_json,
-         lambda d: console.print(f"{'published' if value else 'unpublished'} {len(entries)} document(s)"))
+    done = "published" if value else "unpublished"
+    unchanged = len(entries) - len(changed)
+    emit({"artefacts": [doc_view(e) for e in entries], "changed": changed, "index_root": doc["index"]["root"]},
+         as_json, lambda d: console.print(f"{done} {len(changed)} document(s)"
+                                          + (f"; {unchanged} {'was' if unchanged == 1 else 'were'} {done} already"
+                                             if unchanged else "")))
 
 
 @app.command("publish")
@@ -143,8 +149,26 @@ def open_(shard_id: str = typer.Argument(..., help="Shard id (or prefix), or a p
     target = out_file(out, force=force)
     home = STATE.home
     me = identities.load(home)
-    candidate = Path(shard_id)
-    source = candidate if candidate.is_file() else shards.find_shard(home, shard_id)
+    source = _shard_source(home, shard_id)
     data = shards.open_shard(home, me, source, target)
     # The name is the sender's text: shown safe, never read as markup.
     emit(data, as_json, lambda d: say("opened {} from {} -> {}", d["name"] or d["id"], d["sender"], d["out"]))
+
+
+def _shard_source(home: Any, shard_id: str) -> Path:
+    """The shard file SHARD_ID names: a path to one, or a shard id (hex) or a prefix of it."""
+    import os
+
+    if not shard_id.strip():
+        raise UsageError("SHARD_ID is empty: give a shard id, or the path of a shard file")
+    try:
+        mode: int | None = os.stat(shard_id).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISREG(mode):
+        return Path(shard_id)
+    if shard_id.strip() and all(c in string.hexdigits for c in shard_id.strip()):
+        return shards.find_shard(home, shard_id)
+    if mode is not None:
+        raise InputError(f"{shard_id}: not a shard file ({store.file_kind(mode)})")
+    raise InputError(f"{shard_id}: no such file (nor a shard id, which is hexadecimal)")

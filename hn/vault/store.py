@@ -432,6 +432,12 @@ def _read(src: BinaryIO, source: Path) -> bytes:
         raise cannot(f"could not read {source}", exc) from exc
 
 
+def text_name(name: str) -> str:
+    """A file name as text the catalogue can hold: bytes of it that are not UTF-8 (which
+    Python keeps as lone surrogates, and no JSON document can carry) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass
 class Added:
     """One file of an add and the document it is in the vault."""
@@ -486,7 +492,7 @@ def add(
                     "id": digest,
                     "digest": digest,
                     "size": size,
-                    "name": path.name,
+                    "name": text_name(path.name),
                     "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
                     "published": publish,
                     "added_at": now,
@@ -518,14 +524,25 @@ def add_files(
     return [a.entry for a in add(home, keys, expand_inputs(paths).files, publish, progress)]
 
 
-def set_published(home: Home, keys: Any, ids: list[str], published: bool) -> list[dict[str, Any]]:
-    """Publish or unpublish documents (ids or prefixes; one naming the same document twice counts once)."""
+def set_published(
+    home: Home, keys: Any, ids: list[str], published: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Publish or unpublish documents (ids or prefixes; one naming the same document twice
+    counts once): their catalogue entries after it, and the ids of those that changed.
+
+    Only a change is recorded. A document that is already so is left alone: unpublishing
+    one that was never published would otherwise put its id in the index as a tombstone,
+    telling every peer that this vault holds that content.
+    """
     catalog = load_catalog(home)
-    entries = list({e["id"]: e for e in (resolve_id(catalog, i, "doc") for i in ids)}.values())
+    wanted = list(dict.fromkeys(resolve_id(catalog, i, "doc")["id"] for i in ids))
     with home.lock():
-        home.append_event(keys, "doc.publish" if published else "doc.unpublish", {"ids": [e["id"] for e in entries]})
         catalog = load_catalog(home, persist=True)
-    return [catalog.entries[e["id"]] for e in entries]
+        changed = [i for i in wanted if bool(catalog.entries[i].get("published")) != published]
+        if changed:
+            home.append_event(keys, "doc.publish" if published else "doc.unpublish", {"ids": changed})
+            catalog = load_catalog(home, persist=True)
+    return [catalog.entries[i] for i in wanted], changed
 
 
 def read_object(home: Home, entry: dict[str, Any]) -> Path:

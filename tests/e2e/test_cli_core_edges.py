@@ -4,12 +4,13 @@ one clear `error:` line and nothing changed, or a sound result."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import hn_env, run_hn, run_json, tree_digest
+from tests.support import hn_env, introduced, run_hn, run_json, share_a_note, tree_digest
 
 
 def refused(home: Path, *args: str, input: str | None = None, expect: str = "") -> str:
@@ -102,6 +103,44 @@ def test_a_wrong_passphrase_with_the_identity_document_says_what_may_be_wrong(tm
     assert restored["did"] == did
 
 
+def test_a_file_name_that_is_not_utf8_is_added(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name\n")  # a name from an old disk
+    (folder / "plain.txt").write_bytes(b"plain\n")
+    added = run_json(home, "doc", "add", str(folder))
+    assert sorted(a["name"] for a in added["added"]) == ["caf\ufffd.txt", "plain.txt"]
+    assert sorted(d["name"] for d in run_json(home, "doc", "list")["artefacts"]) == ["caf\ufffd.txt", "plain.txt"]
+    # The human output names the file as it is (its bytes) and ends well.
+    shown = subprocess.run([sys.executable, "-m", "hn", "doc", "add", str(folder)], capture_output=True,
+                           timeout=120, env=hn_env(home))
+    assert shown.returncode == 0 and b"caf\xe9.txt: same content as" in shown.stdout, shown
+    assert run_json(home, "vault", "verify")["ok"] is True
+
+
+def test_publishing_what_is_so_already_records_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    note = tmp_path / "private.txt"
+    note.write_text("never published\n")
+    doc = run_json(home, "doc", "add", str(note))["added"][0]["id"]
+    events = len(list((home / "events").iterdir()))
+    cursor = run_json(home, "vault", "status")["index"]["cursor"]
+    # Unpublishing a document never published would list its id in the index as a
+    # tombstone, telling peers this vault holds that content.
+    out = run_json(home, "doc", "unpublish", doc[:8])
+    assert out["changed"] == [] and out["artefacts"][0]["published"] is False
+    assert "0 document(s); 1 was unpublished already" in run_hn(home, "doc", "unpublish", doc).stdout
+    assert len(list((home / "events").iterdir())) == events
+    assert run_json(home, "vault", "status")["index"]["cursor"] == cursor
+    assert run_json(home, "doc", "publish", doc)["changed"] == [doc]
+    assert run_json(home, "doc", "publish", doc, doc[:10])["changed"] == []
+    assert run_json(home, "doc", "unpublish", doc)["changed"] == [doc]
+    assert run_json(home, "vault", "verify")["ok"] is True
+
+
 def test_id_export_takes_json(tmp_path: Path) -> None:
     home = tmp_path / "v"
     shown = run_json(home, "id", "create", "alice")
@@ -112,6 +151,23 @@ def test_id_export_takes_json(tmp_path: Path) -> None:
     assert wrote == {"out": str(out), "alias": "alice", "did": shown["did"], "keys": 1,
                      "identity_digest": shown["identity_digest"]}
     assert json.loads(out.read_text()) == doc
+
+
+def test_doc_open_says_what_is_not_a_shard_file(tmp_path: Path) -> None:
+    alice, bob, bob_did = introduced(tmp_path)
+    run_hn(alice, "id", "export", "--out", str(tmp_path / "alice.json"))
+    run_hn(bob, "id", "import", str(tmp_path / "alice.json"))
+    _doc, shard = share_a_note(alice, bob_did, tmp_path)
+    before = tree_digest(bob)
+    out = str(tmp_path / "out.txt")
+    refused(bob, "doc", "open", str(tmp_path), "--out", out, expect=f"{tmp_path}: not a shard file (a folder)")
+    refused(bob, "doc", "open", "/dev/null", "--out", out, expect="not a shard file (a character device)")
+    refused(bob, "doc", "open", str(tmp_path / "gone.shard"), "--out", out, expect="gone.shard: no such file")
+    assert run_hn(bob, "doc", "open", "", "--out", out, check=False).returncode == 2
+    assert tree_digest(bob) == before and not Path(out).exists()
+    # The shard file itself, and an id prefix of one mirrored, still open.
+    shard_file = alice / "shards" / shard[:2] / f"{shard}.shard"
+    assert run_json(bob, "doc", "open", str(shard_file), "--out", out)["id"] == shard
 
 
 def test_restore_takes_more_shares_than_needed_and_names_mixed_sets(tmp_path: Path) -> None:
