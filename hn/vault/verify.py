@@ -168,8 +168,9 @@ def verify_vault(home: Home) -> Report:
     def contacts() -> str:
         dids = identities.contact_dids(home)
         for did in dids:
-            path = identities.contact_path(home, did)
+            path = home.path("identities", "contacts", did.removeprefix("did:hn:") + ".json")
             with about(path):
+                identities.contact_path(home, did)  # a file whose name is no DID's is named
                 history = verify_identity(loads_strict(path.read_bytes()))
                 if history.did != did:
                     raise HnError(f"contact file {path.name} holds another DID")
@@ -184,6 +185,10 @@ def verify_vault(home: Home) -> Report:
                 signer = event.get("signer")
                 history = histories.get(signer) if isinstance(signer, str) else None
                 where = f"event {index} ({rel(path)})"
+                if path.name != f"{index:012d}.json":
+                    # Every command finds entry N by this name: one missing or renamed
+                    # stops them, even where the chain itself is whole.
+                    raise HnError(f"{where}: events/{index:012d}.json is missing; the log's next file is {path.name}")
                 if history is None:
                     raise HnError(f"{where}: signed by unknown identity {signer}")
                 try:
@@ -215,16 +220,28 @@ def verify_vault(home: Home) -> Report:
         if not catalog_holder:
             raise HnError(f"not checked: the catalogue ({'/'.join(CATALOG)}) could not be rebuilt from the event log")
         entries = catalog_holder[0].entries
+        problems: list[str] = []  # every damaged artefact is named, not only the first
         for entry in entries.values():
             path: Path = object_path(home, entry["digest"]) if entry["kind"] == "doc" else shard_path(home, entry["id"])
             if not path.exists():
                 if entry["kind"] == "shard" and entry.get("direction") == "in":
                     continue  # received shards may live only in the federation cache
-                raise HnError(f"{rel(path)}: artefact {entry['id']} is missing")
-            with about(path):
-                digest, size = hash_file(path)
+                problems.append(f"{rel(path)}: artefact {entry['id']} is missing")
+                continue
+            try:
+                with about(path):
+                    digest, size = hash_file(path)
+            except DiskError:
+                raise
+            except HnError as exc:
+                problems.append(exc.message)
+                continue
             if digest != entry["digest"] or size != entry["size"]:
-                raise HnError(f"{rel(path)}: artefact {entry['id']} does not match its digest (damaged)")
+                problems.append(f"{rel(path)}: artefact {entry['id']} does not match its digest (damaged)")
+        if len(problems) == 1:
+            raise HnError(problems[0])
+        if problems:
+            raise HnError(f"{len(problems)} of {len(entries)} artefacts failed: " + "; ".join(problems))
         return f"{len(entries)} artefact digests recomputed"
 
     def presence() -> str:

@@ -141,6 +141,51 @@ def test_publishing_what_is_so_already_records_nothing(tmp_path: Path) -> None:
     assert run_json(home, "vault", "verify")["ok"] is True
 
 
+def test_verify_fails_on_a_missing_or_renamed_event_file(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    note = tmp_path / "n.txt"
+    note.write_text("n\n")
+    run_json(home, "doc", "add", str(note))
+    files = sorted((home / "events").iterdir())
+    last = files[-1]
+    # The chain is whole, but no command finds the entry under its new name.
+    moved = last.with_name(f"{len(files) + 2:012d}.json")
+    last.rename(moved)
+    assert "does not match its name" in refused(home, "vault", "status")
+    proc = run_hn(home, "vault", "verify", "--json", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False
+    [failed] = report["failed"]
+    assert failed["check"] == "event_log" and f"events/{last.name} is missing" in failed["detail"]
+    moved.rename(last)
+    assert run_json(home, "vault", "verify")["ok"] is True
+
+
+def test_verify_names_every_damaged_artefact_and_a_stray_contact_file(tmp_path: Path) -> None:
+    alice, _bob, bob_did = introduced(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (docs / name).write_text(f"{name}\n")
+    added = run_json(alice, "doc", "add", str(docs))["added"]
+    objects = {a["name"]: alice / "personal" / "objects" / a["id"][:2] / a["id"] for a in added}
+    with open(objects["a.txt"], "ab") as handle:
+        handle.write(b"x")
+    objects["c.txt"].unlink()
+    (alice / "identities" / "contacts" / "notes.json").write_text("{}")
+    proc = run_hn(alice, "vault", "verify", "--json", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    failed = {c["check"]: c["detail"] for c in json.loads(proc.stdout)["failed"]}
+    assert set(failed) == {"artefacts", "contacts"}
+    assert failed["artefacts"].startswith("2 of 3 artefacts failed")
+    assert f"{objects['a.txt'].relative_to(alice)}: artefact" in failed["artefacts"]
+    assert "does not match its digest" in failed["artefacts"] and "is missing" in failed["artefacts"]
+    assert failed["contacts"].startswith("identities/contacts/notes.json: ")
+    assert bob_did  # the real contact beside it verified
+
+
 def test_id_export_takes_json(tmp_path: Path) -> None:
     home = tmp_path / "v"
     shown = run_json(home, "id", "create", "alice")
