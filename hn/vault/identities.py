@@ -111,6 +111,7 @@ def _save(home: Home, alias: str, keys: IdentityKeys, doc: dict[str, Any]) -> No
 
 
 def load(home: Home, alias: str | None = None) -> Identity:
+    named = alias is not None
     if alias is None:
         alias = active_alias(home)
         if alias is None:
@@ -122,11 +123,17 @@ def load(home: Home, alias: str | None = None) -> Identity:
     if not (folder / "identity.json").exists():
         if not own_aliases(home):
             raise NoIdentity()
+        if not named:  # the user typed no alias: say where this one comes from
+            raise NotFound(f"the active identity {alias!r} (config/vault.toml) is not in this vault: "
+                           "choose one with `hn id use ALIAS` (see `hn id list`)")
         raise NotFound(f"no identity with alias {alias!r} (see `hn id list`)")
     try:
         doc = loads_canonical((folder / "identity.json").read_bytes())
         history = verify_identity(doc)
-    except (OSError, MalformedDocument, VerificationError) as exc:
+    except OSError as exc:
+        raise KeyFileError(f"identity file of {alias!r} cannot be read ({folder / 'identity.json'}): "
+                           f"{exc.strerror or exc}") from exc
+    except (MalformedDocument, VerificationError) as exc:
         raise KeyFileError(f"identity file of {alias!r} is unreadable or tampered: {exc}") from exc
     try:
         raw = loads_canonical((folder / "secret.json").read_bytes())
@@ -138,7 +145,10 @@ def load(home: Home, alias: str | None = None) -> Identity:
         key_seq = raw.get("key_seq")
         if not isinstance(key_seq, int) or isinstance(key_seq, bool):
             raise MalformedDocument("key_seq missing")
-    except (OSError, MalformedDocument) as exc:
+    except OSError as exc:
+        raise KeyFileError(f"key file of {alias!r} cannot be read ({folder / 'secret.json'}): "
+                           f"{exc.strerror or exc}") from exc
+    except MalformedDocument as exc:
         raise KeyFileError(f"key file of {alias!r} is unreadable or tampered: {exc}") from exc
     # The identity document is the commit point of a rotation: its newest key wins.
     keys = IdentityKeys(secret, history.current.seq)

@@ -225,3 +225,20 @@ def test_restore_takes_more_shares_than_needed_and_names_mixed_sets(tmp_path: Pa
             expect="not all of one split")
     refused(tmp_path / "c", "id", "recovery", "restore", input=first[0], expect="could not recover")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_missing_active_identity_or_key_file_is_named(tmp_path: Path) -> None:
+    home = tmp_path / "v"
+    run_json(home, "id", "create", "alice")
+    run_json(home, "id", "create", "work")
+    (home / "config" / "vault.toml").write_text('active = "gone"\n')  # a hand edit, or a folder removed
+    before = tree_digest(home)
+    for args in (("id", "show"), ("vault", "status", "--json"), ("id", "rotate")):
+        line = refused(home, *args, expect="the active identity 'gone' (config/vault.toml) is not in this vault")
+        assert "hn id use ALIAS" in line
+    assert tree_digest(home) == before
+    assert run_json(home, "id", "use", "work")["alias"] == "work"
+    secret = home / "identities" / "own" / "work" / "secret.json"
+    secret.rename(secret.with_name("secret.json.bak"))
+    line = refused(home, "id", "show", expect="key file of 'work' cannot be read")
+    assert line.endswith(f"({secret}): No such file or directory")
