@@ -13,7 +13,7 @@ import typer
 
 from hn import __version__
 from hn.cli.context import STATE
-from hn.errors import HnError, os_reason, storage_failure
+from hn.errors import HnError, UsageError, os_reason, storage_failure
 
 # Top-level command -> the modules that provide it. A module with a group name is added as
 # that sub-app; one without (None) registers itself (``register(root)``). `hn vault backup
@@ -42,11 +42,13 @@ def _version(value: bool) -> None:
 
 
 def root(
-    home: Optional[Path] = typer.Option(None, "--home", help="Vault folder (default $HN_HOME or ~/.human-net)."),
+    home: Optional[str] = typer.Option(None, "--home", help="Vault folder (default $HN_HOME or ~/.human-net)."),
     log_json: bool = typer.Option(False, "--log-json", help="Structured JSON logs on stderr."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    STATE.home_dir = home
+    if home is not None and not home.strip():  # most often an unset variable: `--home "$DIR"`
+        raise UsageError("--home is empty: give the vault's folder (--home . for the current one)")
+    STATE.home_dir = Path(home) if home is not None else None
     STATE.log_json = log_json
 
 

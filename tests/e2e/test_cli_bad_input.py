@@ -117,3 +117,13 @@ def test_a_payload_given_for_a_header_names_the_header(tmp_path: Path) -> None:
         refused(home, "vault", "backup", *command, "--path", made["payload"],
                 expect=f"is a backup's payload; give its header, {header}, which sits beside it")
     assert not (tmp_path / "r").exists() and not (tmp_path / "x.tar.zst").exists()
+
+
+def test_an_empty_home_is_refused_not_taken_as_the_current_folder(tmp_path: Path) -> None:
+    # run_hn runs in home.parent, here tmp_path: an empty --home must not make a vault there.
+    home = tmp_path / "vault"
+    for args in (("id", "create", "alice"), ("id", "list", "--json")):
+        refused(home, "--home", "", *args, expect="--home is empty")
+        proc = run_hn(home, "--home", " ", *args, check=False)
+        assert proc.returncode == 2 and "--home is empty" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
