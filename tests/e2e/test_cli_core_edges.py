@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import hn_env, introduced, run_hn, run_json, share_a_note, tree_digest
+from tests.support import hn_env, introduced, run_hn, run_json, share_a_note, tree_digest, vault_with_notes
 
 
 def refused(home: Path, *args: str, input: str | None = None, expect: str = "") -> str:
@@ -121,11 +121,8 @@ def test_a_file_name_that_is_not_utf8_is_added(tmp_path: Path) -> None:
 
 
 def test_publishing_what_is_so_already_records_nothing(tmp_path: Path) -> None:
-    home = tmp_path / "v"
-    run_json(home, "id", "create", "alice")
-    note = tmp_path / "private.txt"
-    note.write_text("never published\n")
-    doc = run_json(home, "doc", "add", str(note))["added"][0]["id"]
+    home = vault_with_notes(tmp_path, 1)  # never published
+    doc = run_json(home, "doc", "list")["artefacts"][0]["id"]
     events = len(list((home / "events").iterdir()))
     cursor = run_json(home, "vault", "status")["index"]["cursor"]
     # Unpublishing a document never published would list its id in the index as a
@@ -142,11 +139,7 @@ def test_publishing_what_is_so_already_records_nothing(tmp_path: Path) -> None:
 
 
 def test_verify_fails_on_a_missing_or_renamed_event_file(tmp_path: Path) -> None:
-    home = tmp_path / "v"
-    run_json(home, "id", "create", "alice")
-    note = tmp_path / "n.txt"
-    note.write_text("n\n")
-    run_json(home, "doc", "add", str(note))
+    home = vault_with_notes(tmp_path, 1)
     files = sorted((home / "events").iterdir())
     last = files[-1]
     # The chain is whole, but no command finds the entry under its new name.
