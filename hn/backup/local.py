@@ -6,17 +6,19 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hn.backup import snapshot
 from hn.backup.create import HEADER_SUFFIX, PAYLOAD_SUFFIX, Result, payload_path_for
-from hn.errors import InputError, MalformedDocument, NotFound
+from hn.errors import InputError, MalformedDocument, NotFound, TooLarge
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
+from hn.vault.store import file_kind
 
 MAX_RECORDS = 10_000
 
@@ -98,10 +100,11 @@ def read_header_file(path: Path) -> dict[str, Any]:
     if path.name.endswith(PAYLOAD_SUFFIX):
         header = path.with_name(path.name[: -len(PAYLOAD_SUFFIX)] + HEADER_SUFFIX)
         raise InputError(f"{path} is a backup's payload; give its header, {header.name}, which sits beside it")
+    fd = _open_header(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+        raw = _read_capped(fd, path)
+    finally:
+        os.close(fd)
     try:
         return proto.parse_header(raw)
     except MalformedDocument as exc:
@@ -120,10 +123,7 @@ def holding_base(path: Path) -> Iterator[dict[str, Any]]:
     whose header is held, so a delta being made keeps its base until it is recorded (from
     then on prune keeps the base as part of the delta's chain).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+    fd = _open_header(path)
     try:
         # Without flock on this filesystem no prune can take the lock to skip it either.
         with contextlib.suppress(OSError):
@@ -137,11 +137,32 @@ def holding_base(path: Path) -> Iterator[dict[str, Any]]:
         if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
             raise NotFound(f"backup header {path} was removed (by `hn vault backup prune`?) as this delta began; "
                            "name another base, or make a full backup")
-        with os.fdopen(os.dup(fd), "rb") as file:
-            raw = file.read()
-        yield _parse_base(raw, path)
+        yield _parse_base(_read_capped(fd, path), path)
     finally:
         os.close(fd)
+
+
+def _open_header(path: Path) -> int:
+    # Non-blocking: a FIFO in a header's place is refused by _read_capped, not waited on.
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+
+
+def _read_capped(fd: int, path: Path) -> bytes:
+    """The header file open on ``fd``, if it is a regular file within the size a header may have."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path} is not a backup header: it is {file_kind(mode)}")
+    try:
+        with os.fdopen(os.dup(fd), "rb") as file:
+            raw = file.read(proto.MAX_HEADER + 1)
+    except OSError as exc:
+        raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
+    if len(raw) > proto.MAX_HEADER:
+        raise TooLarge(f"{path} is larger than {proto.MAX_HEADER} bytes, the most a backup header may hold")
+    return raw
 
 
 @contextlib.contextmanager

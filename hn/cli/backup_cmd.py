@@ -28,14 +28,16 @@ def register(app: typer.Typer) -> None:
 
 @contextlib.contextmanager
 def _bar(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """(advance, set_total) callbacks; a Rich bar on stderr unless --json."""
+    """(advance, set_total) callbacks; a Rich bar on stderr unless --json, or stderr is no
+    terminal (a log file or a pipe would only get an empty line from it)."""
     if quiet:
         yield (lambda n: None), (lambda n: None)
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=real(err_console), transient=True) as progress:
+    shown = real(err_console)
+    with Progress(*columns, console=shown, transient=True, disable=not shown.is_terminal) as progress:
         task = progress.add_task(label, total=None)
         yield (lambda n: progress.advance(task, n)), (lambda n: progress.update(task, total=n))
 

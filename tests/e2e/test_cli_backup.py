@@ -4,6 +4,7 @@ a delta, restore (verify-only and into a folder), decrypt for GNU tar, and damag
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hn.proto import backup as proto
 from tests.support import run_hn, run_json, vault_with_notes
 
 
@@ -161,3 +163,21 @@ def test_a_place_that_cannot_take_the_backup_or_the_restore_is_one_clear_error(v
         assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), \
             (args, proc.stderr)
     assert a_file.read_text() == "not a folder\n"
+
+
+def test_a_header_path_that_is_no_file_or_too_big_is_refused_without_waiting(vault: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opened for reading, it would wait for a writer that never comes
+    huge = tmp_path / "huge.backup.json"
+    with open(huge, "wb") as sparse:  # a sparse file: no disk is used
+        sparse.truncate(proto.MAX_HEADER + 1)
+    cases = [("/dev/zero", "is not a backup header: it is a character device"),
+             (str(tmp_path), "is not a backup header: it is a folder"),
+             (str(fifo), "is not a backup header: it is a FIFO"),
+             (str(huge), f"is larger than {proto.MAX_HEADER} bytes, the most a backup header may hold")]
+    for path, message in cases:
+        for args in (["verify", "--path", path], ["restore", "--path", path, "--into", str(tmp_path / "r")],
+                     ["decrypt", "--path", path, "--out", str(tmp_path / "x.tar.zst")]):
+            proc = run_hn(vault, "vault", "backup", *args, check=False, timeout=60)
+            assert proc.returncode == 1 and proc.stderr == f"error: {path} {message}\n", (args, proc.stderr)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.tar.zst").exists()
