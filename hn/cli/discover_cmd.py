@@ -18,6 +18,36 @@ JSON = typer.Option(False, "--json", help="Print one JSON document.")
 BOOTSTRAP = typer.Option(None, "--bootstrap", help="DHT bootstrap HOST:PORT (repeatable; overrides config/dht.toml).")
 
 
+def _hostport(value: str, option: str) -> tuple[str, int]:
+    """A HOST:PORT option, checked before any work: a malformed one is a usage error."""
+    from hn.dht import config as dht_config
+
+    try:
+        host, port = dht_config.parse_hostport(value, option)
+    except InputError as exc:
+        raise UsageError(exc.message) from None
+    if port == 0:
+        raise UsageError(f"{option} {value!r}: the port must be within 1..65535")
+    return host, port
+
+
+def _bootstrap_option(values: Optional[list[str]]) -> Optional[list[str]]:
+    for value in values or []:
+        _hostport(value, "--bootstrap")
+    return values
+
+
+def _dns_name_option(value: Optional[str]) -> Optional[str]:
+    from hn.dht import dns
+
+    if value is not None:
+        try:
+            dns.record_name(value)
+        except InputError as exc:
+            raise UsageError(f"--dns-name: {exc.message}") from None
+    return value
+
+
 def _show_publish(data: dict[str, Any]) -> None:
     if "dht" in data:
         d = data["dht"]
@@ -41,6 +71,8 @@ def publish(
     from hn.dht import control, service
     from hn.vault import identities
 
+    bootstrap = _bootstrap_option(bootstrap)
+    dns_name = _dns_name_option(dns_name)
     home = STATE.existing_home()
     want_dht = dht or not dns_txt
     me = identities.load(home)
@@ -49,9 +81,13 @@ def publish(
         data = asyncio.run(control.call(home, "/local/dht/publish",
                                         {"dht": True, "dns_txt": dns_txt, "dns_name": dns_name}))
     else:
-        if want_dht and not bootstrap and control.runs_without_dht(home) and not dht_config.bootstrap_list(home, None):
-            raise InputError("the node serving this vault runs without a DHT (--no-dht): restart it without "
-                             "--no-dht, or pass --bootstrap HOST:PORT to publish as a client")
+        if want_dht and not bootstrap and not dht_config.bootstrap_list(home, None):
+            if control.runs_without_dht(home):
+                raise InputError("the node serving this vault runs without a DHT (--no-dht): restart it without "
+                                 "--no-dht, or pass --bootstrap HOST:PORT to publish as a client")
+            raise InputError("no node is running for this vault and no DHT bootstrap peers are set: start "
+                             "`hn mcp serve`, or pass --bootstrap HOST:PORT (or set bootstrap in config/dht.toml) "
+                             "to publish as a client")
         data = {"via": "client"}
         if want_dht:
             data = asyncio.run(service.run_client_publish(home, me, bootstrap))
@@ -92,8 +128,20 @@ def resolve(
 
     if dht_only and dns_only:
         raise UsageError("--dht-only and --dns-only exclude each other")
-    service.check_did_arg(did)
+    try:
+        service.check_did_arg(did)
+    except InputError as exc:
+        raise UsageError(exc.message) from None
+    bootstrap = _bootstrap_option(bootstrap)
+    dns_name = _dns_name_option(dns_name)
+    if dns_server is not None:
+        _hostport(dns_server, "--dns-server")
     home = STATE.existing_home()  # a read: no vault is made for it
+    server = None
+    if dns_server is not None:
+        # A name (localhost, ns.example.org) is resolved here: the DNS client takes addresses only.
+        server = dht_config.resolve_addr(dns_server, "--dns-server")
+        dns_server = f"[{server[0]}]:{server[1]}" if ":" in server[0] else f"{server[0]}:{server[1]}"
     if dns_only and not dns_name:
         dns_name = dht_config.txt_name(home)
         if not dns_name:
@@ -101,7 +149,6 @@ def resolve(
     mode = "dht" if dht_only else "dns" if dns_only else "any"
     options: dict[str, Any] = {"mode": mode, "hint_only": hint_only, "cache_fallback": cache_fallback,
                                "dns_name": dns_name}
-    server = dht_config.parse_hostport(dns_server, "--dns-server") if dns_server else None
     if mode != "dns" and not bootstrap and control.running_node(home) is not None:
         data = asyncio.run(control.call(home, "/local/dht/resolve", {"did": did, **options, "dns_server": dns_server}))
     else:

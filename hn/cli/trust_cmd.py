@@ -11,7 +11,7 @@ import typer
 
 from hn.cli.context import STATE, warn
 from hn.cli.output import console, emit, out_file, table
-from hn.errors import InputError, UsageError, VerificationError
+from hn.errors import HnError, InputError, NotFound, UsageError, VerificationError
 from hn.proto import trust as proto
 from hn.proto.keys import is_did
 from hn.vault import atomic, identities
@@ -59,9 +59,12 @@ def link_derive(
     """Derive (or re-derive) my signed trust_link@1 to a person from evidence in the vault."""
     from hn.trust import links
 
+    ids = _evidence_ids(evidence)
+    if evidence is not None and not ids:
+        raise UsageError("--evidence is empty: name the evidence ids to cite, or leave --evidence out "
+                         "to cite all evidence found")
     home = STATE.home
     me = identities.load(home)
-    ids = _evidence_ids(evidence)
     stored = links.derive(home, me, to, ids or None, context=context, confidence=confidence, ttl=ttl)
     data = {**stored.view(), "link": stored.link}
     emit(data, as_json, lambda d: console.print(
@@ -175,7 +178,13 @@ def reputation_fetch(
             raise UsageError(exc.message) from None
     home = STATE.home
     me = identities.load(home)
-    base = url or roster.get(home, observer)["url"]
+    if url is None:
+        try:
+            url = str(roster.get(home, observer)["url"])
+        except NotFound as exc:
+            raise NotFound(f"{exc.message}: pass --url with their node's URL, or add them "
+                           "(`hn mcp federate add DID URL`)") from None
+    base = url
     doc = asyncio.run(remote.fetch_reputation(home, me, base, observer, target))
     emit(_rep_view(doc, None, []), as_json, _rep_human)
 
@@ -215,7 +224,9 @@ def graph(
     home = STATE.home
     me = identities.load(home)
     if fetch_first:
-        asyncio.run(remote.fetch_all(home, me))
+        for failed in (r for r in asyncio.run(remote.fetch_all(home, me)) if not r["ok"]):
+            warn(f"fetching the links of {failed['did']} failed, the graph shows what was fetched before: "
+                 f"{failed['error']}")
     data = trust_graph.build(home, me, include_expired)
     _say_refused(data["refused"], "left out of the graph")
     if fmt == "json":
@@ -248,25 +259,30 @@ def verify(path: Path = typer.Argument(..., help="A stored link file or a trust_
            as_json: bool = JSON) -> None:
     """Verify a trust_link@1 (with its evidence, when present) or reputation@1 against its signer."""
     from hn.proto.canonical import loads_strict
+    from hn.trust import links
 
     home = STATE.home
     try:
         raw = loads_strict(path.read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    except HnError as exc:
+        raise type(exc)(f"{path}: {exc.message}") from exc
     doc: Any = raw.get("link") if isinstance(raw, dict) and "link" in raw else raw
     if not isinstance(doc, dict):
         raise VerificationError(f"{path} is neither a trust_link@1 nor a reputation@1")
     kind = doc.get("type")
     if kind == proto.LINK_TYPE:
-        history = identities.require_history(home, str(doc.get("signer")))
+        proto.check_link(doc)  # its shape first: a missing signer is named as such
+        history = identities.require_history(home, doc["signer"])
         proto.verify_link(doc, history)
         if isinstance(raw, dict) and "evidence" in raw:
-            proto.verify_link_evidence(doc, raw["evidence"])
+            proto.verify_link_evidence(doc, links.evidence_list(raw["evidence"]))
         data = {"ok": True, "type": kind, "id": doc["id"], "from": doc["from"], "to": doc["to"],
                 "evidence_checked": isinstance(raw, dict) and "evidence" in raw}
     elif kind == proto.REPUTATION_TYPE:
-        proto.verify_reputation(doc, identities.require_history(home, str(doc.get("signer"))))
+        proto.check_reputation(doc)
+        proto.verify_reputation(doc, identities.require_history(home, doc["signer"]))
         data = {"ok": True, "type": kind, "observer": doc["observer"], "target": doc["target"], "seq": doc["seq"]}
     else:
         raise VerificationError(f"{path} is neither a trust_link@1 nor a reputation@1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -14,6 +16,9 @@ from hn.proto.presence import check_url
 
 PREFIX = "_hn."
 LIFETIME = 5.0
+# One label of a domain name, in its ASCII form: letters, digits, '-' (not at either end)
+# and '_' (as in "_hn" itself).
+LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
 @dataclass(frozen=True)
@@ -23,10 +28,17 @@ class TxtEntry:
 
 
 def record_name(name: str) -> str:
-    name = name.strip().rstrip(".")
-    if not name or " " in name:
-        raise InputError(f"not a DNS name: {name!r}")
-    return name if name.startswith(PREFIX) else PREFIX + name
+    """``_hn.<name>``, for a domain given bare or already with the prefix; anything that is
+    not a domain name (a URL, a path, an empty label, a label over 63 characters) is refused."""
+    base = name.strip()
+    base = (base[len(PREFIX):] if base.startswith(PREFIX) else base).rstrip(".")
+    try:
+        labels = base.encode("idna").decode("ascii").split(".") if base else []
+    except UnicodeError:
+        labels = []
+    if not labels or len(base) > 253 - len(PREFIX) or not all(LABEL_RE.match(label) for label in labels):
+        raise InputError(f"not a DNS name: {name!r} (give a domain such as example.org)")
+    return PREFIX + base
 
 
 def txt_record(name: str, did: str, url: str) -> dict[str, str]:
@@ -47,6 +59,11 @@ def parse_txt(text: str) -> TxtEntry | None:
 
 
 async def lookup_txt(name: str, server: tuple[str, int] | None = None) -> list[TxtEntry]:
+    if server is not None:
+        try:
+            ipaddress.ip_address(server[0])
+        except ValueError:
+            raise InputError(f"the DNS server must be given as an IP address, not {server[0]!r}") from None
     resolver = dns.asyncresolver.Resolver(configure=server is None)
     if server is not None:
         resolver.nameservers = [server[0]]

@@ -134,6 +134,13 @@ class LinkRefused(VerificationError):
                 "file": str(self.path.relative_to(home.root)) if self.path.is_relative_to(home.root) else str(self.path)}
 
 
+def evidence_list(value: Any) -> list[dict[str, Any]]:
+    """The evidence kept beside a link, as read from a file: a list of JSON objects, else refused."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise MalformedDocument("the evidence beside the link is not a list of JSON objects")
+    return value
+
+
 def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLink:
     """One stored link, verified, and where it must be: ``<to tail>/<id>.json``."""
     try:
@@ -141,7 +148,7 @@ def read_link_file(path: Path, history: Any, limit: int, now: float) -> StoredLi
             raise MalformedDocument("file too large")
         raw = loads_canonical(path.read_bytes(), max_bytes=MAX_FILE)
         doc = proto.verify_link(raw.get("link") if isinstance(raw, dict) else None, history)
-        evidence = proto.verify_link_evidence(doc, raw.get("evidence"))
+        evidence = proto.verify_link_evidence(doc, evidence_list(raw.get("evidence")))
         if path.stem != doc["id"] or path.parent.name != did_tail(doc["to"]):
             raise VerificationError("file name does not match the link id and target")
     except (HnError, OSError) as exc:
