@@ -209,7 +209,8 @@ def fetch(as_json: bool = JSON) -> None:
 @app.command("graph")
 def graph(
     fmt: str = typer.Option("json", "--format", help="json | dot | svg (svg needs Graphviz `dot`)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the picture to FILE instead of stdout."),
+    out_value: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                            help="Write the picture to FILE instead of stdout."),
     fetch_first: bool = typer.Option(False, "--fetch", help="Fetch friends' link headers first."),
     include_expired: bool = typer.Option(False, "--all", help="Include expired links (drawn grey)."),
     as_json: bool = JSON,
@@ -219,8 +220,8 @@ def graph(
     from hn.trust import remote
 
     trust_graph.check_format(fmt)
-    if out is not None:
-        out = out_file(str(out))  # a folder or an empty name: a usage error, before any work
+    # A folder or an empty name: a usage error, before any work.
+    out = out_file(out_value) if out_value is not None else None
     home = STATE.home
     me = identities.load(home)
     if fetch_first:

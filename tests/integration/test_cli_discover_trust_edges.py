@@ -173,3 +173,11 @@ def test_graph_fetch_says_which_friend_failed(harness: Harness) -> None:
     assert proc.stdout.startswith("digraph trust {")
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: fetching the links of {bob.did} failed"), proc.stderr
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_graph_to_an_empty_out_is_a_usage_error(vaults: dict[str, object], out: str) -> None:
+    alice = vaults["alice"]
+    assert isinstance(alice, Path)
+    proc = run_hn(alice, "trust", "graph", "--format", "dot", "--out", out, check=False)
+    assert one_error(proc, 2) == "error: --out is empty: give the path of a file to write"
