@@ -86,7 +86,11 @@ async def fetch_reputation(home: Home, me: Identity, url: str, observer: str, ta
         raise VerificationError(f"{full} answered a reputation about {doc['target']}")
     state = NodeState(home)
     try:
-        state.check_and_record_seq(observer, proto.REPUTATION_TYPE, doc["seq"], doc_digest(doc))
+        # One mark per observer and target: the observer numbers its documents across all
+        # targets, so its current one about this target may well be older than another
+        # target's already fetched (spec/reputation@1.md).
+        state.check_and_record_seq(observer, f"{proto.REPUTATION_TYPE}-{identities.did_tail(target)}",
+                                   doc["seq"], doc_digest(doc))
     finally:
         state.close()
     return doc

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support import introduced, run_hn, run_json, share_a_note
+from tests.support import ServedNode, free_port, introduced, run_hn, run_json, share_a_note
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -117,3 +118,44 @@ def test_tampered_link_file_refused_by_verify_and_list(vaults: dict[str, object]
     assert proc.returncode == 0 and f"trust link {link['id']}.json is refused" in proc.stderr
     assert [r["id"] for r in json.loads(proc.stdout)["refused"]] == [link["id"]]
     path.unlink()
+
+
+def test_reputations_about_two_targets_are_fetched_in_either_order_and_each_is_kept_from_rolling_back(
+        tmp_path: Path) -> None:
+    # bob observes; alice holds bob's identity and fetches from bob's node.
+    alice, bob, bob_did = introduced(tmp_path)
+    first, second = "did:hn:" + "a" * 32, "did:hn:" + "c" * 32
+    about_first = run_json(bob, "trust", "reputation", "compute", "--target", first)
+    about_second = run_json(bob, "trust", "reputation", "compute", "--target", second)
+    assert about_first["seq"] < about_second["seq"]  # one count for all of bob's reputations
+    old_first = Path(run_json(bob, "trust", "publish", "--target", first)["path"])
+    kept_old = old_first.read_bytes()
+    run_json(bob, "trust", "publish", "--target", second)
+    run_hn(bob, "policy", "set", "trust.exposure", "allow")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def fetch(target: str) -> subprocess.CompletedProcess[str]:
+        return run_hn(alice, "trust", "reputation", "fetch", "--from", bob_did, "--target", target, "--url", url,
+                      "--json", check=False)
+
+    node = ServedNode(bob, ["--listen", f"127.0.0.1:{port}", "--no-dht"])
+    try:
+        # The newer one first: bob's current reputation about the first target is older, and still his current.
+        assert json.loads(fetch(second).stdout)["seq"] == about_second["seq"]
+        assert json.loads(fetch(first).stdout)["seq"] == about_first["seq"]
+        # A new key makes bob sign a new reputation about the first target; once alice has it,
+        # the older one is refused, while the other target's stays acceptable.
+        run_hn(bob, "id", "rotate")
+        renewed = run_json(bob, "trust", "reputation", "compute", "--target", first)
+        assert renewed["seq"] > about_second["seq"]
+        run_json(bob, "trust", "publish", "--target", first)
+        run_hn(bob, "id", "export", "--out", str(tmp_path / "bob-rotated.json"))
+        run_hn(alice, "id", "import", str(tmp_path / "bob-rotated.json"))
+        assert json.loads(fetch(first).stdout)["seq"] == renewed["seq"]
+        old_first.write_bytes(kept_old)  # bob's node serves the old document again
+        rolled_back = fetch(first)
+        assert rolled_back.returncode == 1 and "older than" in rolled_back.stderr, rolled_back.stderr
+        assert json.loads(fetch(second).stdout)["seq"] == about_second["seq"]
+    finally:
+        node.stop()
