@@ -10,13 +10,14 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, say, table
-from hn.errors import UsageError
+from hn.errors import HnError, UsageError
 from hn.vault.home import Home
 
 app = typer.Typer(help="The node: serve, federate with friends, relay.", no_args_is_help=True)
 federate_app = typer.Typer(help="Federation with friends' nodes (index@2).", no_args_is_help=True)
 app.add_typer(federate_app, name="federate")
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
+NO_PEERS = "no federation peers yet (`hn mcp federate add DID URL`)"
 
 
 @app.command("serve")
@@ -32,13 +33,26 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="One JSON object per log line on stderr."),
 ) -> None:
     """Run this vault's node until SIGTERM/SIGINT; prints `MCP_READY {json}` once it accepts connections."""
+    from hn.dht import config as dht_config
+    from hn.errors import InputError
     from hn.federation.roster import check_node_url
     from hn.node import logs
     from hn.node import profile as node_profile
+    from hn.node.app import parse_hostport
     from hn.node.app import serve as run
 
-    if public_url is not None:
-        public_url = check_node_url(public_url, "--public-url")
+    try:  # an option value the node cannot use is a usage error, found before anything starts
+        if public_url is not None:
+            public_url = check_node_url(public_url, "--public-url")
+        if listen is not None:
+            parse_hostport(listen, "--listen")
+        if dht_listen is not None:
+            dht_config.parse_hostport(dht_listen, "--dht-listen")
+        for peer in bootstrap or []:  # a name that does not resolve now is the DHT's to retry; a typo is not
+            if dht_config.parse_hostport(peer, "--bootstrap")[1] == 0:
+                raise InputError(f"--bootstrap must be HOST:PORT with a port from 1 to 65535, not {peer!r}")
+    except InputError as exc:
+        raise UsageError(exc.message) from exc
     for option, value in (("--sync-interval", sync_interval), ("--relay-ttl", relay_ttl)):
         if value is not None and not _positive_seconds(value):
             raise UsageError(f"{option} must be a positive number of seconds, not {value}")
@@ -76,12 +90,13 @@ def _positive_seconds(value: Any) -> bool:
 
 def _check_profile_policies(home: Home) -> None:
     """The profile file's policy values apply to the vault whenever it exists (hn.vault.policy):
-    a node does not start with one it could not apply (say, a mistyped "friends")."""
+    a node does not start with one it could not apply (say, a mistyped "friends"), nor with
+    one config/policy.toml holds (the file edited by hand)."""
     from hn.errors import InputError
     from hn.trust import selectors
     from hn.vault import policy
 
-    problems = policy.profile_problems(home, selectors.validate)
+    problems = policy.profile_problems(home, selectors.validate) + policy.file_problems(home, selectors.validate)
     if problems:
         raise InputError("; ".join(problems))
 
@@ -130,10 +145,11 @@ def federate_list(as_json: bool = JSON) -> None:
     from hn.federation import service
 
     peers = service.listing(STATE.home)
+    _warn_unusable()
     emit({"peers": peers}, as_json, lambda d: table(
         None, ["did", "url", "health", "last sync", "cursor", "root", "error"],
         [[p["did"], p["url"], p["health"], p["last_sync"] or "-", p["cursor"], (p["root"] or "-")[:16],
-          p["last_error"] or ""] for p in d["peers"]]))
+          p["last_error"] or ""] for p in d["peers"]]) if d["peers"] else console.print(NO_PEERS))
 
 
 @federate_app.command("refresh")
@@ -144,13 +160,34 @@ def federate_refresh(mirror: bool = typer.Option(False, "--mirror", help="Also d
     from hn.federation import service
 
     results = asyncio.run(service.refresh(STATE.home, mirror=mirror, only=peer))
+    _warn_unusable()
     data = {"peers": results, "ok": all(r["ok"] for r in results)}
     emit(data, as_json, lambda d: table(
         None, ["did", "result", "source", "entries", "mirrored", "root"],
         [[r["did"], "ok" + (" (unchanged)" if r["not_modified"] else "") if r["ok"] else f"FAILED: {r['error']}",
-          r["source"] or "-", r["entries"], r["mirrored"], (r["root"] or "-")[:16]] for r in d["peers"]]))
+          r["source"] or "-", r["entries"], r["mirrored"], (r["root"] or "-")[:16]] for r in d["peers"]])
+         if d["peers"] else console.print(f"nothing to refresh: {NO_PEERS}"))
     if results and not data["ok"]:
-        raise typer.Exit(1)
+        raise HnError(failed_line("peer", "could not be refreshed", "did", results))
+
+
+def failed_line(what: str, verb: str, key: str, results: list[dict[str, Any]]) -> str:
+    """The `error:` line of a command whose report (on stdout) has failed rows: how many,
+    and the first one with its reason."""
+    failed = [r for r in results if not r["ok"]]
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{len(failed)} of {len(results)} {what}(s) {verb}: {first[key]}: {first['error']}{more}"
+
+
+def _warn_unusable() -> None:
+    """Roster entries edited by hand into something that is not a peer are named (they are
+    kept in the file, and neither listed nor synced)."""
+    from hn.cli.context import warn
+    from hn.federation import roster
+
+    for line in roster.unusable(STATE.home):
+        warn(f"{line}: left out (fix it, or `hn mcp federate add DID URL`)")
 
 
 def _optional_relay() -> None:

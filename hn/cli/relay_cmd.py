@@ -9,7 +9,7 @@ import typer
 
 from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
-from hn.errors import UsageError, VerificationError
+from hn.errors import HnError, UsageError, VerificationError
 from hn.proto import timefmt
 from hn.vault import identities
 
@@ -72,7 +72,9 @@ def push(to: Optional[str] = typer.Option(None, "--to", help="Only this relay DI
         [r["relay"], r["url"], f"ok, expires {r.get('expires_at')}" if r["ok"] else f"FAILED: {r['error']}"]
         for r in d["pushed"]]))
     if not data["ok"]:
-        raise typer.Exit(1)
+        from hn.cli.mcp_cmd import failed_line
+
+        raise HnError(failed_line("relay", "refused or could not be reached", "relay", results))
 
 
 @app.command("list")
@@ -83,7 +85,7 @@ def list_(as_json: bool = JSON) -> None:
 
     home = STATE.existing_home()
     now = timefmt.now()
-    mine = [{**r, "live": timefmt.parse(r["expires_at"]) > now} for r in roster.my_relays(home)]
+    mine = [{**r, "live": roster.expires(r) > now} for r in roster.my_relays(home)]
     relayed = []
     for record in RelayStore(home).live(now):
         info = record.summary()

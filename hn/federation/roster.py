@@ -34,7 +34,7 @@ def check_node_url(value: str, what: str) -> str:
     if len(value) > MAX_URL:
         raise InputError(f"{what}: longer than {MAX_URL} characters")
     if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise InputError(f"{what}: {value.strip()!r} contains whitespace or control characters")
+        raise InputError(f"{what}: {value!r} contains whitespace or control characters")
     scheme, sep, rest = value.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         raise InputError(f"{what}: only http and https URLs are allowed, not {value!r}")
@@ -93,16 +93,45 @@ def checked(did: str, url: str) -> str:
     return check_node_url(url, "peer URL")
 
 
+def unusable(home: Home) -> list[str]:
+    """The entries of the roster file that are not a peer (edited by hand: a DID mistyped, a
+    URL that is not text), one line each. They are kept in the file, and not used."""
+    raw = home.read_toml(FILE).get("peers", [])
+    if not isinstance(raw, list):
+        return [f"config/{FILE}: peers is not a list of [[peers]] tables"]
+    out = []
+    for number, peer in enumerate(raw, 1):
+        if not isinstance(peer, dict):
+            out.append(f"config/{FILE}: peer entry {number} is not a table")
+        elif not is_did(peer.get("did")):
+            out.append(f"config/{FILE}: peer entry {number} has did = {peer.get('did')!r}, not a did:hn DID")
+        elif not isinstance(peer.get("url"), str):
+            out.append(f"config/{FILE}: peer entry {number} ({peer['did']}) has no url text")
+    return out
+
+
+def _rewrite(home: Home, did: str, entry: dict[str, Any] | None) -> None:
+    """Replace (or, with no ``entry``, remove) peer ``did`` in the roster file, under the
+    vault lock, keeping every other entry and setting as the file has them, usable or not."""
+    with home.lock():
+        data = home.read_toml(FILE)
+        raw = data.get("peers", [])
+        if not isinstance(raw, list):
+            raise InputError(f"config/{FILE}: peers is not a list of [[peers]] tables; fix the file first")
+        rest = [p for p in raw if not (isinstance(p, dict) and p.get("did") == did)]
+        if entry is not None:
+            rest.append(entry)
+        data["peers"] = sorted(rest, key=lambda p: str(p.get("did")) if isinstance(p, dict) else "")
+        home.write_toml(FILE, data)
+
+
 def add(home: Home, did: str, url: str) -> dict[str, Any]:
     url = checked(did, url)
     entry = {"did": did, "url": url, "added_at": timefmt.now_iso()}
-    with home.lock():
-        rest = [p for p in peers(home) if p["did"] != did]
-        home.write_toml(FILE, {"peers": sorted(rest + [entry], key=lambda p: p["did"])})
+    _rewrite(home, did, entry)
     return entry
 
 
 def remove(home: Home, did: str) -> None:
     get(home, did)
-    with home.lock():
-        home.write_toml(FILE, {"peers": [p for p in peers(home) if p["did"] != did]})
+    _rewrite(home, did, None)

@@ -42,6 +42,11 @@ def relay_ttl(ctx: NodeContext) -> float:
     value = ctx.settings.get("relay_ttl")
     if value is None:
         value = policy.get(ctx.home, "relay.ttl")
+        try:  # config/policy.toml edited by hand while the node runs (it does not start with it)
+            policy.check_value("relay.ttl", value)
+        except HnError as exc:
+            value = policy.KNOWN["relay.ttl"][0]
+            log.warning("relay.ttl.unusable", extra={"hn": {"error": exc.message, "used": value}})
     return float(value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hn.errors import InputError, NotFound
+from hn.errors import InputError, MalformedDocument, NotFound
 from hn.federation.roster import check_node_url
 from hn.proto import timefmt
 from hn.proto.keys import is_did
@@ -75,5 +75,17 @@ def unregister(home: Home, me: Identity, relay_did: str) -> dict[str, Any]:
     return doc
 
 
+def expires(relay: dict[str, Any]) -> float:
+    """When a relay entry of config/node.toml expires; an entry edited by hand into
+    something else is named, with what to do about it."""
+    did, value = relay["did"], relay.get("expires_at")
+    try:
+        return timefmt.parse(value)
+    except MalformedDocument as exc:
+        raise InputError(f"config/node.toml: the relay entry of {did} has expires_at {value!r}, not a time of the "
+                         f"form YYYY-MM-DDTHH:MM:SSZ; register it again (hn mcp relay register {did} --url URL) "
+                         f"or remove it (hn mcp relay unregister {did})") from exc
+
+
 def live_relays(home: Home, now: float) -> list[dict[str, Any]]:
-    return [r for r in my_relays(home) if timefmt.parse(r["expires_at"]) > now]
+    return [r for r in my_relays(home) if expires(r) > now]

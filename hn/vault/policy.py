@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hn.errors import InputError
+from hn.proto import trust
 from hn.proto.keys import is_did
 from hn.vault.home import Home
 
@@ -31,15 +32,28 @@ KNOWN: dict[str, tuple[str, str]] = {
 
 CHOICES = {"federation.mode": ("public", "friends")}
 NUMBERS = ("relay.ttl", "trust.max_age", "backup.retention", "backup.quota_bytes")
+# The largest value of a number policy: what its reader takes (a trust link lives at most
+# hn.proto.trust.MAX_TTL), else what a signed 64-bit integer holds.
+MAXIMA = {"trust.max_age": trust.MAX_TTL}
+LARGEST = 2**63 - 1
 # Values of these may also be reputation selectors, checked by hn.trust.selectors.
 SELECTABLE = ("relay.accept", "backup.accept", "trust.exposure")
+# The policies read for one peer (the requester, the owner of a backup): only these take a
+# DID --target; the others are one value for every peer ('*' or the default).
+PER_PEER = ("relay.accept", "backup.accept", "trust.exposure", "backup.retention", "backup.quota_bytes")
 
 
 def check_value(name: str, value: str) -> str:
     if name in CHOICES and value not in CHOICES[name]:
         raise InputError(f"{name} takes one of: {', '.join(CHOICES[name])}")
-    if name in NUMBERS and not (value.isdigit() and int(value) > 0):
-        raise InputError(f"{name} takes a positive whole number")
+    if name in NUMBERS:
+        most = MAXIMA.get(name, LARGEST)
+        # ASCII digits only (str.isdigit also takes '²' and other scripts' digits), and no
+        # longer than the largest value before it is converted.
+        if not (value.isascii() and value.isdigit() and value.strip("0")):
+            raise InputError(f"{name} takes a positive whole number")
+        if len(value) > len(str(most)) or int(value) > most:
+            raise InputError(f"{name} takes a positive whole number, at most {most}")
     return value
 
 
@@ -49,9 +63,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def _check_target(target: str | None) -> str | None:
+def _check_target(name: str, target: str | None) -> str | None:
     if target is not None and target != "*" and not is_did(target):
         raise InputError(f"--target must be a did:hn DID or '*', not {target!r}")
+    if target not in (None, "*") and name not in PER_PEER:
+        raise InputError(f"{name} is one value for every peer: set it without --target "
+                         f"(per-peer values: {', '.join(sorted(PER_PEER))})")
     return target
 
 
@@ -63,7 +80,7 @@ def check(name: str, value: str, target: str | None = None) -> None:
     """Raise InputError unless policy ``name`` can take ``value`` for ``target``."""
     check_name(name)
     check_value(name, value)
-    _check_target(target)
+    _check_target(name, target)
 
 
 def set_policy(home: Home, name: str, value: str, target: str | None = None) -> dict[str, Any]:
@@ -153,6 +170,29 @@ def profile_problems(home: Home, check: Any = None) -> list[str]:
                 check(value)
         except InputError as exc:
             problems.append(f"[{section}] {key} = {value!r} (config/{PROFILE_FILE}): {exc.message}")
+    return problems
+
+
+def file_problems(home: Home, check: Any = None) -> list[str]:
+    """What the values of config/policy.toml (edited by hand, say) get wrong, one line each,
+    as ``profile_problems`` says it of the profile's (``check``: the same extra check)."""
+    problems = []
+    for name, entry in load(home).items():
+        if name not in KNOWN or not isinstance(entry, dict):
+            continue  # never read
+        targets = entry.get("targets")
+        values = [(None, entry["default"])] if "default" in entry else []
+        values += list(targets.items()) if isinstance(targets, dict) else []
+        for target, value in values:
+            where = f"{name}" + (f" for {target}" if target else "") + f" = {value!r} (config/{FILE})"
+            try:
+                if not isinstance(value, str):
+                    raise InputError(f"{name} takes text, as `hn policy set` writes it")
+                check_value(name, value)
+                if check is not None and name in SELECTABLE:
+                    check(value)
+            except InputError as exc:
+                problems.append(f"{where}: {exc.message}")
     return problems
 
 
