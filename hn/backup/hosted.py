@@ -57,6 +57,14 @@ class Limits:
                    pick("max_header", cls.max_header))
 
 
+def _whole(value: str | None) -> int | None:
+    """A policy's whole number, or None for a value `hn policy set` would have refused
+    (edited into the file by hand): other scripts' digits, or more digits than any quota."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 19:
+        return None
+    return int(value)
+
+
 class HostedStore:
     def __init__(self, home: Home, limits: Limits) -> None:
         self.home = home
@@ -66,13 +74,13 @@ class HostedStore:
     def quota(self, owner: str) -> int:
         """Policy backup.quota_bytes as the owner of this node set it (for ``owner`` or for
         everyone), else the node's configured quota."""
-        value = policy.explicit(self.home, "backup.quota_bytes", owner)
-        return int(value) if value is not None and value.isdigit() else self.limits.quota
+        value = _whole(policy.explicit(self.home, "backup.quota_bytes", owner))
+        return value if value is not None else self.limits.quota
 
     def keep_last(self, owner: str) -> int:
         """Policy backup.retention likewise, else the node's keep_last."""
-        value = policy.explicit(self.home, "backup.retention", owner)
-        return max(1, int(value)) if value is not None and value.isdigit() else self.limits.keep_last
+        value = _whole(policy.explicit(self.home, "backup.retention", owner))
+        return max(1, value) if value is not None else self.limits.keep_last
 
     def folder(self, owner: str) -> Path:
         return self.root / did_tail(owner)

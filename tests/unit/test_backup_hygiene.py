@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
-from hn.backup import client, create, restore, snapshot
+from hn.backup import client, create, hosted, restore, snapshot
 from hn.errors import DiskError, NetworkError
 from hn.vault.home import Home
 from hn.vault.identities import Identity
@@ -89,3 +89,14 @@ def test_a_sweep_takes_only_the_names_a_create_gives(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"12345")
     assert create.sweep_incoming(tmp_path) == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)
+
+
+@pytest.mark.parametrize("edited", ["\u00b2", "\u0663", "9" * 5000, "-5", "1e9", ""])
+def test_a_hosting_quota_or_retention_edited_by_hand_falls_back_to_the_node_s_own(home: Home, edited: str) -> None:
+    """What `hn policy set` refuses, written into config/policy.toml by hand, is no crash
+    (a 500 to the friend uploading): the node's configured limit applies."""
+    owner = "did:hn:" + "b" * 32
+    home.write_toml("policy.toml", {name: {"default": edited, "targets": {owner: edited}}
+                                    for name in ("backup.quota_bytes", "backup.retention")})
+    store = hosted.HostedStore(home, hosted.Limits(quota=123, keep_last=4))
+    assert store.quota(owner) == 123 and store.keep_last(owner) == 4
