@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, say, table
+from hn.cli.output import console, emit, failed_line, say, table
 from hn.errors import HnError, UsageError
 from hn.vault.home import Home
 
@@ -169,15 +169,6 @@ def federate_refresh(mirror: bool = typer.Option(False, "--mirror", help="Also d
          if d["peers"] else console.print(f"nothing to refresh: {NO_PEERS}"))
     if results and not data["ok"]:
         raise HnError(failed_line("peer", "could not be refreshed", "did", results))
-
-
-def failed_line(what: str, verb: str, key: str, results: list[dict[str, Any]]) -> str:
-    """The `error:` line of a command whose report (on stdout) has failed rows: how many,
-    and the first one with its reason."""
-    failed = [r for r in results if not r["ok"]]
-    first = failed[0]
-    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    return f"{len(failed)} of {len(results)} {what}(s) {verb}: {first[key]}: {first['error']}{more}"
 
 
 def _warn_unusable() -> None:

@@ -175,3 +175,12 @@ def out_file(value: str, *, force: bool | None = None, option: str = "--out") ->
     if force is False and os.path.lexists(path):
         raise InputError(f"{path} already exists: pass --force to replace it, or choose another {option}")
     return path
+
+
+def failed_line(what: str, verb: str, key: str, results: list[dict[str, Any]]) -> str:
+    """The `error:` line of a command whose report (on stdout) has failed rows: how many,
+    and the first one with its reason."""
+    failed = [r for r in results if not r["ok"]]
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{len(failed)} of {len(results)} {what}(s) {verb}: {first[key]}: {first['error']}{more}"

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hn.cli.context import STATE
-from hn.cli.output import console, emit, table
+from hn.cli.output import console, emit, failed_line, table
 from hn.errors import HnError, UsageError, VerificationError
 from hn.proto import timefmt
 from hn.vault import identities
@@ -72,8 +72,6 @@ def push(to: Optional[str] = typer.Option(None, "--to", help="Only this relay DI
         [r["relay"], r["url"], f"ok, expires {r.get('expires_at')}" if r["ok"] else f"FAILED: {r['error']}"]
         for r in d["pushed"]]))
     if not data["ok"]:
-        from hn.cli.mcp_cmd import failed_line
-
         raise HnError(failed_line("relay", "refused or could not be reached", "relay", results))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from hn.cli.context import STATE, warn
-from hn.cli.output import console, emit, out_file, table
+from hn.cli.output import console, emit, failed_line, out_file, table
 from hn.errors import HnError, InputError, NotFound, UsageError, VerificationError
 from hn.proto import trust as proto
 from hn.proto.keys import is_did
@@ -203,7 +203,7 @@ def fetch(as_json: bool = JSON) -> None:
         None, ["friend", "result", "links"],
         [[r["did"], "ok" if r["ok"] else f"FAILED: {r['error']}", r["links"]] for r in d["peers"]]))
     if not data["ok"]:
-        raise typer.Exit(1)
+        raise HnError(failed_line("friend", "could not be fetched", "did", results))
 
 
 @app.command("graph")

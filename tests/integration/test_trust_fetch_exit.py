@@ -33,5 +33,8 @@ async def test_trust_fetch_fails_when_a_friend_fails(world: dict[str, Person], t
     rows = {r["did"]: r for r in report["peers"]}
     assert rows[dave.me.did]["ok"] is False and rows[dave.me.did]["error"]
     assert rows[bob.me.did]["ok"] is True and rows[bob.me.did]["links"] == 1  # kept
+    # The report on stdout, and one line on stderr saying what failed.
+    assert failed.stderr == f"error: 1 of {len(rows)} friend(s) could not be fetched: {dave.me.did}: " \
+        f"{rows[dave.me.did]['error']}\n", failed.stderr
     human = await asyncio.to_thread(run_hn, home, "trust", "fetch", check=False)
     assert human.returncode == 1 and "FAILED" in human.stdout
