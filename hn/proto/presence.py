@@ -52,13 +52,18 @@ def check_presence(doc: Any) -> dict[str, Any]:
     if len(relays) > MAX_RELAYS:
         raise MalformedDocument(f"presence@2 lists more than {MAX_RELAYS} relays")
     for relay in relays:
-        if require(relay, "type", str, "relay@1") != RELAY_TYPE:
-            raise MalformedDocument("presence@2 relay entry is not relay@1")
-        if not is_did(require(relay, "did", str, "relay@1")):
-            raise MalformedDocument("relay@1 did is not a DID")
-        check_url(require(relay, "url", str, "relay@1"), "relay@1 url")
-        timefmt.parse(require(relay, "expires_at", str, "relay@1"), "relay@1 expires_at")
+        check_relay(relay)
     return doc
+
+
+def check_relay(relay: Any) -> None:
+    """One relay@1 entry of a presence: its type, DID, URL and expiry time."""
+    if not isinstance(relay, dict) or require(relay, "type", str, "relay@1") != RELAY_TYPE:
+        raise MalformedDocument("presence@2 relay entry is not relay@1")
+    if not is_did(require(relay, "did", str, "relay@1")):
+        raise MalformedDocument("relay@1 did is not a DID")
+    check_url(require(relay, "url", str, "relay@1"), "relay@1 url")
+    timefmt.parse(require(relay, "expires_at", str, "relay@1"), "relay@1 expires_at")
 
 
 def verify_presence(doc: Any, history: KeyHistory, *, now: float | None = None) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hn.errors import MalformedDocument
+from hn.errors import HnError, MalformedDocument
 from hn.proto import timefmt
 from hn.proto.canonical import b64e, canonical, doc_digest, loads_canonical
-from hn.proto.presence import PRESENCE_TYPE
+from hn.proto.presence import PRESENCE_TYPE, check_relay
 from hn.proto.signed import sign_document
 from hn.vault import atomic
 from hn.vault.home import Home
@@ -122,7 +122,10 @@ def _body(home: Home, me: Identity, index: dict[str, Any], url: str | None,
     if url is None:
         url = settings.get("public_url") or (current(home, me.did) or {}).get("url")
     if relays is None:
-        relays = settings.get("relays", [])
+        # An entry of config/node.toml edited by hand into something no peer would accept is
+        # left out, not signed into a presence every peer would refuse (`hn mcp relay list`
+        # names it).
+        relays = [r for r in settings.get("relays", []) if _usable_relay(r)]
     return {
         "type": PRESENCE_TYPE,
         "did": me.did,
@@ -132,6 +135,14 @@ def _body(home: Home, me: Identity, index: dict[str, Any], url: str | None,
         "identity_digest": doc_digest(me.doc),
         "relays": sorted(relays or [], key=lambda r: r["did"]),
     }
+
+
+def _usable_relay(relay: Any) -> bool:
+    try:
+        check_relay(relay)
+    except HnError:
+        return False
+    return True
 
 
 def _sign_if_changed(home: Home, me: Identity, body: dict[str, Any], force: bool,

@@ -127,3 +127,23 @@ def test_an_empty_home_is_refused_not_taken_as_the_current_folder(tmp_path: Path
         proc = run_hn(home, "--home", " ", *args, check=False)
         assert proc.returncode == 2 and "--home is empty" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_relay_entry_edited_into_nonsense_is_left_out_of_the_presence(tmp_path: Path) -> None:
+    from hn.proto.presence import check_presence
+    from hn.vault import presence
+    from hn.vault.home import Home
+
+    home = tmp_path / "vault"
+    me = run_json(home, "id", "create", "alice")
+    good = {"type": "relay@1", "did": "did:hn:" + "r" * 32, "url": "http://127.0.0.1:9/",
+            "expires_at": "2099-01-01T00:00:00Z"}
+    bad = [{**good, "did": "did:hn:" + "s" * 32, "expires_at": "soon"}, {**good, "did": "not-a-did"},
+           {**good, "did": "did:hn:" + "t" * 32, "url": "ftp://x"}]
+    Home(home).write_toml("node.toml", {"relays": [good, *bad]})
+    note = tmp_path / "n.md"
+    note.write_text("n\n")
+    run_json(home, "doc", "add", str(note), "--publish")  # signs a new presence
+    signed = presence.current(Home(home), me["did"])
+    assert signed is not None and signed["relays"] == [good]
+    check_presence(signed)  # what every peer checks: the bad entries would have failed it
