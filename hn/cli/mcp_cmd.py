@@ -56,7 +56,7 @@ def serve(
     for option, value in (("--sync-interval", sync_interval), ("--relay-ttl", relay_ttl)):
         if value is not None and not _positive_seconds(value):
             raise UsageError(f"{option} must be a positive number of seconds, not {value}")
-    home = STATE.home
+    home = STATE.existing_home()  # before anything is written into a folder that holds no vault
     settings: dict[str, Any] = {}
     if profile is not None:
         if profile != "federation":

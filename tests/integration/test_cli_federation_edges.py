@@ -134,3 +134,11 @@ def test_a_url_with_a_trailing_space_shows_it(two: tuple[Path, str]) -> None:  #
     alice, bob = two
     refused(alice, "mcp", "federate", "add", bob, "http://127.0.0.1:7733 ",
             expect="peer URL: 'http://127.0.0.1:7733 ' contains whitespace")
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "federation"]])
+def test_serve_where_there_is_no_vault_says_so_and_writes_nothing(tmp_path: Path, profile: list[str]) -> None:
+    home = tmp_path / "no-vault"
+    refused(home, "mcp", "serve", "--listen", f"127.0.0.1:{free_port()}", "--no-dht", *profile,
+            expect=f"no vault at {home}", code=1)
+    assert not home.exists()
