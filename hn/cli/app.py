@@ -11,6 +11,11 @@ from typing import Any, Optional
 
 import typer
 
+try:  # Typer 0.28 carries its own copy of Click; earlier releases use Click itself
+    from typer._click import exceptions as cli_errors
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as cli_errors  # type: ignore[no-redef]
+
 from hn import __version__
 from hn.cli.context import STATE
 from hn.errors import HnError, UsageError, os_reason, storage_failure
@@ -91,19 +96,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` ends in a Ctrl-C nobody reported: Typer turns a KeyboardInterrupt
-    into a silent exit 130 (SystemExit <- typer.Exit <- KeyboardInterrupt). A command that
-    says something itself about being interrupted raises its exit ``from None``."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        if isinstance(link, KeyboardInterrupt):
-            return True
-        seen.add(id(link))
-        link = link.__cause__ if link.__cause__ is not None else (
-            None if link.__suppress_context__ else link.__context__)
-    return False
+def _invoke(cli: typer.Typer) -> None:
+    """Run the command tree. Typer's own usage errors (an unknown option, a value of the
+    wrong type) become one `error:` line and exit 2, like hn's; Typer turns a Ctrl-C into
+    exit 130, which says "interrupted" unless the command said so itself."""
+    try:
+        code = cli(prog_name="hn", standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:  # `hn vault`: its help is shown already
+        sys.exit(exc.exit_code)
+    except cli_errors.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = exc.format_message().rstrip(".") + hint
+        raise (UsageError(message) if exc.exit_code == UsageError.exit_code else HnError(message)) from None
+    except typer.Abort:  # end of input at a prompt
+        raise KeyboardInterrupt from None
+    # Without standalone mode an exit code comes back as the result (typer.Exit); hn's
+    # commands return nothing else.
+    if type(code) is int and code:
+        if code == 130 and not STATE.interrupt_reported:
+            raise KeyboardInterrupt
+        sys.exit(code)
 
 
 def main() -> None:
@@ -113,18 +126,11 @@ def main() -> None:
     # (`hn mcp serve`) installs real handlers.
     logging.getLogger("hn").addHandler(logging.NullHandler())
     try:
-        # Standalone mode: Typer reports usage errors itself (exit 2) and turns
-        # typer.Exit into the exit code; every hn error reaches the handlers below.
         argv = sys.argv[1:]
         only = command_of(argv)
         if only is None and "--version" in argv:
             only = ""  # the eager --version answers before any command is needed
-        try:
-            build(only)(prog_name="hn")
-        except SystemExit as exc:
-            if exc.code == 130 and interrupted(exc):
-                raise KeyboardInterrupt from None
-            raise
+        _invoke(build(only))
     except HnError as exc:
         from hn.cli.output import safe  # a message may quote what a peer or a file said
 

@@ -81,6 +81,9 @@ def _finish_restore(home: Home) -> None:
 class State:
     home_dir: Path | None = None
     log_json: bool = False
+    # A command that stops on Ctrl-C after saying so itself (exit 130) sets this, so the
+    # entry point does not add its own "interrupted".
+    interrupt_reported: bool = False
 
     @property
     def home(self) -> Home:

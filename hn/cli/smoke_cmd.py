@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from hn.cli.context import STATE
 from hn.cli.output import console, emit, table
 from hn.errors import HnError
 
@@ -47,6 +48,7 @@ def m5(as_json: bool = typer.Option(False, "--json", help="Print one JSON docume
         report = scenario.run(show)
     except KeyboardInterrupt:
         print("interrupted: nodes stopped, temporary homes removed", file=sys.stderr)
+        STATE.interrupt_reported = True
         raise typer.Exit(130) from None
     emit(report, as_json, lambda d: table(
         f"hn smoke m5: {'PASS' if d['ok'] else 'FAIL'} in {d['seconds']:.1f} s",

@@ -6,6 +6,8 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
+
 from hn.proto.canonical import canonical
 from hn.proto.identity import build_identity, make_key_entry
 from hn.proto.keys import IdentityKeys
@@ -147,3 +149,22 @@ def test_a_relay_entry_edited_into_nonsense_is_left_out_of_the_presence(tmp_path
     signed = presence.current(Home(home), me["did"])
     assert signed is not None and signed["relays"] == [good]
     check_presence(signed)  # what every peer checks: the bad entries would have failed it
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (("mcp", "serve", "--relay-ttl", "abc"), "Invalid value for '--relay-ttl': 'abc' is not a valid int"),
+    (("vault", "backup", "create", "--bogus"), "No such option: --bogus"),
+    (("id", "create"), "Missing argument 'alias'"),
+    (("vault", "backup", "prune"), "Missing option '--keep'"),
+])
+def test_option_and_argument_mistakes_are_one_error_line(tmp_path: Path, args: tuple[str, ...], expect: str) -> None:
+    proc = run_hn(tmp_path / "vault", *args, check=False)
+    command = "hn " + " ".join(a for a in args if not a.startswith("-") and a != "abc")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"error: {expect}"), proc.stderr
+    assert proc.stderr.endswith(f" (see `{command} --help`)\n"), proc.stderr
+
+
+def test_a_group_without_its_command_still_shows_its_help(tmp_path: Path) -> None:
+    proc = run_hn(tmp_path / "vault", "vault", "backup", check=False)
+    assert proc.returncode == 2 and "Usage: hn vault backup" in proc.stdout and "prune" in proc.stdout
