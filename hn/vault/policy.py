@@ -162,14 +162,9 @@ def profile_problems(home: Home, check: Any = None) -> list[str]:
     profile = home.read_toml(PROFILE_FILE)
     for name, (section, key) in PROFILE_KEYS.items():
         value = _profile_value(profile, name)
-        if value is None:
-            continue
-        try:
-            check_value(name, value)
-            if check is not None and name in SELECTABLE:
-                check(value)
-        except InputError as exc:
-            problems.append(f"[{section}] {key} = {value!r} (config/{PROFILE_FILE}): {exc.message}")
+        problem = None if value is None else _problem(name, value, check)
+        if problem is not None:
+            problems.append(f"[{section}] {key} = {value!r} (config/{PROFILE_FILE}): {problem}")
     return problems
 
 
@@ -184,16 +179,24 @@ def file_problems(home: Home, check: Any = None) -> list[str]:
         values = [(None, entry["default"])] if "default" in entry else []
         values += list(targets.items()) if isinstance(targets, dict) else []
         for target, value in values:
-            where = f"{name}" + (f" for {target}" if target else "") + f" = {value!r} (config/{FILE})"
-            try:
-                if not isinstance(value, str):
-                    raise InputError(f"{name} takes text, as `hn policy set` writes it")
-                check_value(name, value)
-                if check is not None and name in SELECTABLE:
-                    check(value)
-            except InputError as exc:
-                problems.append(f"{where}: {exc.message}")
+            problem = _problem(name, value, check)
+            if problem is not None:
+                where = f"{name}" + (f" for {target}" if target else "") + f" = {value!r} (config/{FILE})"
+                problems.append(f"{where}: {problem}")
     return problems
+
+
+def _problem(name: str, value: Any, check: Any) -> str | None:
+    """Why ``value`` cannot be policy ``name``'s (None when it can)."""
+    try:
+        if not isinstance(value, str):
+            raise InputError(f"{name} takes text, as `hn policy set` writes it")
+        check_value(name, value)
+        if check is not None and name in SELECTABLE:
+            check(value)
+    except InputError as exc:
+        return exc.message
+    return None
 
 
 def explicit(home: Home, name: str, target: str | None = None) -> str | None:
