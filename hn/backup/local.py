@@ -152,16 +152,18 @@ def _open_header(path: Path) -> int:
 
 def _read_capped(fd: int, path: Path) -> bytes:
     """The header file open on ``fd``, if it is a regular file within the size a header may have."""
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path} is not a backup header: it is {file_kind(mode)}")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path} is not a backup header: it is {file_kind(st.st_mode)}")
+    if st.st_size > proto.MAX_HEADER:
+        raise TooLarge(f"{path} is larger than {proto.MAX_HEADER} bytes, the most a backup header may hold")
     try:
         with os.fdopen(os.dup(fd), "rb") as file:
-            raw = file.read(proto.MAX_HEADER + 1)
+            # As much as the file holds, never more than the cap (a read sized by the cap
+            # would allocate all of it first).
+            raw = file.read(st.st_size)
     except OSError as exc:
         raise NotFound(f"cannot read backup header {path}: {exc.strerror}") from exc
-    if len(raw) > proto.MAX_HEADER:
-        raise TooLarge(f"{path} is larger than {proto.MAX_HEADER} bytes, the most a backup header may hold")
     return raw
 
 
