@@ -39,7 +39,6 @@ _WARNINGS = _UserWarnings()
 # first thing it misses in it.
 STARTS_A_VAULT = frozenset({
     ("id", "create"), ("id", "import"), ("id", "recovery", "restore"), ("policy", "set"),
-    ("mcp", "serve"),
 })
 
 

@@ -11,10 +11,11 @@ bytes); any change gets the next seq, so receivers can refuse rollbacks and fork
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from hn.errors import HnError, NotFound, VaultCorrupt
+from hn.errors import HnError, NotFound, VaultCorrupt, os_reason
 from hn.proto import timefmt
 from hn.proto import trust as proto
 from hn.proto.canonical import canonical, loads_canonical
@@ -22,6 +23,8 @@ from hn.trust import links
 from hn.vault import atomic
 from hn.vault.home import Home
 from hn.vault.identities import Identity, did_tail
+
+log = logging.getLogger(__name__)
 
 UNSIGNED = ("seq", "issued_at", "signer", "key_seq", "signature")
 
@@ -39,12 +42,19 @@ def published_path(home: Home, alias: str, target: str) -> Path:
 
 
 def _read(path: Path, me: Identity) -> dict[str, Any] | None:
+    """The reputation last signed about a target; None when there is none, or when the
+    file no longer verifies: it is only the last result, and computing signs a new one
+    (above every seq stored), which replaces it."""
     if not path.exists():
         return None
     try:
         return proto.verify_reputation(loads_canonical(path.read_bytes()), me.history)
     except (HnError, OSError) as exc:
-        raise VaultCorrupt(f"stored reputation {path} is refused: {exc}") from exc
+        reason = exc.message if isinstance(exc, HnError) else os_reason(exc)
+        log.warning("trust.reputation.replaced", extra={"hn": {
+            "path": str(path), "error": reason,
+            "say": f"the stored reputation {path} does not verify ({reason}); a new one is signed in its place"}})
+        return None
 
 
 def _next_seq(home: Home, me: Identity) -> int:

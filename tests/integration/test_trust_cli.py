@@ -159,3 +159,17 @@ def test_reputations_about_two_targets_are_fetched_in_either_order_and_each_is_k
         assert json.loads(fetch(second).stdout)["seq"] == about_second["seq"]
     finally:
         node.stop()
+
+
+def test_a_damaged_stored_reputation_is_signed_anew_with_a_warning(tmp_path: Path) -> None:
+    alice, _, bob_did = introduced(tmp_path)
+    first = run_json(alice, "trust", "reputation", "compute", "--target", bob_did)
+    stored = next((alice / "trust" / "reputation").rglob(f"{bob_did[7:]}.json"))
+    stored.write_bytes(stored.read_bytes()[:-20])  # cut short: no longer valid JSON
+    again = run_hn(alice, "trust", "reputation", "compute", "--target", bob_did, "--json")
+    renewed = json.loads(again.stdout)
+    assert renewed["changed"] is True and renewed["seq"] > first["seq"]
+    assert again.stderr.startswith(f"warning: the stored reputation {stored} does not verify"), again.stderr
+    assert again.stderr.count("\n") == 1
+    checked = run_json(alice, "trust", "verify", str(stored))
+    assert checked["ok"] is True and checked["seq"] == renewed["seq"]
