@@ -9,6 +9,7 @@ failed).
 from __future__ import annotations
 
 import errno
+import stat
 
 
 class HnError(Exception):
@@ -135,6 +136,16 @@ def os_reason(exc: OSError) -> str:
     """One line for a failed system call: its reason, then the file it was about."""
     where = f" ({exc.filename})" if exc.filename else ""
     return f"{exc.strerror or exc}{where}"
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in the words of the messages."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def cannot(doing: str, exc: OSError) -> HnError:

@@ -13,12 +13,11 @@ from typing import Any
 
 from hn.backup import snapshot
 from hn.backup.create import HEADER_SUFFIX, PAYLOAD_SUFFIX, Result, payload_path_for
-from hn.errors import InputError, MalformedDocument, NotFound, TooLarge
+from hn.errors import InputError, MalformedDocument, NotFound, TooLarge, file_kind
 from hn.proto import backup as proto
 from hn.proto.canonical import canonical, loads_strict
 from hn.vault import atomic
 from hn.vault.home import Home
-from hn.vault.store import file_kind
 
 MAX_RECORDS = 10_000
 
@@ -173,7 +172,7 @@ def _claimed(header: Path) -> Iterator[bool]:
     True, with the header held exclusively until the block ends, so no delta takes it as
     its base meanwhile."""
     try:
-        fd = os.open(header, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(header, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # no waiting on a FIFO
     except OSError:
         yield True  # no header (or none to open): nobody holds it
         return

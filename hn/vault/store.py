@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, TypeGuard
 
 import blake3
 
-from hn.errors import DiskError, InputError, NotFound, VaultCorrupt, cannot, storage_failure
+from hn.errors import DiskError, InputError, NotFound, VaultCorrupt, cannot, file_kind, storage_failure
 from hn.proto import merkle, timefmt
 from hn.proto.canonical import canonical, is_hex_digest, loads_canonical
 from hn.vault import atomic, leftovers
@@ -291,16 +291,6 @@ class Skipped:
 class Inputs:
     files: list[Path]
     skipped: list[Skipped]
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in the words of the messages."""
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def expand_inputs(paths: Iterable[Path]) -> Inputs:
