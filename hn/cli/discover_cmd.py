@@ -23,12 +23,9 @@ def _hostport(value: str, option: str) -> tuple[str, int]:
     from hn.dht import config as dht_config
 
     try:
-        host, port = dht_config.parse_hostport(value, option)
+        return dht_config.parse_peer(value, option)
     except InputError as exc:
         raise UsageError(exc.message) from None
-    if port == 0:
-        raise UsageError(f"{option} {value!r}: the port must be within 1..65535")
-    return host, port
 
 
 def _bootstrap_option(values: Optional[list[str]]) -> Optional[list[str]]:

@@ -49,8 +49,7 @@ def serve(
         if dht_listen is not None:
             dht_config.parse_hostport(dht_listen, "--dht-listen")
         for peer in bootstrap or []:  # a name that does not resolve now is the DHT's to retry; a typo is not
-            if dht_config.parse_hostport(peer, "--bootstrap")[1] == 0:
-                raise InputError(f"--bootstrap must be HOST:PORT with a port from 1 to 65535, not {peer!r}")
+            dht_config.parse_peer(peer, "--bootstrap")
     except InputError as exc:
         raise UsageError(exc.message) from exc
     for option, value in (("--sync-interval", sync_interval), ("--relay-ttl", relay_ttl)):

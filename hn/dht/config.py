@@ -43,6 +43,14 @@ def parse_hostport(value: str, what: str = "address") -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def parse_peer(value: str, what: str = "address") -> tuple[str, int]:
+    """HOST:PORT of a peer to send to: port 0, which a listener may take, names no peer."""
+    host, port = parse_hostport(value, what)
+    if port == 0:
+        raise InputError(f"{what} must be HOST:PORT with a port from 1 to 65535, not {value!r}")
+    return host, port
+
+
 def resolve_addr(value: str, what: str = "bootstrap") -> tuple[str, int]:
     """HOST:PORT to (IP, port): kademlia only speaks to IP addresses, names are ours to resolve."""
     host, port = parse_hostport(value, what)
