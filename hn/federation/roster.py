@@ -67,12 +67,27 @@ def check_node_url(value: str, what: str) -> str:
 
 
 def peers(home: Home) -> list[dict[str, Any]]:
-    data = home.read_toml(FILE)
-    out = []
-    for peer in data.get("peers", []):
-        if isinstance(peer, dict) and is_did(peer.get("did")) and isinstance(peer.get("url"), str):
-            out.append(peer)
-    return sorted(out, key=lambda p: p["did"])
+    return _entries(home)[0]
+
+
+def _entries(home: Home) -> tuple[list[dict[str, Any]], list[str]]:
+    """The roster file's peers (sorted by DID), and one line for each entry that is not a
+    peer (edited by hand: a DID mistyped, a URL that is not text). Those are kept in the
+    file, and not used."""
+    raw = home.read_toml(FILE).get("peers", [])
+    if not isinstance(raw, list):
+        return [], [f"config/{FILE}: peers is not a list of [[peers]] tables"]
+    usable, problems = [], []
+    for number, peer in enumerate(raw, 1):
+        if not isinstance(peer, dict):
+            problems.append(f"config/{FILE}: peer entry {number} is not a table")
+        elif not is_did(peer.get("did")):
+            problems.append(f"config/{FILE}: peer entry {number} has did = {peer.get('did')!r}, not a did:hn DID")
+        elif not isinstance(peer.get("url"), str):
+            problems.append(f"config/{FILE}: peer entry {number} ({peer['did']}) has no url text")
+        else:
+            usable.append(peer)
+    return sorted(usable, key=lambda p: p["did"]), problems
 
 
 def is_friend(home: Home, did: str) -> bool:
@@ -94,20 +109,8 @@ def checked(did: str, url: str) -> str:
 
 
 def unusable(home: Home) -> list[str]:
-    """The entries of the roster file that are not a peer (edited by hand: a DID mistyped, a
-    URL that is not text), one line each. They are kept in the file, and not used."""
-    raw = home.read_toml(FILE).get("peers", [])
-    if not isinstance(raw, list):
-        return [f"config/{FILE}: peers is not a list of [[peers]] tables"]
-    out = []
-    for number, peer in enumerate(raw, 1):
-        if not isinstance(peer, dict):
-            out.append(f"config/{FILE}: peer entry {number} is not a table")
-        elif not is_did(peer.get("did")):
-            out.append(f"config/{FILE}: peer entry {number} has did = {peer.get('did')!r}, not a did:hn DID")
-        elif not isinstance(peer.get("url"), str):
-            out.append(f"config/{FILE}: peer entry {number} ({peer['did']}) has no url text")
-    return out
+    """The entries of the roster file that are not a peer, one line each (see _entries)."""
+    return _entries(home)[1]
 
 
 def _rewrite(home: Home, did: str, entry: dict[str, Any] | None) -> None:
