@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import string
 from pathlib import Path
@@ -157,8 +158,6 @@ def open_(shard_id: str = typer.Argument(..., help="Shard id (or prefix), or a p
 
 def _shard_source(home: Any, shard_id: str) -> Path:
     """The shard file SHARD_ID names: a path to one, or a shard id (hex) or a prefix of it."""
-    import os
-
     if not shard_id.strip():
         raise UsageError("SHARD_ID is empty: give a shard id, or the path of a shard file")
     try:
@@ -167,7 +166,7 @@ def _shard_source(home: Any, shard_id: str) -> Path:
         mode = None
     if mode is not None and stat.S_ISREG(mode):
         return Path(shard_id)
-    if shard_id.strip() and all(c in string.hexdigits for c in shard_id.strip()):
+    if all(c in string.hexdigits for c in shard_id.strip()):
         return shards.find_shard(home, shard_id)
     if mode is not None:
         raise InputError(f"{shard_id}: not a shard file ({store.file_kind(mode)})")

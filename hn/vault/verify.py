@@ -168,9 +168,10 @@ def verify_vault(home: Home) -> Report:
     def contacts() -> str:
         dids = identities.contact_dids(home)
         for did in dids:
+            # contact_dids reads DIDs off the file names: this is the file, named in any failure.
             path = home.path("identities", "contacts", did.removeprefix("did:hn:") + ".json")
             with about(path):
-                identities.contact_path(home, did)  # a file whose name is no DID's is named
+                identities.did_tail(did)  # refuses a file name that is no DID's
                 history = verify_identity(loads_strict(path.read_bytes()))
                 if history.did != did:
                     raise HnError(f"contact file {path.name} holds another DID")
